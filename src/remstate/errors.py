@@ -1,0 +1,218 @@
+"""The one exception tree of remstate.
+
+Every error that leaves remstate is one of these. The store backends translate
+their client's errors here, in one place each, chained with ``raise ... from``,
+so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
+
+    RemstateError
+    ├── StoreError                   the store refused or failed; carries .status
+    │   ├── NotFound                 404
+    │   │   └── StateNotFound        no state for this task
+    │   ├── AlreadyExists            409 AlreadyExists
+    │   ├── Conflict                 409 Conflict: stale resourceVersion or precondition
+    │   ├── Invalid                  422: too large, bad name, bad label, bad key
+    │   ├── Forbidden                403 (and 401 Unauthorized)
+    │   ├── Gone                     410: continue token or watch resourceVersion expired
+    │   └── Unavailable              5xx, 429, timeouts, refused connections: transient
+    ├── StateError                   the state itself is not usable
+    │   ├── CorruptState             a stored field cannot be read
+    │   └── UnsupportedSchemaVersion written by a newer remstate than this one
+    ├── InvalidInput                 the caller's input; nothing was written
+    ├── MaxIterationsReached         the counter is at its maximum; nothing was written
+    └── RetriesExhausted             conflicts or transient errors outlasted the policy
+
+The errors carry the server's Status as data (``.status``), never only a
+parsed message, so callers can branch on reason and details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "AlreadyExists",
+    "ApiStatus",
+    "Conflict",
+    "CorruptState",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "InvalidInput",
+    "MaxIterationsReached",
+    "NotFound",
+    "RemstateError",
+    "RetriesExhausted",
+    "StateError",
+    "StateNotFound",
+    "StoreError",
+    "Unavailable",
+    "UnsupportedSchemaVersion",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiStatus:
+    """A Kubernetes ``Status`` object (meta/v1), as the server sent it.
+
+    The embedded store builds the same shape for the same failures, so callers
+    never need to know which backend they talk to.
+    """
+
+    code: int
+    reason: str
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any], *, default_code: int = 0) -> ApiStatus:
+        """Build from a decoded ``Status`` body; tolerant of missing fields."""
+        details = body.get("details")
+        return cls(
+            code=int(body.get("code") or default_code),
+            reason=str(body.get("reason") or ""),
+            message=str(body.get("message") or ""),
+            details=dict(details) if isinstance(details, Mapping) else {},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``Status`` body, as the API server would send it."""
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "details": dict(self.details),
+        }
+
+
+class RemstateError(Exception):
+    """Base class of every error remstate raises."""
+
+
+class StoreError(RemstateError):
+    """The store refused a request or failed to carry it out."""
+
+    #: The HTTP code the API server uses for this class of failure.
+    code: int = 500
+    #: The ``Status.reason`` the API server uses for this class of failure.
+    reason: str = "InternalError"
+
+    def __init__(self, message: str, *, status: ApiStatus | None = None) -> None:
+        super().__init__(message)
+        self.status = status or ApiStatus(code=self.code, reason=self.reason, message=message)
+
+    @property
+    def message(self) -> str:
+        return self.status.message or str(self)
+
+
+class NotFound(StoreError):
+    """The object does not exist."""
+
+    code = 404
+    reason = "NotFound"
+
+
+class AlreadyExists(StoreError):
+    """An object of that name exists already."""
+
+    code = 409
+    reason = "AlreadyExists"
+
+
+class Conflict(StoreError):
+    """The resourceVersion or a delete precondition did not match."""
+
+    code = 409
+    reason = "Conflict"
+
+
+class Invalid(StoreError):
+    """The object breaks a rule of the API: too large, a bad name, label or key."""
+
+    code = 422
+    reason = "Invalid"
+
+
+class Forbidden(StoreError):
+    """The caller may not do this (RBAC), or is not authenticated."""
+
+    code = 403
+    reason = "Forbidden"
+
+
+class Gone(StoreError):
+    """A continue token or watch resourceVersion is too old; start again."""
+
+    code = 410
+    reason = "Expired"
+
+
+class Unavailable(StoreError):
+    """A transient failure: 5xx, throttling, a timeout or a refused connection."""
+
+    code = 503
+    reason = "ServiceUnavailable"
+
+
+class StateError(RemstateError):
+    """The stored state cannot be used as it is."""
+
+
+class CorruptState(StateError):
+    """A stored field cannot be decoded. ``field`` names it."""
+
+    def __init__(self, message: str, *, task_id: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.task_id = task_id
+        self.field = field
+
+
+class UnsupportedSchemaVersion(StateError):
+    """The state was written by a newer remstate whose schema this one does not know."""
+
+    def __init__(self, found: int, supported: int) -> None:
+        super().__init__(
+            f"state has schema_version {found}, but this remstate reads only up to "
+            f"{supported}; upgrade remstate to read it"
+        )
+        self.found = found
+        self.supported = supported
+
+
+class StateNotFound(NotFound):
+    """There is no state for this task."""
+
+    def __init__(self, task_id: str, *, status: ApiStatus | None = None) -> None:
+        super().__init__(f"no state for task {task_id!r}", status=status)
+        self.task_id = task_id
+
+
+class InvalidInput(RemstateError, ValueError):
+    """The caller's input is not valid; nothing was written."""
+
+
+class MaxIterationsReached(RemstateError):
+    """The iteration counter is at its maximum; nothing was written."""
+
+    def __init__(self, task_id: str, iteration: int, max_iterations: int) -> None:
+        super().__init__(
+            f"task {task_id!r} is at iteration {iteration}, "
+            f"its maximum of {max_iterations}; nothing was written"
+        )
+        self.task_id = task_id
+        self.iteration = iteration
+        self.max_iterations = max_iterations
+
+
+class RetriesExhausted(RemstateError):
+    """Conflicts or transient failures went on longer than the retry policy allows."""
+
+    def __init__(self, message: str, *, attempts: int, last: BaseException | None = None):
+        super().__init__(message)
+        self.attempts = attempts
+        self.last = last

@@ -1,0 +1,170 @@
+"""The Store contract: a small, faithful subset of the Kubernetes object API.
+
+Both backends (ConfigMaps through the API server, and the embedded SQLite
+store) implement exactly this, with the same errors for the same failures.
+The manager is written once against it and never asks which backend it has.
+
+Semantics follow the API server:
+
+- ``resource_version`` is opaque. ``replace`` sends the version it read; a
+  stale one raises ``Conflict``. ``create`` ignores it.
+- ``delete`` may carry preconditions on uid and resourceVersion; a mismatch
+  raises ``Conflict`` and deletes nothing.
+- ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
+  first page's resourceVersion is kept across pages. ``metadata_only`` returns
+  objects whose ``data`` is ``None``: the data never crosses the wire.
+- ``watch`` yields ADDED, MODIFIED and DELETED events after a resourceVersion.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "ObjectList",
+    "OwnerReference",
+    "Store",
+    "StoredObject",
+    "WatchEvent",
+    "WatchEventType",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerReference:
+    """A metadata.ownerReferences entry; the garbage collector follows it."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool = False
+    block_owner_deletion: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object of the store: a ConfigMap's metadata and data.
+
+    ``data`` is ``None`` only on objects from a metadata-only list or watch.
+    On ``create`` and ``replace``, the server-set fields (uid, creation time)
+    are ignored; ``resource_version`` is the expected version on ``replace``.
+    """
+
+    name: str
+    data: Mapping[str, str] | None = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+    uid: str = ""
+    creation_timestamp: datetime | None = None
+    owner_references: tuple[OwnerReference, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectList:
+    """One page of a list. ``continue_token`` is ``None`` on the last page."""
+
+    items: list[StoredObject]
+    resource_version: str
+    continue_token: str | None = None
+    #: The server's estimate of items left after this page, when it gives one.
+    remaining_item_count: int | None = None
+
+
+class WatchEventType(enum.StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: WatchEventType
+    object: StoredObject
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The operations every backend provides, in one namespace."""
+
+    @property
+    def namespace(self) -> str:
+        """The namespace the store works in."""
+        ...
+
+    def get(self, name: str) -> StoredObject:
+        """Return the object.
+
+        Raises:
+            NotFound: there is no such object.
+        """
+        ...
+
+    def create(self, obj: StoredObject) -> StoredObject:
+        """Create the object and return it as stored, with its new resourceVersion.
+
+        Raises:
+            AlreadyExists: the name is taken.
+            Invalid: the name, labels, annotations, keys or size break the API's rules.
+        """
+        ...
+
+    def replace(self, obj: StoredObject) -> StoredObject:
+        """Replace the object if it is still at ``obj.resource_version``.
+
+        Raises:
+            Conflict: the object changed since that version.
+            NotFound: the object is gone.
+            Invalid: as for ``create``.
+        """
+        ...
+
+    def delete(
+        self, name: str, *, uid: str | None = None, resource_version: str | None = None
+    ) -> None:
+        """Delete the object, if it still has this uid and resourceVersion (when given).
+
+        Raises:
+            NotFound: there is no such object.
+            Conflict: a precondition did not hold; nothing was deleted.
+        """
+        ...
+
+    def list(
+        self,
+        *,
+        label_selector: str = "",
+        limit: int | None = None,
+        continue_token: str | None = None,
+        metadata_only: bool = False,
+    ) -> ObjectList:
+        """Return one page of the objects that match the label selector.
+
+        Raises:
+            Gone: the continue token has expired.
+            Invalid: the label selector cannot be parsed.
+        """
+        ...
+
+    def watch(
+        self,
+        *,
+        label_selector: str = "",
+        resource_version: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Yield changes after ``resource_version`` (or from now) until the timeout.
+
+        Raises:
+            Gone: the resourceVersion is too old to watch from.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. The store is not used afterwards."""
+        ...
