@@ -1,0 +1,409 @@
+"""The Store contract, run unchanged against both backends.
+
+The Kubernetes run goes against the real kube-apiserver of the session; the
+embedded run against a SQLite file. A difference between the two is a bug in
+the embedded store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from remstate.errors import (
+    AlreadyExists,
+    Conflict,
+    Invalid,
+    NotFound,
+    RemstateError,
+    StoreError,
+)
+from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
+from tests.backends import StoreSpec
+
+MiB = 1_048_576
+
+
+def cm(name: str, data: dict[str, str] | None = None, **labels: str) -> StoredObject:
+    return StoredObject(name=name, data=data if data is not None else {"k": "v"}, labels=labels)
+
+
+class TestCreateAndGet:
+    def test_create_then_get_returns_the_object(self, store: Store) -> None:
+        """A created object reads back with its data, labels, annotations and identity."""
+        created = store.create(
+            StoredObject(
+                name="task-1-state",
+                data={"iteration": "0", "json": '{"a": [1, 2]}', "unicode": "héllo ✓"},
+                labels={"app.kubernetes.io/managed-by": "remstate"},
+                annotations={"remstate.io/task-id": "Task 1/α"},
+            )
+        )
+        assert created.resource_version
+        assert created.uid
+        assert created.creation_timestamp is not None
+        assert created.creation_timestamp.tzinfo is not None
+
+        got = store.get("task-1-state")
+        assert got.data == {"iteration": "0", "json": '{"a": [1, 2]}', "unicode": "héllo ✓"}
+        assert got.labels == {"app.kubernetes.io/managed-by": "remstate"}
+        assert got.annotations == {"remstate.io/task-id": "Task 1/α"}
+        assert got.uid == created.uid
+        assert got.resource_version == created.resource_version
+
+    def test_get_missing_raises_not_found(self, store: Store) -> None:
+        """Getting a name that does not exist raises NotFound with the server's Status."""
+        with pytest.raises(NotFound) as caught:
+            store.get("no-such-object")
+        assert caught.value.status.code == 404
+        assert caught.value.status.reason == "NotFound"
+        assert "no-such-object" in caught.value.status.message
+
+    def test_create_taken_name_raises_already_exists(self, store: Store) -> None:
+        """Creating a name that is taken raises AlreadyExists and changes nothing."""
+        store.create(cm("taken", {"v": "first"}))
+        with pytest.raises(AlreadyExists) as caught:
+            store.create(cm("taken", {"v": "second"}))
+        assert caught.value.status.code == 409
+        assert caught.value.status.reason == "AlreadyExists"
+        assert store.get("taken").data == {"v": "first"}
+
+    def test_empty_data_round_trips(self, store: Store) -> None:
+        """An object with no data reads back with empty data, not None."""
+        store.create(StoredObject(name="empty", data={}))
+        assert store.get("empty").data == {}
+
+
+class TestReplace:
+    def test_replace_with_current_version_succeeds(self, store: Store) -> None:
+        """Replace at the current resourceVersion writes and returns a new version."""
+        first = store.create(cm("r", {"n": "1"}))
+        second = store.replace(
+            StoredObject(name="r", data={"n": "2"}, resource_version=first.resource_version)
+        )
+        assert second.resource_version != first.resource_version
+        assert second.uid == first.uid
+        assert store.get("r").data == {"n": "2"}
+
+    def test_replace_with_stale_version_raises_conflict(self, store: Store) -> None:
+        """Replace at a stale resourceVersion raises Conflict and writes nothing."""
+        first = store.create(cm("r", {"n": "1"}))
+        store.replace(
+            StoredObject(name="r", data={"n": "2"}, resource_version=first.resource_version)
+        )
+        with pytest.raises(Conflict) as caught:
+            store.replace(
+                StoredObject(name="r", data={"n": "3"}, resource_version=first.resource_version)
+            )
+        assert caught.value.status.code == 409
+        assert caught.value.status.reason == "Conflict"
+        assert store.get("r").data == {"n": "2"}
+
+    def test_replace_missing_object_raises_not_found(self, store: Store) -> None:
+        """Replace of an object that does not exist raises NotFound."""
+        first = store.create(cm("gone"))
+        store.delete("gone")
+        with pytest.raises(NotFound):
+            store.replace(
+                StoredObject(name="gone", data={"k": "v"}, resource_version=first.resource_version)
+            )
+
+    def test_resource_versions_increase_across_objects(self, store: Store) -> None:
+        """Every write gets a resourceVersion newer than any before it, on any object."""
+        a = store.create(cm("a"))
+        b = store.create(cm("b"))
+        a2 = store.replace(
+            StoredObject(name="a", data={"k": "2"}, resource_version=a.resource_version)
+        )
+        versions = [int(a.resource_version), int(b.resource_version), int(a2.resource_version)]
+        assert versions == sorted(versions)
+        assert len(set(versions)) == 3
+
+
+class TestDelete:
+    def test_delete_removes_the_object(self, store: Store) -> None:
+        """Delete removes the object; a second delete raises NotFound."""
+        store.create(cm("d"))
+        store.delete("d")
+        with pytest.raises(NotFound):
+            store.get("d")
+        with pytest.raises(NotFound):
+            store.delete("d")
+
+    def test_delete_with_matching_preconditions(self, store: Store) -> None:
+        """Delete with the current uid and resourceVersion removes the object."""
+        obj = store.create(cm("d"))
+        store.delete("d", uid=obj.uid, resource_version=obj.resource_version)
+        with pytest.raises(NotFound):
+            store.get("d")
+
+    def test_delete_with_stale_resource_version_raises_conflict(self, store: Store) -> None:
+        """A delete whose resourceVersion precondition is stale deletes nothing."""
+        obj = store.create(cm("d", {"n": "1"}))
+        store.replace(
+            StoredObject(name="d", data={"n": "2"}, resource_version=obj.resource_version)
+        )
+        with pytest.raises(Conflict) as caught:
+            store.delete("d", resource_version=obj.resource_version)
+        assert caught.value.status.code == 409
+        assert store.get("d").data == {"n": "2"}
+
+    def test_delete_with_other_uid_raises_conflict(self, store: Store) -> None:
+        """A delete whose uid precondition names an earlier incarnation deletes nothing."""
+        old = store.create(cm("d", {"gen": "1"}))
+        store.delete("d")
+        store.create(cm("d", {"gen": "2"}))
+        with pytest.raises(Conflict):
+            store.delete("d", uid=old.uid)
+        assert store.get("d").data == {"gen": "2"}
+
+
+class TestList:
+    def test_label_selectors(self, store: Store) -> None:
+        """Equality, inequality, set and existence selectors pick the right objects."""
+        store.create(cm("a", role="state", status="active"))
+        store.create(cm("b", role="state", status="failed"))
+        store.create(cm("c", role="segment"))
+        store.create(cm("d"))
+
+        def names(selector: str) -> list[str]:
+            return sorted(o.name for o in store.list(label_selector=selector).items)
+
+        assert names("") == ["a", "b", "c", "d"]
+        assert names("role=state") == ["a", "b"]
+        assert names("role==state,status=failed") == ["b"]
+        assert names("role!=state") == ["c", "d"]
+        assert names("status in (active,failed)") == ["a", "b"]
+        assert names("role,status notin (active)") == ["b", "c"]
+        assert names("!status") == ["c", "d"]
+        assert names("role=none") == []
+
+    def test_invalid_selector_raises_invalid(self, store: Store) -> None:
+        """A selector that cannot be parsed is refused with a client error."""
+        with pytest.raises(Invalid):
+            store.list(label_selector="role in (a")
+
+    def test_pagination_across_several_pages(self, store: Store) -> None:
+        """Pages of `limit` items cover every object exactly once, in name order."""
+        for i in range(23):
+            store.create(cm(f"obj-{i:02d}", sel="yes"))
+        store.create(cm("other", sel="no"))
+
+        seen: list[str] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            page = store.list(label_selector="sel=yes", limit=5, continue_token=token)
+            pages += 1
+            assert len(page.items) <= 5
+            seen.extend(o.name for o in page.items)
+            token = page.continue_token
+            if not token:
+                break
+        assert pages == 5
+        assert seen == [f"obj-{i:02d}" for i in range(23)]
+
+    def test_pagination_is_a_snapshot(self, store: Store) -> None:
+        """Objects created after the first page do not appear in later pages."""
+        for i in range(6):
+            store.create(cm(f"p-{i}"))
+        first = store.list(limit=3)
+        store.create(cm("p-9"))
+        assert first.continue_token
+        rest = store.list(limit=10, continue_token=first.continue_token)
+        names = [o.name for o in first.items + rest.items]
+        assert names == [f"p-{i}" for i in range(6)]
+
+    def test_metadata_only_list_transfers_no_data(self, store: Store) -> None:
+        """A metadata-only list returns names, labels and versions but no data at all."""
+        big = "x" * 200_000
+        created = store.create(
+            StoredObject(name="m", data={"blob": big}, labels={"k": "v"}, annotations={"a": "b"})
+        )
+        page = store.list(label_selector="k=v", metadata_only=True)
+        [item] = page.items
+        assert item.data is None
+        assert item.name == "m"
+        assert item.labels == {"k": "v"}
+        assert item.annotations == {"a": "b"}
+        assert item.resource_version == created.resource_version
+        assert item.uid == created.uid
+        full = store.list(label_selector="k=v")
+        assert full.items[0].data == {"blob": big}
+
+
+class TestLimits:
+    def test_one_mebibyte_of_data_is_accepted(self, store: Store) -> None:
+        """Exactly 1 MiB of data values (keys not counted) is accepted."""
+        data = {"a": "x" * (MiB // 2), "b": "y" * (MiB - MiB // 2)}
+        store.create(StoredObject(name="big", data=data))
+        assert store.get("big").data == data
+
+    def test_one_byte_over_the_limit_is_invalid(self, store: Store) -> None:
+        """One byte over 1 MiB is refused as Invalid, on create and on replace."""
+        with pytest.raises(Invalid) as caught:
+            store.create(StoredObject(name="big", data={"a": "x" * (MiB + 1)}))
+        assert caught.value.status.code == 422
+        with pytest.raises(NotFound):
+            store.get("big")
+
+        obj = store.create(StoredObject(name="big", data={"a": "x"}))
+        with pytest.raises(Invalid):
+            store.replace(
+                StoredObject(
+                    name="big",
+                    data={"a": "x" * MiB, "b": "y"},
+                    resource_version=obj.resource_version,
+                )
+            )
+        assert store.get("big").data == {"a": "x"}
+
+    def test_multibyte_characters_count_as_bytes(self, store: Store) -> None:
+        """The limit counts UTF-8 bytes, so 2-byte characters reach it at half the length."""
+        with pytest.raises(Invalid):
+            store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2 + 1)}))
+
+    @pytest.mark.parametrize(
+        "name",
+        ["", "UPPER", "under_score", "-leading", "trailing-", "a/b", "sp ace", "é", "a" * 254],
+    )
+    def test_invalid_names_are_rejected(self, store: Store, name: str) -> None:
+        """Names that are not DNS-1123 subdomains are refused as Invalid."""
+        with pytest.raises(Invalid):
+            store.create(StoredObject(name=name, data={"k": "v"}))
+
+    @pytest.mark.parametrize("name", ["a", "a.b-c", "0-9", "a" * 253])
+    def test_valid_names_are_accepted(self, store: Store, name: str) -> None:
+        """DNS-1123 subdomains of up to 253 characters are accepted."""
+        assert store.create(StoredObject(name=name, data={})).name == name
+
+    @pytest.mark.parametrize("key", ["bad/key", "bad key", "", "a" * 254])
+    def test_invalid_data_keys_are_rejected(self, store: Store, key: str) -> None:
+        """Data keys outside [-._a-zA-Z0-9]{1,253} are refused as Invalid."""
+        with pytest.raises(Invalid):
+            store.create(StoredObject(name="k", data={key: "v"}))
+
+    @pytest.mark.parametrize(
+        "labels",
+        [{"k": "x" * 64}, {"k": "bad value"}, {"bad key!": "v"}, {"k": "-x"}],
+    )
+    def test_invalid_labels_are_rejected(self, store: Store, labels: dict[str, str]) -> None:
+        """Label values over 63 characters or outside the label syntax are refused."""
+        with pytest.raises(Invalid):
+            store.create(StoredObject(name="l", data={}, labels=labels))
+
+    def test_label_value_of_63_characters_is_accepted(self, store: Store) -> None:
+        """A label value of exactly 63 characters is accepted."""
+        store.create(StoredObject(name="l", data={}, labels={"k": "x" * 63}))
+
+    def test_annotations_over_256_kib_are_rejected(self, store: Store) -> None:
+        """Annotations totalling more than 256 KiB are refused; exactly 256 KiB is accepted."""
+        limit = 256 * 1024
+        store.create(StoredObject(name="ok", data={}, annotations={"a": "x" * (limit - 1)}))
+        with pytest.raises(Invalid):
+            store.create(StoredObject(name="no", data={}, annotations={"a": "x" * limit}))
+
+
+class TestWatch:
+    def test_watch_sees_create_update_and_delete(self, store: Store) -> None:
+        """A watch from a resourceVersion yields ADDED, MODIFIED and DELETED in order."""
+        start = store.list(limit=1).resource_version
+        obj = store.create(cm("w", {"n": "1"}, watched="yes"))
+        store.create(cm("unwatched", {"n": "1"}))
+        obj = store.replace(
+            StoredObject(
+                name="w",
+                data={"n": "2"},
+                labels={"watched": "yes"},
+                resource_version=obj.resource_version,
+            )
+        )
+        store.delete("w")
+
+        events: list[WatchEvent] = []
+        for event in store.watch(
+            label_selector="watched=yes", resource_version=start, timeout_seconds=10
+        ):
+            events.append(event)
+            if event.type is WatchEventType.DELETED:
+                break
+        assert [(e.type, e.object.name) for e in events] == [
+            (WatchEventType.ADDED, "w"),
+            (WatchEventType.MODIFIED, "w"),
+            (WatchEventType.DELETED, "w"),
+        ]
+        assert events[1].object.data == {"n": "2"}
+
+    def test_watch_from_now_sees_later_writes(self, store: Store) -> None:
+        """A watch with no resourceVersion sees writes made after it started."""
+
+        def writer() -> None:
+            time.sleep(0.5)
+            store.create(cm("later"))
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            got = next(iter(store.watch(timeout_seconds=15)))
+        finally:
+            thread.join()
+        assert (got.type, got.object.name) == (WatchEventType.ADDED, "later")
+
+
+def _cas_increments(spec: StoreSpec, name: str, count: int) -> int:
+    """In a child process: `count` compare-and-swap increments; returns conflicts seen."""
+    conflicts = 0
+    with spec.open() as store:
+        done = 0
+        while done < count:
+            current = store.get(name)
+            assert current.data is not None
+            value = int(current.data["n"])
+            try:
+                store.replace(
+                    StoredObject(
+                        name=name,
+                        data={"n": str(value + 1)},
+                        resource_version=current.resource_version,
+                    )
+                )
+            except Conflict:
+                conflicts += 1
+                continue
+            done += 1
+    return conflicts
+
+
+class TestConcurrency:
+    def test_eight_processes_of_fifty_cas_increments_make_four_hundred(
+        self, store: Store, store_spec: StoreSpec
+    ) -> None:
+        """8 real processes x 50 compare-and-swap increments of one key end at exactly 400."""
+        store.create(StoredObject(name="counter", data={"n": "0"}))
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(8) as pool:
+            conflicts = pool.starmap(_cas_increments, [(store_spec, "counter", 50)] * 8)
+        final = store.get("counter")
+        assert final.data == {"n": "400"}
+        # The processes really overlapped: some of them lost a race and retried.
+        assert sum(conflicts) > 0
+
+
+class TestErrors:
+    def test_every_error_is_ours_and_carries_a_status(self, store: Store) -> None:
+        """Failures raise our StoreError subclasses, each with a Status body."""
+        failures: list[tuple[type[StoreError], Callable[[], object]]] = [
+            (NotFound, lambda: store.get("missing")),
+            (Invalid, lambda: store.create(StoredObject(name="Bad_Name"))),
+            (NotFound, lambda: store.delete("missing")),
+        ]
+        for expected, call in failures:
+            with pytest.raises(expected) as caught:
+                call()
+            assert isinstance(caught.value, RemstateError)
+            assert caught.value.status.code >= 400
+            assert caught.value.status.message
