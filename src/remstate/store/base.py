@@ -13,7 +13,8 @@ Semantics follow the API server:
 - ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
   first page's resourceVersion is kept across pages. ``metadata_only`` returns
   objects whose ``data`` is ``None``: the data never crosses the wire.
-- ``watch`` yields ADDED, MODIFIED and DELETED events after a resourceVersion.
+- ``watch`` yields ADDED, MODIFIED and DELETED events after a resourceVersion;
+  with none, it first yields ADDED for every object that exists.
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ class Store(Protocol):
         resource_version: str | None = None,
         timeout_seconds: float | None = None,
     ) -> Iterator[WatchEvent]:
-        """Yield changes after ``resource_version`` (or from now) until the timeout.
+        """Yield changes after ``resource_version`` until the timeout.
+
+        With no ``resource_version`` it starts, as the API server does, with an
+        ADDED event for every object that matches now, then follows changes.
 
         Raises:
             Gone: the resourceVersion is too old to watch from.
