@@ -1,0 +1,625 @@
+"""The API server's validation of a ConfigMap, as pure functions.
+
+The embedded store must refuse exactly what kube-apiserver refuses, with the
+same Status. So this module follows the server's own code (Kubernetes 1.37:
+``pkg/apis/core/validation.ValidateConfigMap``, apimachinery's
+``ValidateObjectMeta``, ``util/validation`` and ``api/validate/content``)
+rule by rule, message by message, including its quirks:
+
+- the size error names the field ``[]`` (the server passes an empty path);
+- label keys and values say "bytes", names and data keys say "characters";
+- on update, the metadata checks run several times; like the server, ``invalid``
+  drops an error that repeats another, so each is reported once.
+
+Each ``is_*`` function returns the server's messages for one value (empty when
+valid). Each ``validate_*`` function returns ``FieldError`` s. ``invalid`` turns
+them into the ``Invalid`` error, with the Status the server sends (422).
+
+Go measures strings in UTF-8 bytes, and its regular expressions anchor at the
+very end of the text: Python's ``$`` would also accept a trailing newline, so
+every pattern here is used with ``fullmatch``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from remstate.errors import ApiStatus, Invalid
+from remstate.store.base import OwnerReference, StoredObject
+
+__all__ = [
+    "DNS1123_LABEL_MAX_LENGTH",
+    "DNS1123_SUBDOMAIN_MAX_LENGTH",
+    "LABEL_VALUE_MAX_LENGTH",
+    "MAX_CONFIGMAP_SIZE",
+    "TOTAL_ANNOTATION_SIZE_LIMIT",
+    "ErrorType",
+    "FieldError",
+    "data_size",
+    "go_quote",
+    "invalid",
+    "is_configmap_key",
+    "is_dns1123_label",
+    "is_dns1123_subdomain",
+    "is_label_value",
+    "is_qualified_name",
+    "raise_if_invalid",
+    "validate_annotations",
+    "validate_configmap",
+    "validate_configmap_update",
+    "validate_labels",
+    "validate_object",
+    "validate_object_meta",
+    "validate_owner_references",
+]
+
+#: core.MaxSecretSize: the values of data and binaryData together, in bytes.
+MAX_CONFIGMAP_SIZE = 1024 * 1024
+#: apimachinery's TotalAnnotationSizeLimitB: keys and values together, in bytes.
+TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+DNS1123_SUBDOMAIN_MAX_LENGTH = 253
+DNS1123_LABEL_MAX_LENGTH = 63
+LABEL_VALUE_MAX_LENGTH = 63
+_LABEL_KEY_NAME_MAX_LENGTH = 63
+
+# --- the server's patterns and messages, verbatim ---------------------------------------
+
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL_ERR = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character"
+)
+_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1123_SUBDOMAIN_ERR = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+    "'-' or '.', and must start and end with an alphanumeric character"
+)
+_CONFIGMAP_KEY_FMT = "[-._a-zA-Z0-9]+"
+_CONFIGMAP_KEY_ERR = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_KEY_ERR = (
+    "must consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
+_LABEL_VALUE_FMT = "(" + _LABEL_KEY_FMT + ")?"
+_LABEL_VALUE_ERR = (
+    "a valid label must be an empty string or consist of alphanumeric characters, "
+    "'-', '_' or '.', and must start and end with an alphanumeric character"
+)
+
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL_FMT)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
+_CONFIGMAP_KEY_RE = re.compile(_CONFIGMAP_KEY_FMT)
+_LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+
+
+def _byte_len(value: str) -> int:
+    # Go's len() counts UTF-8 bytes. A lone surrogate cannot be sent as UTF-8; the
+    # server would read U+FFFD (3 bytes) in its place, which surrogatepass also counts.
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def _max_len_characters(length: int) -> str:
+    # util/validation.MaxLenError
+    return f"must be no more than {length} characters"
+
+
+def _max_len_bytes(length: int) -> str:
+    # api/validate/content.MaxLenError
+    return f"must be no more than {length} bytes"
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    # util/validation.RegexError, including its doubled space before " or ".
+    if not examples:
+        return msg + " (regex used for validation is '" + fmt + "')"
+    msg += " (e.g. "
+    for i, example in enumerate(examples):
+        if i > 0:
+            msg += " or "
+        msg += "'" + example + "', "
+    return msg + "regex used for validation is '" + fmt + "')"
+
+
+# --- single values -------------------------------------------------------------------------
+
+
+def is_dns1123_subdomain(value: str) -> list[str]:
+    """The server's messages for a name that is not a DNS-1123 subdomain (``util/validation``)."""
+    errs = []
+    if _byte_len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
+        errs.append(_max_len_characters(DNS1123_SUBDOMAIN_MAX_LENGTH))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def _content_is_dns1123_subdomain(value: str) -> list[str]:
+    # api/validate/content.IsDNS1123Subdomain: the same rule, measured in "bytes".
+    errs = []
+    if _byte_len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
+        errs.append(_max_len_bytes(DNS1123_SUBDOMAIN_MAX_LENGTH))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def is_dns1123_label(value: str) -> list[str]:
+    """The server's messages for a value that is not a DNS-1123 label (namespaces)."""
+    errs = []
+    if _byte_len(value) > DNS1123_LABEL_MAX_LENGTH:
+        errs.append(_max_len_characters(DNS1123_LABEL_MAX_LENGTH))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        if _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+            errs.append("must not contain dots")
+        else:
+            errs.append(_regex_error(_DNS1123_LABEL_ERR, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
+    return errs
+
+
+def is_configmap_key(value: str) -> list[str]:
+    """The server's messages for a data or binaryData key that is not valid."""
+    errs = []
+    if _byte_len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
+        errs.append(_max_len_characters(DNS1123_SUBDOMAIN_MAX_LENGTH))
+    if not _CONFIGMAP_KEY_RE.fullmatch(value):
+        errs.append(
+            _regex_error(_CONFIGMAP_KEY_ERR, _CONFIGMAP_KEY_FMT, "key.name", "KEY_NAME", "key-name")
+        )
+    if value == ".":
+        errs.append("must not be '.'")
+    elif value == "..":
+        errs.append("must not be '..'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def is_qualified_name(value: str) -> list[str]:
+    """The server's messages for a label (or annotation) key that is not valid.
+
+    An optional DNS-1123 subdomain prefix and ``/``, then a name of at most 63
+    bytes (``api/validate/content.IsLabelKey``).
+    """
+    errs: list[str] = []
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs.extend("prefix part " + m for m in _content_is_dns1123_subdomain(prefix))
+    else:
+        return [
+            "a valid label key "
+            + _regex_error(_LABEL_KEY_ERR, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif _byte_len(name) > _LABEL_KEY_NAME_MAX_LENGTH:
+        errs.append("name part " + _max_len_bytes(_LABEL_KEY_NAME_MAX_LENGTH))
+    if not _LABEL_KEY_RE.fullmatch(name):
+        errs.append(
+            "name part "
+            + _regex_error(_LABEL_KEY_ERR, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
+        )
+    return errs
+
+
+def is_label_value(value: str) -> list[str]:
+    """The server's messages for a label value that is not valid (63 bytes at most)."""
+    errs = []
+    if _byte_len(value) > LABEL_VALUE_MAX_LENGTH:
+        errs.append(_max_len_bytes(LABEL_VALUE_MAX_LENGTH))
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        errs.append(
+            _regex_error(_LABEL_VALUE_ERR, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
+        )
+    return errs
+
+
+# --- field errors ----------------------------------------------------------------------------
+
+
+class ErrorType(enum.StrEnum):
+    """``field.ErrorType``: the ``reason`` of a Status cause."""
+
+    NOT_FOUND = "FieldValueNotFound"
+    REQUIRED = "FieldValueRequired"
+    DUPLICATE = "FieldValueDuplicate"
+    INVALID = "FieldValueInvalid"
+    NOT_SUPPORTED = "FieldValueNotSupported"
+    FORBIDDEN = "FieldValueForbidden"
+    TOO_LONG = "FieldValueTooLong"
+    TOO_MANY = "FieldValueTooMany"
+    INTERNAL = "InternalError"
+
+    @property
+    def text(self) -> str:
+        """How the server writes the type in a message."""
+        return _TYPE_TEXT[self]
+
+
+_TYPE_TEXT = {
+    ErrorType.NOT_FOUND: "Not found",
+    ErrorType.REQUIRED: "Required value",
+    ErrorType.DUPLICATE: "Duplicate value",
+    ErrorType.INVALID: "Invalid value",
+    ErrorType.NOT_SUPPORTED: "Unsupported value",
+    ErrorType.FORBIDDEN: "Forbidden",
+    ErrorType.TOO_LONG: "Too long",
+    ErrorType.TOO_MANY: "Too many",
+    ErrorType.INTERNAL: "Internal error",
+}
+# The types whose message shows no value (field.Error.ErrorBody).
+_VALUELESS = frozenset(
+    {ErrorType.REQUIRED, ErrorType.FORBIDDEN, ErrorType.TOO_LONG, ErrorType.INTERNAL}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One ``field.Error``: a type, the field's path, the bad value and a detail."""
+
+    type: ErrorType
+    field: str
+    bad_value: Any = ""
+    detail: str = ""
+
+    @property
+    def body(self) -> str:
+        """``field.Error.ErrorBody()``: the cause's message."""
+        if self.type in _VALUELESS:
+            text = self.type.text
+        elif isinstance(self.bad_value, str):
+            text = f"{self.type.text}: {go_quote(self.bad_value)}"
+        elif isinstance(self.bad_value, bool):
+            text = f"{self.type.text}: {'true' if self.bad_value else 'false'}"
+        elif isinstance(self.bad_value, int | float):
+            text = f"{self.type.text}: {self.bad_value}"
+        else:
+            text = f"{self.type.text}: {_go_json(self.bad_value)}"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body}"
+
+    def cause(self) -> dict[str, str]:
+        """The ``StatusCause`` (empty fields omitted, as the server's JSON does)."""
+        cause = {"reason": str(self.type), "message": self.body, "field": self.field}
+        return {k: v for k, v in cause.items() if v}
+
+
+def _invalid(field: str, value: Any, detail: str) -> FieldError:
+    return FieldError(ErrorType.INVALID, field, value, detail)
+
+
+def _required(field: str, detail: str) -> FieldError:
+    return FieldError(ErrorType.REQUIRED, field, "", detail)
+
+
+def _too_long(field: str, max_length: int) -> FieldError:
+    unit = "byte" if max_length == 1 else "bytes"
+    return FieldError(
+        ErrorType.TOO_LONG, field, "<value omitted>", f"may not be more than {max_length} {unit}"
+    )
+
+
+def go_quote(value: str) -> str:
+    """Go's ``%q`` of a string (``strconv.Quote``), as the server writes values and names."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def _go_json(value: Any) -> str:
+    # encoding/json.Marshal: compact, with <, > and & escaped for HTML.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(raw, escaped)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+# --- metadata --------------------------------------------------------------------------------
+
+
+def validate_labels(labels: Mapping[str, str], path: str = "metadata.labels") -> list[FieldError]:
+    """``ValidateLabels``: each key a qualified name, each value a label value."""
+    errs: list[FieldError] = []
+    for key, value in labels.items():
+        errs.extend(_invalid(path, key, msg) for msg in is_qualified_name(key))
+        errs.extend(_invalid(path, value, msg) for msg in is_label_value(value))
+    return errs
+
+
+def validate_annotations(
+    annotations: Mapping[str, str], path: str = "metadata.annotations"
+) -> list[FieldError]:
+    """``ValidateAnnotations``: keys are qualified names (checked lower-cased); 256 KiB in all."""
+    errs: list[FieldError] = []
+    total = 0
+    for key, value in annotations.items():
+        errs.extend(_invalid(path, key, msg) for msg in is_qualified_name(key.lower()))
+        total += _byte_len(key) + _byte_len(value)
+    if total > TOTAL_ANNOTATION_SIZE_LIMIT:
+        errs.append(_too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT))
+    return errs
+
+
+def _owner_json(ref: OwnerReference) -> dict[str, Any]:
+    # metav1.OwnerReference as our Kubernetes backend sends it (both flags always set).
+    return {
+        "apiVersion": ref.api_version,
+        "kind": ref.kind,
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": ref.controller,
+        "blockOwnerDeletion": ref.block_owner_deletion,
+    }
+
+
+def validate_owner_references(
+    refs: Sequence[OwnerReference], path: str = "metadata.ownerReferences"
+) -> list[FieldError]:
+    """``ValidateOwnerReferences``: each reference complete; at most one controller."""
+    errs: list[FieldError] = []
+    first_controller = ""
+    for index, ref in enumerate(refs):
+        at = f"{path}[{index}]"
+        group, version, parsed = _parse_group_version(ref.api_version)
+        if not ref.api_version:
+            errs.append(_required(f"{at}.apiVersion", "must not be empty"))
+        elif not parsed or not version:
+            errs.append(
+                _invalid(
+                    f"{at}.apiVersion", ref.api_version, "must be <group>/<version> or <version>"
+                )
+            )
+        if not ref.kind:
+            errs.append(_required(f"{at}.kind", "must not be empty"))
+        if not ref.name:
+            errs.append(_required(f"{at}.name", "must not be empty"))
+        if not ref.uid:
+            errs.append(_required(f"{at}.uid", "must not be empty"))
+        if (group, version, ref.kind) == ("", "v1", "Event"):
+            errs.append(
+                _invalid(at, _owner_json(ref), "/v1, Kind=Event is disallowed from being an owner")
+            )
+        if ref.controller:
+            current = f"{ref.kind}/{ref.name}"
+            if first_controller:
+                errs.append(
+                    _invalid(
+                        path,
+                        [_owner_json(r) for r in refs],
+                        "Only one reference can have Controller set to true. "
+                        f'Found "true" in references for {first_controller} and {current}',
+                    )
+                )
+            else:
+                first_controller = current
+    return errs
+
+
+def _parse_group_version(value: str) -> tuple[str, str, bool]:
+    # schema.ParseGroupVersion: (group, version, parsed without error).
+    if value in ("", "/"):
+        return "", "", True
+    slashes = value.count("/")
+    if slashes == 0:
+        return "", value, True
+    if slashes == 1:
+        group, version = value.split("/")
+        return group, version, True
+    return "", "", False
+
+
+def validate_object_meta(
+    name: str,
+    *,
+    namespace: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    owner_references: Sequence[OwnerReference] = (),
+) -> list[FieldError]:
+    """``ValidateObjectMeta`` for a namespaced object whose name is a DNS-1123 subdomain."""
+    errs = []
+    if not name:
+        errs.append(_required("metadata.name", "name or generateName is required"))
+    else:
+        errs.extend(_invalid("metadata.name", name, msg) for msg in is_dns1123_subdomain(name))
+    errs.extend(_namespace_errors(namespace))
+    errs.extend(_common_meta_errors(labels, annotations, owner_references))
+    return errs
+
+
+def _namespace_errors(namespace: str) -> list[FieldError]:
+    if not namespace:
+        return [_required("metadata.namespace", "")]
+    return [_invalid("metadata.namespace", namespace, m) for m in is_dns1123_label(namespace)]
+
+
+def _common_meta_errors(
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    owner_references: Sequence[OwnerReference],
+) -> list[FieldError]:
+    return [
+        *validate_labels(labels),
+        *validate_annotations(annotations),
+        *validate_owner_references(owner_references),
+    ]
+
+
+# --- the ConfigMap ---------------------------------------------------------------------------
+
+
+def data_size(data: Mapping[str, str], binary_data: Mapping[str, bytes] | None = None) -> int:
+    """The size the server limits: value bytes of data and binaryData; keys do not count."""
+    total = sum(_byte_len(value) for value in data.values())
+    if binary_data:
+        total += sum(len(value) for value in binary_data.values())
+    return total
+
+
+def validate_configmap(
+    name: str,
+    *,
+    namespace: str,
+    data: Mapping[str, str],
+    binary_data: Mapping[str, bytes] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    owner_references: Sequence[OwnerReference] = (),
+) -> list[FieldError]:
+    """``ValidateConfigMap``: what the server checks when a ConfigMap is created.
+
+    Returns:
+        The field errors, in the server's order (data keys in the mapping's order,
+        where the server's Go maps give a random one). Empty when the object is valid.
+    """
+    binary_data = binary_data or {}
+    errs = validate_object_meta(
+        name,
+        namespace=namespace,
+        labels=labels or {},
+        annotations=annotations or {},
+        owner_references=owner_references,
+    )
+    for key in data:
+        errs.extend(_invalid(f"data[{key}]", key, msg) for msg in is_configmap_key(key))
+        if key in binary_data:
+            errs.append(_invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
+    for key in binary_data:
+        errs.extend(_invalid(f"binaryData[{key}]", key, msg) for msg in is_configmap_key(key))
+    if data_size(data, binary_data) > MAX_CONFIGMAP_SIZE:
+        # The server passes an empty path for "the whole object"; it prints as "[]".
+        errs.append(_too_long("[]", MAX_CONFIGMAP_SIZE))
+    return errs
+
+
+def validate_configmap_update(
+    name: str,
+    *,
+    namespace: str,
+    data: Mapping[str, str],
+    binary_data: Mapping[str, bytes] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    owner_references: Sequence[OwnerReference] = (),
+) -> list[FieldError]:
+    """What the server checks when a ConfigMap is replaced (``rest.ValidateUpdate``).
+
+    The name, namespace, uid and creation time cannot differ from the stored
+    object's here (the store keeps them), so the immutability checks never fire.
+    The server runs the metadata checks three times before ``ValidateConfigMap``
+    (common fields, the update of the metadata, the ConfigMap's own update); the
+    list has the repeats, which ``invalid`` drops as the server does, so the order
+    of first appearance is the server's.
+    """
+    labels = labels or {}
+    annotations = annotations or {}
+    repeated = _common_meta_errors(labels, annotations, owner_references)
+    full = validate_configmap(
+        name,
+        namespace=namespace,
+        data=data,
+        binary_data=binary_data,
+        labels=labels,
+        annotations=annotations,
+        owner_references=owner_references,
+    )
+    return [*_namespace_errors(namespace), *repeated, *repeated, *repeated, *full]
+
+
+def _object_fields(obj: StoredObject) -> dict[str, Any]:
+    return {
+        "data": obj.data or {},
+        "labels": obj.labels,
+        "annotations": obj.annotations,
+        "owner_references": obj.owner_references,
+    }
+
+
+def validate_object(obj: StoredObject, *, namespace: str, update: bool = False) -> list[FieldError]:
+    """The errors for a ``StoredObject`` on create (or on replace, with ``update``)."""
+    check = validate_configmap_update if update else validate_configmap
+    return check(obj.name, namespace=namespace, **_object_fields(obj))
+
+
+# --- the Status --------------------------------------------------------------------------------
+
+
+def invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> Invalid:
+    """The ``Invalid`` error the server answers for these field errors (422, ``NewInvalid``).
+
+    As on the server, an error that repeats another (same field, same message)
+    is dropped: each appears once in the message and once in the causes, in the
+    order first seen. The message brackets the list when there are several.
+    """
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for err in errors:
+        line = str(err)
+        if line not in seen:
+            seen.add(line)
+            errs.append(err)
+    message = f"{kind} {go_quote(name)} is invalid"
+    if len(errs) == 1:
+        message += f": {errs[0]}"
+    elif errs:
+        message += f": [{', '.join(str(e) for e in errs)}]"
+    details: dict[str, Any] = {"name": name, "kind": kind}
+    if not name:
+        del details["name"]
+    if errs:
+        details["causes"] = [err.cause() for err in errs]
+    status = ApiStatus(code=422, reason="Invalid", message=message, details=details)
+    return Invalid(message, status=status)
+
+
+def raise_if_invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> None:
+    """Raise ``invalid(name, errors)`` if there is any error.
+
+    Raises:
+        Invalid: there was at least one error.
+    """
+    errs = list(errors)
+    if errs:
+        raise invalid(name, errs, kind=kind)
