@@ -1,0 +1,857 @@
+"""The ConfigMap layout of a task's state (schema version 1), and of its history segments.
+
+The head object ``task-{id}-state`` holds, as ``data``::
+
+    schema_version     "1"
+    task_id            the original ID, verbatim
+    iteration          decimal integer
+    status             verbatim (a newer remstate's status is kept as it is)
+    last_update        RFC 3339, UTC, "Z"
+    iteration_history  JSON array of {iteration, started_at, note?}
+    feedback_history   JSON array of {id, timestamp, author, severity, issue_type,
+                       description, resolved, resolved_at?}: the newest entries only
+    error_messages     JSON array of {timestamp?, message}
+    metadata           JSON object
+    history_index      only when segments exist: JSON object
+                       {"segments": [{n, name, first_seq, count, uid}],
+                        "recent_moved": {"<n>": [IDs moved into segment n, oldest first]}}
+
+There is no stored total: the number of entries is the last segment's
+``first_seq + count`` plus the head's entries. A stored total would change on
+every append and force the whole index (up to 4096 IDs) to be re-encoded and
+re-compressed on every write; without one, the index changes only when a
+segment is added, and is encoded once.
+
+The JSON values are plain when small and ``gzip+base64:`` when large (see
+``encoding``). A key this version does not know is kept and written back.
+
+A history segment ``task-{id}-state-h{n}`` is written once and never changed::
+
+    schema_version, task_id, segment (n), first_seq, count, feedback_history
+
+Reading is tolerant: a missing JSON key reads as empty, and a state with no
+``schema_version`` is version 0 (the original sketch) and is migrated on read.
+A field that cannot be read raises ``CorruptState`` naming it; the validator
+(``validate_object``) reports every problem as data and never raises.
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
+
+from remstate.errors import CorruptState, InvalidInput, UnsupportedSchemaVersion
+from remstate.schema.encoding import (
+    COMPRESS_OVER,
+    MAX_DATA_BYTES,
+    compress_json_text,
+    decode_value,
+    encode_json,
+    value_bytes,
+)
+from remstate.schema.model import (
+    SCHEMA_VERSION,
+    ErrorRecord,
+    FeedbackEntry,
+    HistoryIndex,
+    HistorySegment,
+    IterationRecord,
+    SegmentRef,
+    TaskState,
+    format_timestamp,
+    parse_timestamp,
+)
+from remstate.schema.naming import (
+    ANNOTATION_LAST_UPDATE,
+    ANNOTATION_SCHEMA_VERSION,
+    ANNOTATION_SOFT_DELETED_AT,
+    ANNOTATION_TASK_ID,
+    LABEL_LIFECYCLE,
+    LABEL_MANAGED_BY,
+    LABEL_ROLE,
+    LABEL_STATUS,
+    LABEL_TASK,
+    LIFECYCLE_ACTIVE,
+    LIFECYCLE_SOFT_DELETED,
+    MANAGED_BY,
+    ROLE_SEGMENT,
+    ROLE_STATE,
+    label_safe,
+    object_name,
+    segment_name,
+)
+from remstate.schema.problems import MalformedError, Problem, ProblemCode
+from remstate.store.base import OwnerReference, StoredObject
+
+__all__ = [
+    "DATA_KEYS",
+    "KEY_HISTORY_INDEX",
+    "MIGRATED_NOTE",
+    "SEGMENT_DATA_KEYS",
+    "EncodedObject",
+    "StateTooLarge",
+    "decode_segment",
+    "decode_state",
+    "encode_segment",
+    "encode_state",
+    "last_update_of",
+    "owner_reference",
+    "salvage_state",
+    "segment_metadata",
+    "segment_object",
+    "segment_ref",
+    "soft_deleted_at",
+    "state_object",
+    "validate_object",
+    "validate_segment",
+]
+
+#: The data keys of a head object, in the order they are written.
+DATA_KEYS = (
+    "schema_version",
+    "task_id",
+    "iteration",
+    "status",
+    "last_update",
+    "iteration_history",
+    "feedback_history",
+    "error_messages",
+    "metadata",
+)
+#: Present only when the task has history segments.
+KEY_HISTORY_INDEX = "history_index"
+#: The data keys of a history segment.
+SEGMENT_DATA_KEYS = (
+    "schema_version",
+    "task_id",
+    "segment",
+    "first_seq",
+    "count",
+    "feedback_history",
+)
+
+#: The note of the iteration records made up when migrating a version 0 state,
+#: which counted iterations but did not record them.
+MIGRATED_NOTE = "reconstructed from a schema version 0 state: start time unknown"
+# A corrupt counter must not make us build millions of records.
+_MAX_RECONSTRUCTED = 1000
+
+_KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX))
+_DIGITS = re.compile(r"[0-9]+")
+_T = TypeVar("_T")
+
+
+class StateTooLarge(InvalidInput):
+    """The encoded object would exceed the API server's 1 MiB limit on data.
+
+    Feedback moves to history segments (see ``plan_compaction``); this is
+    raised when what cannot move (metadata, error messages...) is too large.
+    """
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{name} would hold {size} bytes of data; the limit is {limit} "
+            "(metadata, error messages or an entry are too large)"
+        )
+        self.name = name
+        self.size = size
+        self.limit = limit
+
+
+class EncodedObject(NamedTuple):
+    """What goes into a ConfigMap: data, labels and annotations."""
+
+    data: dict[str, str]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+# -- writing -------------------------------------------------------------------
+
+
+def _utf8(value: str, what: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInput(f"{what} is not valid Unicode (lone surrogate)") from e
+    return value
+
+
+def _feedback_json(entries: Iterable[FeedbackEntry]) -> str:
+    # Entries cache their own JSON: an append serialises only the new entry.
+    return "[" + ",".join(e.to_json() for e in entries) + "]"
+
+
+def encode_state(
+    state: TaskState,
+    *,
+    soft_deleted_at: datetime | None = None,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> EncodedObject:
+    """The head object's data, labels and annotations for ``state``.
+
+    Always writes :data:`SCHEMA_VERSION`, whatever version ``state`` was read at:
+    this is the "migrate on write". ``soft_deleted_at`` marks the object soft-deleted.
+
+    Raises:
+        StateTooLarge: the data would exceed ``max_bytes`` (move feedback first).
+        InvalidInput: ``extra_data`` uses a known key; text is not valid Unicode.
+    """
+    clash = sorted(_KNOWN_KEYS.intersection(state.extra_data))
+    if clash:
+        raise InvalidInput(f"extra_data must not use the keys remstate writes: {clash}")
+    last_update = format_timestamp(state.last_update)
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(state.task_id, "task_id"),
+        "iteration": str(state.iteration),
+        "status": _utf8(str(state.status), "status"),
+        "last_update": last_update,
+        "iteration_history": encode_json(
+            [r.to_dict() for r in state.iteration_history], compress_over=compress_over
+        ),
+        "feedback_history": compress_json_text(
+            _feedback_json(state.feedback_history), compress_over=compress_over
+        ),
+        "error_messages": encode_json(
+            [r.to_dict() for r in state.error_messages], compress_over=compress_over
+        ),
+        "metadata": encode_json(state.metadata, compress_over=compress_over),
+    }
+    if state.history:
+        # Unchanged since the last compaction: encoded once, not on every append.
+        data[KEY_HISTORY_INDEX] = state.history.encoded(compress_over)
+    for key, value in state.extra_data.items():
+        data[key] = _utf8(value, f"data key {key!r}")
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(f"the state of task {state.task_id!r}", size, max_bytes)
+
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TASK: label_safe(state.task_id),
+        LABEL_STATUS: label_safe(str(state.status)),
+        LABEL_LIFECYCLE: LIFECYCLE_ACTIVE if soft_deleted_at is None else LIFECYCLE_SOFT_DELETED,
+        LABEL_ROLE: ROLE_STATE,
+    }
+    annotations = {
+        ANNOTATION_TASK_ID: state.task_id,
+        ANNOTATION_LAST_UPDATE: last_update,
+        ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
+    }
+    if soft_deleted_at is not None:
+        annotations[ANNOTATION_SOFT_DELETED_AT] = format_timestamp(soft_deleted_at)
+    return EncodedObject(data, labels, annotations)
+
+
+def state_object(
+    state: TaskState,
+    *,
+    resource_version: str = "",
+    soft_deleted_at: datetime | None = None,
+    compress_over: int = COMPRESS_OVER,
+) -> StoredObject:
+    """The head object for ``state``, ready for ``Store.create`` or ``Store.replace``.
+
+    Raises:
+        StateTooLarge: as :func:`encode_state`.
+        InvalidInput: the task ID cannot be named (see ``naming.validate_task_id``).
+    """
+    encoded = encode_state(state, soft_deleted_at=soft_deleted_at, compress_over=compress_over)
+    return StoredObject(
+        name=object_name(state.task_id),
+        data=encoded.data,
+        labels=encoded.labels,
+        annotations=encoded.annotations,
+        resource_version=resource_version,
+    )
+
+
+def encode_segment(
+    task_id: str,
+    n: int,
+    first_seq: int,
+    entries: Sequence[FeedbackEntry],
+    *,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> dict[str, str]:
+    """A history segment's data. Labels and annotations: :func:`segment_metadata`.
+
+    Raises:
+        StateTooLarge: the entries do not fit in one object.
+    """
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(task_id, "task_id"),
+        "segment": str(n),
+        "first_seq": str(first_seq),
+        "count": str(len(entries)),
+        "feedback_history": compress_json_text(
+            _feedback_json(entries), compress_over=compress_over
+        ),
+    }
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(f"history segment {n} of task {task_id!r}", size, max_bytes)
+    return data
+
+
+def segment_metadata(task_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A history segment's labels and annotations.
+
+    No lifecycle or status label: a segment is immutable, and follows its head.
+    """
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TASK: label_safe(task_id),
+        LABEL_ROLE: ROLE_SEGMENT,
+    }
+    annotations = {
+        ANNOTATION_TASK_ID: task_id,
+        ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
+    }
+    return labels, annotations
+
+
+def owner_reference(head: StoredObject) -> OwnerReference:
+    """The reference a segment keeps to its head object, so that GC follows the head."""
+    if not head.uid:
+        raise InvalidInput(f"{head.name} has no uid yet: create it before its segments")
+    return OwnerReference(api_version="v1", kind="ConfigMap", name=head.name, uid=head.uid)
+
+
+def segment_object(
+    state: TaskState,
+    moved: Sequence[FeedbackEntry],
+    *,
+    owner: OwnerReference | None = None,
+    n: int | None = None,
+    compress_over: int = COMPRESS_OVER,
+) -> StoredObject:
+    """The segment object holding ``moved``, the oldest entries of ``state``'s head.
+
+    ``n`` defaults to ``state.next_segment_number``; pass a higher one when
+    that name is taken (an orphan from a crashed or lost attempt).
+
+    Raises:
+        InvalidInput: ``moved`` is not a prefix of the head, or ``n`` is not
+            above the last segment's number.
+        StateTooLarge: ``moved`` does not fit in one object.
+    """
+    n = state.next_segment_number if n is None else n
+    if n < state.next_segment_number:
+        raise InvalidInput(f"segment number {n} is not above the last one of the task")
+    head = state.feedback_history
+    if (
+        not moved
+        or len(moved) > len(head)
+        or any(a.id != b.id for a, b in zip(moved, head, strict=False))
+    ):
+        raise InvalidInput("the entries to move must be the oldest entries of the head")
+    data = encode_segment(
+        state.task_id, n, state.head_first_seq, moved, compress_over=compress_over
+    )
+    labels, annotations = segment_metadata(state.task_id)
+    return StoredObject(
+        name=segment_name(state.task_id, n),
+        data=data,
+        labels=labels,
+        annotations=annotations,
+        owner_references=() if owner is None else (owner,),
+    )
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads fields one by one; raises on the first problem, or collects them all."""
+
+    def __init__(self, *, collect: bool) -> None:
+        self.collect = collect
+        self.problems: list[Problem] = []
+        self.task_id: str | None = None
+
+    def fail(self, m: MalformedError) -> None:
+        """A problem that stops a strict read."""
+        if not self.collect:
+            raise CorruptState(str(m), task_id=self.task_id, field=m.field or None)
+        self.problems.append(m.problem())
+
+    def note(self, m: MalformedError) -> None:
+        """A problem a strict read tolerates (it has a safe default); only reported."""
+        if self.collect:
+            self.problems.append(m.problem())
+
+    def attempt(self, read: Callable[[], _T]) -> _T | None:
+        try:
+            return read()
+        except MalformedError as m:
+            self.fail(m)
+            return None
+
+    def json(self, data: Mapping[str, str], key: str) -> Any:
+        """The decoded JSON value of ``key``; ``None`` when it is absent or broken."""
+        text = data.get(key)
+        if text is None:
+            return None
+        try:
+            return decode_value(text)
+        except MalformedError as m:
+            self.fail(MalformedError(m.code, key, m.message))
+            return None
+
+    def items(self, value: Any, key: str, read: Callable[[Any, str, int], _T]) -> list[_T]:
+        """Read each element of a JSON array; a collecting reader skips bad ones."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(MalformedError(ProblemCode.BAD_VALUE, key, "expected a JSON array"))
+            return []
+        out: list[_T] = []
+        for i, item in enumerate(value):
+            try:
+                out.append(read(item, f"{key}[{i}]", i))
+            except MalformedError as m:
+                self.fail(m)
+        return out
+
+
+def _each(read: Callable[[Any, str], _T]) -> Callable[[Any, str, int], _T]:
+    """Adapt a record reader that does not need the element's index."""
+    return lambda item, path, _index: read(item, path)
+
+
+def _version(data: Mapping[str, str], reader: _Reader) -> int | None:
+    raw = data.get("schema_version")
+    if raw is None:
+        return 0
+    if not _DIGITS.fullmatch(raw.strip()):
+        reader.fail(
+            MalformedError(ProblemCode.BAD_VALUE, "schema_version", f"not a number: {raw[:40]!r}")
+        )
+        return None
+    return int(raw.strip())
+
+
+def _check_version(version: int, reader: _Reader) -> bool:
+    if version <= SCHEMA_VERSION:
+        return True
+    if not reader.collect:
+        raise UnsupportedSchemaVersion(version, SCHEMA_VERSION)
+    reader.problems.append(
+        Problem(
+            "schema_version",
+            ProblemCode.UNSUPPORTED_SCHEMA_VERSION,
+            str(UnsupportedSchemaVersion(version, SCHEMA_VERSION)),
+        )
+    )
+    return False
+
+
+def _v0_id(index: int, raw: Any) -> str:
+    """A stable ID for a version 0 entry, which had none: same object, same IDs."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    digest = hashlib.sha256(f"{index}:{canonical}".encode()).digest()
+    return "v0-" + base64.b32encode(digest).decode("ascii").lower()[:20]
+
+
+def _int_field(data: Mapping[str, str], key: str, reader: _Reader) -> int | None:
+    raw = data.get(key)
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, key, f"not an integer: {raw[:40]!r}"))
+        return None
+    return int(text)
+
+
+def _time_field(
+    data: Mapping[str, str], key: str, reader: _Reader, *, field: str | None = None
+) -> datetime | None:
+    raw = data.get(key)
+    if raw is None:
+        return None
+    try:
+        return parse_timestamp(raw)
+    except InvalidInput as e:
+        reader.fail(MalformedError(ProblemCode.BAD_TIMESTAMP, field or key, str(e)))
+        return None
+
+
+def _read_index(value: Any, reader: _Reader) -> HistoryIndex:
+    key = KEY_HISTORY_INDEX
+    if value is None:
+        return HistoryIndex()
+    if not isinstance(value, Mapping):
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, key, "expected a JSON object"))
+        return HistoryIndex()
+    segments = tuple(
+        reader.items(value.get("segments", []), f"{key}.segments", _each(SegmentRef._read))
+    )
+    moved: dict[str, int] = {}
+    grouped = value.get("recent_moved", {})
+    if not isinstance(grouped, Mapping):
+        reader.fail(
+            MalformedError(ProblemCode.BAD_VALUE, f"{key}.recent_moved", "expected an object")
+        )
+        grouped = {}
+    for n, ids in grouped.items():
+        path = f"{key}.recent_moved.{n}"
+        if not _DIGITS.fullmatch(n) or not isinstance(ids, list):
+            reader.fail(MalformedError(ProblemCode.BAD_VALUE, path, "expected an array of IDs"))
+            continue
+        for entry_id in ids:
+            if not isinstance(entry_id, str):
+                reader.fail(MalformedError(ProblemCode.BAD_VALUE, path, "expected string IDs"))
+                continue
+            moved[entry_id] = int(n)
+    return HistoryIndex(segments, moved)
+
+
+def _no_data(obj: StoredObject, reader: _Reader) -> None:
+    if not reader.collect:
+        raise InvalidInput(f"{obj.name} was read metadata-only: it has no data to decode")
+    reader.problems.append(Problem("data", ProblemCode.NO_DATA, "object has no data"))
+
+
+def _missing(reader: _Reader, key: str, *, fatal: bool, detail: str = "missing") -> None:
+    problem = MalformedError(ProblemCode.MISSING_KEY, key, detail)
+    if fatal:
+        reader.fail(problem)
+    else:
+        reader.note(problem)
+
+
+def _read_identity(
+    obj: StoredObject, data: Mapping[str, str], reader: _Reader
+) -> tuple[str | None, str | None, datetime | None]:
+    """task_id, status and last_update: the fields without which there is no state."""
+    # task_id: the annotation holds it too.
+    task_id = data.get("task_id")
+    if task_id is None:
+        task_id = obj.annotations.get(ANNOTATION_TASK_ID)
+        _missing(reader, "task_id", fatal=task_id is None, detail="missing, no annotation either")
+    reader.task_id = task_id
+
+    # status: no default is safe (pending or completed decide what cleanup does).
+    status = data.get("status")
+    if status is None:
+        _missing(reader, "status", fatal=True)
+
+    # last_update: the annotation, or at worst the creation time, is a safe stand-in.
+    last_update = _time_field(data, "last_update", reader)
+    if last_update is None:
+        last_update = last_update_of(obj) or obj.creation_timestamp
+        if "last_update" not in data:
+            _missing(reader, "last_update", fatal=last_update is None)
+    return task_id, status, last_update
+
+
+def _read_metadata(data: Mapping[str, str], reader: _Reader) -> Mapping[str, Any]:
+    metadata = reader.json(data, "metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, "metadata", "expected a JSON object"))
+        return {}
+    return metadata
+
+
+def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
+    """Read the head object. Strict readers raise; collecting readers return what they can."""
+    data = obj.data
+    if data is None:
+        _no_data(obj, reader)
+        return None
+    version = _version(data, reader)
+    if version is None:
+        version = SCHEMA_VERSION  # unreadable: check it as the current version
+    elif not _check_version(version, reader):
+        return None
+
+    task_id, status, last_update = _read_identity(obj, data, reader)
+    iteration = _int_field(data, "iteration", reader)
+    if iteration is not None and iteration < 0:
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, "iteration", "must not be negative"))
+        iteration = None
+    if "iteration" not in data:
+        _missing(reader, "iteration", fatal=False, detail="missing, counted from the history")
+    for key in ("iteration_history", "feedback_history", "error_messages", "metadata"):
+        # Version 0 did not record iterations; every other key it had.
+        if key not in data and (version >= 1 or key != "iteration_history"):
+            _missing(reader, key, fatal=False)
+
+    iterations = reader.items(
+        reader.json(data, "iteration_history"), "iteration_history", _each(IterationRecord._read)
+    )
+
+    def read_entry(raw: Any, path: str, index: int) -> FeedbackEntry:
+        # Version 0 entries had no IDs: derive stable ones, so that re-reading
+        # the same object (on every retry, say) gives the same IDs.
+        default_id = _v0_id(index, raw) if version == 0 else None
+        return FeedbackEntry._read(raw, path, default_id=default_id)
+
+    feedback = reader.items(reader.json(data, "feedback_history"), "feedback_history", read_entry)
+    errors = reader.items(
+        reader.json(data, "error_messages"), "error_messages", _each(ErrorRecord._read)
+    )
+    metadata = _read_metadata(data, reader)
+    history = _read_index(reader.json(data, KEY_HISTORY_INDEX), reader)
+
+    if task_id is None or status is None or last_update is None:
+        return None  # only a collecting reader gets here
+    if iteration is None:
+        iteration = len(iterations)
+    if version == 0 and "iteration_history" not in data and iteration <= _MAX_RECONSTRUCTED:
+        iterations = [
+            IterationRecord(i, last_update, MIGRATED_NOTE) for i in range(1, iteration + 1)
+        ]
+    extra_data = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
+
+    def build() -> TaskState:
+        try:
+            return TaskState(
+                task_id=task_id,
+                iteration=iteration,
+                status=status,
+                last_update=last_update,
+                iteration_history=tuple(iterations),
+                feedback_history=tuple(feedback),
+                history=history,
+                error_messages=tuple(errors),
+                metadata=metadata,
+                extra_data=extra_data,
+                schema_version=version,
+            )
+        except InvalidInput as e:
+            raise MalformedError(ProblemCode.BAD_VALUE, "", str(e)) from None
+
+    return reader.attempt(build)
+
+
+def decode_state(obj: StoredObject) -> TaskState:
+    """The state held in a head object; version 0 objects are migrated.
+
+    Tolerant: a missing JSON key reads as empty, a missing ``iteration`` is
+    counted from the history, a missing ``last_update`` comes from its
+    annotation (or the creation time), a missing ``task_id`` from its annotation.
+    Keys this version does not know go to ``extra_data``.
+
+    Raises:
+        CorruptState: a field cannot be read (``.field`` names it), or
+            ``task_id``, ``status`` or ``last_update`` is missing.
+        UnsupportedSchemaVersion: written by a newer remstate.
+        InvalidInput: ``obj`` came from a metadata-only read.
+    """
+    state = _read_state(obj, _Reader(collect=False))
+    assert state is not None  # a strict reader raises instead
+    return state
+
+
+def salvage_state(obj: StoredObject) -> tuple[TaskState | None, list[Problem]]:
+    """What can be read of a head object, and every problem found; never raises.
+
+    Unreadable entries are left out (a repair should keep the original, see
+    the snapshot rule). The state is ``None`` when the schema version is
+    unsupported, there is no data, or ``task_id``, ``status`` or
+    ``last_update`` cannot be found.
+    """
+    reader = _Reader(collect=True)
+    state = _read_state(obj, reader)
+    if state is not None:
+        reader.problems.extend(_cross_check(obj, state))
+    return state, reader.problems
+
+
+def validate_object(obj: StoredObject) -> list[Problem]:
+    """Every problem found in a head object, as typed results; never raises.
+
+    Checks: unsupported or unreadable schema version; missing keys; malformed
+    JSON; unknown or broken encodings; entries of the wrong shape; bad
+    timestamps; ``iteration`` against ``iteration_history``; duplicate
+    feedback IDs; the history index; the annotations cleanup relies on.
+    """
+    return salvage_state(obj)[1]
+
+
+def _cross_check(obj: StoredObject, state: TaskState) -> list[Problem]:
+    problems: list[Problem] = []
+    if obj.data is not None and "iteration" in obj.data:
+        problems.extend(_check_iterations(state))
+    problems.extend(_check_ids(state))
+    problems.extend(_check_index(state))
+    if state.schema_version >= 1:  # version 0 had none; migrating writes them
+        problems.extend(_check_annotations(obj, state))
+    return problems
+
+
+def _check_iterations(state: TaskState) -> Iterator[Problem]:
+    if state.iteration != len(state.iteration_history):
+        yield Problem(
+            "iteration",
+            ProblemCode.ITERATION_MISMATCH,
+            f"iteration is {state.iteration} but iteration_history has "
+            f"{len(state.iteration_history)} records",
+        )
+
+
+def _check_ids(state: TaskState) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for entry in state.feedback_history:
+        if entry.id in seen:
+            yield Problem(
+                "feedback_history", ProblemCode.DUPLICATE_ID, f"ID {entry.id!r} appears twice"
+            )
+        elif entry.id in state.recent_moved_ids:
+            yield Problem(
+                "feedback_history",
+                ProblemCode.DUPLICATE_ID,
+                f"ID {entry.id!r} is in the head and was moved to segment "
+                f"{state.recent_moved_ids[entry.id]}",
+            )
+        seen.add(entry.id)
+
+
+def _check_index(state: TaskState) -> Iterator[Problem]:
+    def problem(message: str) -> Problem:
+        return Problem(KEY_HISTORY_INDEX, ProblemCode.INDEX_MISMATCH, message)
+
+    previous: SegmentRef | None = None
+    for seg in state.segments:
+        if previous is not None and seg.n <= previous.n:
+            yield problem(f"segment {seg.n} follows segment {previous.n}")
+        if previous is not None and seg.first_seq != previous.end_seq:
+            yield problem(f"segment {seg.n} starts at {seg.first_seq}, not at {previous.end_seq}")
+        try:
+            expected = segment_name(state.task_id, seg.n)
+        except InvalidInput:
+            expected = seg.name
+        if seg.name != expected:
+            yield problem(f"segment {seg.n} is named {seg.name!r}, not {expected!r}")
+        previous = seg
+    if state.recent_moved_ids and not state.segments:
+        yield problem("recent_moved lists IDs, but there are no segments")
+
+
+def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
+    ann_task = obj.annotations.get(ANNOTATION_TASK_ID)
+    if ann_task != state.task_id:
+        yield Problem(
+            f"annotations.{ANNOTATION_TASK_ID}",
+            ProblemCode.ANNOTATION_MISMATCH,
+            f"is {ann_task!r}, data.task_id is {state.task_id!r}",
+        )
+    ann_update = obj.annotations.get(ANNOTATION_LAST_UPDATE)
+    if last_update_of(obj) != state.last_update:
+        yield Problem(
+            f"annotations.{ANNOTATION_LAST_UPDATE}",
+            ProblemCode.ANNOTATION_MISMATCH,
+            f"is {ann_update!r}, data.last_update is {format_timestamp(state.last_update)}"
+            " (cleanup decides on the annotation)",
+        )
+
+
+# -- segments ------------------------------------------------------------------
+
+
+def _read_segment(obj: StoredObject, reader: _Reader) -> HistorySegment | None:
+    data = obj.data
+    if data is None:
+        _no_data(obj, reader)
+        return None
+    version = _version(data, reader)
+    if version is not None and not _check_version(version, reader):
+        return None
+    values: dict[str, int | None] = {}
+    for key in ("segment", "first_seq", "count"):
+        if key not in data:
+            reader.fail(MalformedError(ProblemCode.MISSING_KEY, key, "missing"))
+        values[key] = _int_field(data, key, reader)
+    task_id = data.get("task_id", obj.annotations.get(ANNOTATION_TASK_ID))
+    if task_id is None:
+        reader.fail(MalformedError(ProblemCode.MISSING_KEY, "task_id", "missing"))
+    reader.task_id = task_id
+    if "feedback_history" not in data:
+        reader.fail(MalformedError(ProblemCode.MISSING_KEY, "feedback_history", "missing"))
+    entries = reader.items(
+        reader.json(data, "feedback_history"), "feedback_history", _each(FeedbackEntry._read)
+    )
+    n, first_seq, count = values["segment"], values["first_seq"], values["count"]
+    if count is not None and count != len(entries) and reader.collect:
+        reader.problems.append(
+            Problem(
+                "count", ProblemCode.INDEX_MISMATCH, f"count is {count}, entries {len(entries)}"
+            )
+        )
+    if task_id is None or n is None or first_seq is None:
+        return None
+    return HistorySegment(task_id, n, first_seq, tuple(entries))
+
+
+def decode_segment(obj: StoredObject) -> HistorySegment:
+    """The entries held in a history segment object, with its number and first sequence.
+
+    Raises:
+        CorruptState: a field cannot be read, or a key is missing.
+        UnsupportedSchemaVersion: written by a newer remstate.
+        InvalidInput: ``obj`` came from a metadata-only read.
+    """
+    segment = _read_segment(obj, _Reader(collect=False))
+    assert segment is not None  # a strict reader raises instead
+    return segment
+
+
+def validate_segment(obj: StoredObject) -> list[Problem]:
+    """Every problem found in a history segment object; never raises."""
+    reader = _Reader(collect=True)
+    _read_segment(obj, reader)
+    return reader.problems
+
+
+def segment_ref(obj: StoredObject) -> SegmentRef:
+    """The head's reference to a segment object just created (reads only its counters).
+
+    Raises:
+        CorruptState: the object is not a segment this version wrote.
+    """
+    data = obj.data or {}
+    reader = _Reader(collect=False)
+    values = {key: _int_field(data, key, reader) for key in ("segment", "first_seq", "count")}
+    n, first_seq, count = values["segment"], values["first_seq"], values["count"]
+    if n is None or first_seq is None or count is None:
+        raise CorruptState(f"{obj.name} is not a history segment", field="segment")
+    return SegmentRef(n=n, name=obj.name, first_seq=first_seq, count=count, uid=obj.uid)
+
+
+# -- metadata-only readers (cleanup scans without data) ----------------------------
+
+
+def last_update_of(obj: StoredObject) -> datetime | None:
+    """The ``last-update`` annotation, or ``None`` when it is missing or unreadable."""
+    raw = obj.annotations.get(ANNOTATION_LAST_UPDATE)
+    try:
+        return None if raw is None else parse_timestamp(raw)
+    except InvalidInput:
+        return None
+
+
+def soft_deleted_at(obj: StoredObject) -> datetime | None:
+    """When the object was soft-deleted, or ``None`` if it is not (or unreadably) so."""
+    if obj.labels.get(LABEL_LIFECYCLE) != LIFECYCLE_SOFT_DELETED:
+        return None
+    raw = obj.annotations.get(ANNOTATION_SOFT_DELETED_AT)
+    try:
+        return None if raw is None else parse_timestamp(raw)
+    except InvalidInput:
+        return None
