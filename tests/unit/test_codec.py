@@ -1,0 +1,598 @@
+"""The ConfigMap layout: exact round trips, version 0 migration, newer versions, corruption."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from remstate.errors import (
+    CorruptState,
+    InvalidInput,
+    RemstateError,
+    UnsupportedSchemaVersion,
+)
+from remstate.schema import (
+    ANNOTATION_LAST_UPDATE,
+    ANNOTATION_SCHEMA_VERSION,
+    ANNOTATION_SOFT_DELETED_AT,
+    ANNOTATION_TASK_ID,
+    DATA_KEYS,
+    GZIP_MARKER,
+    KEY_HISTORY_INDEX,
+    LABEL_LIFECYCLE,
+    LABEL_MANAGED_BY,
+    LABEL_ROLE,
+    LABEL_STATUS,
+    LABEL_TASK,
+    MAX_DATA_BYTES,
+    MIGRATED_NOTE,
+    ErrorRecord,
+    FeedbackEntry,
+    HistoryIndex,
+    IterationRecord,
+    ProblemCode,
+    SegmentRef,
+    StateTooLarge,
+    Status,
+    TaskState,
+    decode_segment,
+    decode_state,
+    encode_segment,
+    encode_state,
+    label_value,
+    last_update_of,
+    object_name,
+    owner_reference,
+    salvage_state,
+    segment_metadata,
+    segment_name,
+    segment_object,
+    segment_ref,
+    soft_deleted_at,
+    state_object,
+    validate_object,
+    validate_segment,
+    value_bytes,
+)
+from remstate.store.base import OwnerReference, StoredObject
+from tests.unit.strategies import FAST, feedback_entries, task_states
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def fb(i: int, **changes: Any) -> FeedbackEntry:
+    fields: dict[str, Any] = {
+        "id": f"e{i}",
+        "timestamp": T0 + timedelta(seconds=i),
+        "author": "alice",
+        "severity": "high",
+        "issue_type": "bug",
+        "description": f"feedback {i}",
+    }
+    fields.update(changes)
+    return FeedbackEntry(**fields)
+
+
+def sample_state(**changes: Any) -> TaskState:
+    fields: dict[str, Any] = {
+        "task_id": "42",
+        "iteration": 2,
+        "status": Status.IN_PROGRESS,
+        "last_update": T0,
+        "iteration_history": (IterationRecord(1, T0), IterationRecord(2, T0, "second")),
+        "feedback_history": (fb(0), fb(1, resolved=True, resolved_at=T0)),
+        "error_messages": (ErrorRecord(T0, "boom"),),
+        "metadata": {"repo": "org/repo", "pr": 5},
+    }
+    fields.update(changes)
+    return TaskState(**fields)
+
+
+def stored(state: TaskState, **kwargs: Any) -> StoredObject:
+    data, labels, annotations = encode_state(state, **kwargs)
+    return StoredObject(
+        name="task-state", data=data, labels=labels, annotations=annotations, uid="u-1"
+    )
+
+
+def with_data(obj: StoredObject, **changes: str | None) -> StoredObject:
+    data = dict(obj.data or {})
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return dataclasses.replace(obj, data=data)
+
+
+def codes(problems: list[Any]) -> set[tuple[str, ProblemCode]]:
+    return {(p.field, p.code) for p in problems}
+
+
+class TestLayout:
+    def test_data_keys_and_values(self) -> None:
+        """The exact data of a small state: scalars verbatim, JSON compact, in order."""
+        data = encode_state(sample_state()).data
+        assert list(data) == list(DATA_KEYS)
+        assert data["schema_version"] == "1"
+        assert data["task_id"] == "42"
+        assert data["iteration"] == "2"
+        assert data["status"] == "in_progress"
+        assert data["last_update"] == "2024-05-01T12:00:00Z"
+        assert data["iteration_history"] == (
+            '[{"iteration":1,"started_at":"2024-05-01T12:00:00Z"},'
+            '{"iteration":2,"started_at":"2024-05-01T12:00:00Z","note":"second"}]'
+        )
+        assert json.loads(data["feedback_history"])[1] == {
+            "id": "e1",
+            "timestamp": "2024-05-01T12:00:01Z",
+            "author": "alice",
+            "severity": "high",
+            "issue_type": "bug",
+            "description": "feedback 1",
+            "resolved": True,
+            "resolved_at": "2024-05-01T12:00:00Z",
+        }
+        assert data["error_messages"] == '[{"timestamp":"2024-05-01T12:00:00Z","message":"boom"}]'
+        assert data["metadata"] == '{"repo":"org/repo","pr":5}'
+
+    def test_labels_and_annotations(self) -> None:
+        """Labels for selection; annotations for metadata-only scans."""
+        _, labels, annotations = encode_state(sample_state(task_id="Org/Repo#5"))
+        assert labels == {
+            LABEL_MANAGED_BY: "remstate",
+            LABEL_TASK: label_value("Org/Repo#5"),
+            LABEL_STATUS: "in_progress",
+            LABEL_LIFECYCLE: "active",
+            LABEL_ROLE: "state",
+        }
+        assert annotations == {
+            ANNOTATION_TASK_ID: "Org/Repo#5",
+            ANNOTATION_LAST_UPDATE: "2024-05-01T12:00:00Z",
+            ANNOTATION_SCHEMA_VERSION: "1",
+        }
+
+    def test_unknown_status_label_is_sanitised(self) -> None:
+        """A status from a newer version still gives a valid label value."""
+        _, labels, _ = encode_state(sample_state(status="Waiting on CI!"))
+        assert labels[LABEL_STATUS].startswith("waiting-on-ci--")
+
+    def test_soft_deleted(self) -> None:
+        """Soft deletion is a lifecycle label plus a time annotation."""
+        obj = stored(sample_state(), soft_deleted_at=T0)
+        assert obj.labels[LABEL_LIFECYCLE] == "soft-deleted"
+        assert obj.annotations[ANNOTATION_SOFT_DELETED_AT] == "2024-05-01T12:00:00Z"
+        assert soft_deleted_at(obj) == T0
+        assert soft_deleted_at(stored(sample_state())) is None
+        assert last_update_of(obj) == T0
+
+    def test_history_index_only_with_segments(self) -> None:
+        """``history_index`` appears only once history has moved to segments."""
+        assert KEY_HISTORY_INDEX not in encode_state(sample_state()).data
+        history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 2, "u"),), {"a": 1, "b": 1})
+        data = encode_state(sample_state(history=history)).data
+        assert json.loads(data[KEY_HISTORY_INDEX]) == {
+            "segments": [
+                {"n": 1, "name": "task-42-state-h1", "first_seq": 0, "count": 2, "uid": "u"}
+            ],
+            "recent_moved": {"1": ["a", "b"]},
+        }
+
+    def test_large_fields_are_compressed(self) -> None:
+        """Large JSON values carry the gzip marker; small ones stay plain."""
+        state = sample_state(feedback_history=tuple(fb(i) for i in range(500)))
+        data = encode_state(state).data
+        assert data["feedback_history"].startswith(GZIP_MARKER)
+        assert data["metadata"].startswith("{")
+        assert decode_state(stored(state)) == state
+
+    def test_state_object(self) -> None:
+        """``state_object`` names the object and carries the resourceVersion."""
+        obj = state_object(sample_state(task_id="A/B"), resource_version="17")
+        assert obj.name == object_name("A/B")
+        assert obj.resource_version == "17"
+
+    def test_too_large_raises_state_too_large(self) -> None:
+        """What cannot fit under 1 MiB is refused before the store sees it."""
+        metadata = {"blob": base64.b64encode(os.urandom(900_000)).decode()}
+        with pytest.raises(StateTooLarge) as info:
+            encode_state(sample_state(metadata=metadata))
+        assert info.value.size > MAX_DATA_BYTES
+        assert isinstance(info.value, InvalidInput)
+
+    def test_extra_data_may_not_use_known_keys(self) -> None:
+        """Unknown data keys cannot overwrite ours."""
+        with pytest.raises(InvalidInput):
+            encode_state(sample_state(extra_data={"status": "x"}))
+
+
+class TestRoundTrip:
+    @FAST
+    @given(state=task_states, compress_over=st.sampled_from([0, 4096]))
+    def test_decode_encode_is_identity(self, state: TaskState, compress_over: int) -> None:
+        """decode(encode(s)) == s: unicode, empty values, unknown enums and keys."""
+        obj = stored(state, compress_over=compress_over)
+        assert decode_state(obj) == state
+
+    @FAST
+    @given(state=task_states)
+    def test_encoding_is_deterministic(self, state: TaskState) -> None:
+        """The same state always encodes to the same data."""
+        assert encode_state(state) == encode_state(dataclasses.replace(state))
+
+    def test_very_large_values_round_trip(self) -> None:
+        """Values near the limit, multi-byte, survive exactly."""
+        state = sample_state(
+            metadata={"big": "ü漢😀" * 60_000},
+            feedback_history=(fb(0, description="é" * 65_000),),
+            error_messages=(ErrorRecord(None, ""),),
+        )
+        obj = stored(state)
+        assert value_bytes(obj.data or {}) < MAX_DATA_BYTES
+        assert decode_state(obj) == state
+
+    def test_empty_state_round_trips(self) -> None:
+        """A new task with nothing in it round-trips."""
+        state = TaskState.new("t", clock=lambda: T0)
+        assert decode_state(stored(state)) == state
+
+    def test_unknown_data_keys_are_kept(self) -> None:
+        """A key this version does not know is read into extra_data and written back."""
+        obj = with_data(stored(sample_state()), future_key="value")
+        state = decode_state(obj)
+        assert state.extra_data == {"future_key": "value"}
+        assert encode_state(state).data["future_key"] == "value"
+
+
+V0_DATA = {
+    "task_id": "42",
+    "iteration": "2",
+    "status": "in_progress",
+    "last_update": "2024-05-01T12:00:00",
+    "feedback_history": json.dumps(
+        [
+            {
+                "timestamp": "2024-05-01T11:00:00",
+                "author": "alice",
+                "severity": "high",
+                "issue_type": "bug",
+                "description": "null pointer",
+                "resolved": False,
+            },
+            {
+                "timestamp": "2024-05-01T11:30:00",
+                "author": "bob",
+                "severity": "Urgent",
+                "issue_type": "bug",
+                "description": "null pointer",
+                "resolved": True,
+            },
+        ]
+    ),
+    "error_messages": json.dumps(["timeout talking to CI"]),
+    "metadata": json.dumps({"repo": "org/repo"}),
+}
+
+
+class TestVersion0:
+    def test_migrates_on_read(self) -> None:
+        """A version 0 object reads as a full state: IDs, iterations, error records."""
+        state = decode_state(StoredObject(name="task-42-state", data=V0_DATA))
+        assert state.schema_version == 0
+        assert (state.task_id, state.iteration, state.status) == ("42", 2, Status.IN_PROGRESS)
+        assert state.last_update == T0
+        assert [e.author for e in state.feedback_history] == ["alice", "bob"]
+        assert state.feedback_history[1].severity == "Urgent"  # unknown, kept
+        assert all(e.id.startswith("v0-") for e in state.feedback_history)
+        assert len({e.id for e in state.feedback_history}) == 2
+        assert state.iteration_history == (
+            IterationRecord(1, T0, MIGRATED_NOTE),
+            IterationRecord(2, T0, MIGRATED_NOTE),
+        )
+        assert state.error_messages == (ErrorRecord(None, "timeout talking to CI"),)
+        assert state.metadata == {"repo": "org/repo"}
+
+    def test_ids_are_stable(self) -> None:
+        """The same version 0 object always gives the same IDs (retries see the same)."""
+        a = decode_state(StoredObject(name="a", data=V0_DATA))
+        b = decode_state(StoredObject(name="b", data=dict(V0_DATA)))
+        assert [e.id for e in a.feedback_history] == [e.id for e in b.feedback_history]
+
+    def test_explicit_zero_is_version_0(self) -> None:
+        """``schema_version: "0"`` reads as version 0."""
+        state = decode_state(StoredObject(name="a", data={**V0_DATA, "schema_version": "0"}))
+        assert state.schema_version == 0
+
+    def test_written_back_as_version_1(self) -> None:
+        """Migrate on write: encoding writes version 1, which reads back equal."""
+        state = decode_state(StoredObject(name="a", data=V0_DATA))
+        obj = stored(state)
+        assert (obj.data or {})["schema_version"] == "1"
+        again = decode_state(obj)
+        assert again == state
+        assert again.schema_version == 1
+        assert validate_object(obj) == []
+
+    def test_v0_is_valid(self) -> None:
+        """An intact version 0 object has no problems (it lacks annotations by design)."""
+        assert validate_object(StoredObject(name="a", data=V0_DATA)) == []
+
+
+class TestNewerVersion:
+    def test_decode_raises_unsupported(self) -> None:
+        """A newer schema version is a clear error; the reader does not guess."""
+        obj = with_data(stored(sample_state()), schema_version="2")
+        with pytest.raises(UnsupportedSchemaVersion) as info:
+            decode_state(obj)
+        assert (info.value.found, info.value.supported) == (2, 1)
+
+    def test_validate_reports_unsupported_only(self) -> None:
+        """The validator says why it cannot check, and checks nothing else."""
+        obj = with_data(stored(sample_state()), schema_version="7", metadata="{broken")
+        assert codes(validate_object(obj)) == {
+            ("schema_version", ProblemCode.UNSUPPORTED_SCHEMA_VERSION)
+        }
+
+    def test_segment_newer_version(self) -> None:
+        """Segments carry the version too."""
+        obj = segment_object(sample_state(), [fb(0)])
+        obj = with_data(obj, schema_version="3")
+        with pytest.raises(UnsupportedSchemaVersion):
+            decode_segment(obj)
+
+
+class TestCorruption:
+    @pytest.mark.parametrize(
+        ("key", "value", "code"),
+        [
+            ("feedback_history", "[{", ProblemCode.MALFORMED_JSON),
+            ("iteration_history", "zstd+b64:AAAA", ProblemCode.UNKNOWN_ENCODING),
+            ("metadata", GZIP_MARKER + "@@@", ProblemCode.BAD_ENCODING),
+            ("error_messages", "{}", ProblemCode.BAD_VALUE),
+            ("metadata", "[]", ProblemCode.BAD_VALUE),
+            ("iteration", "two", ProblemCode.BAD_VALUE),
+            ("iteration", "-1", ProblemCode.BAD_VALUE),
+            ("last_update", "yesterday", ProblemCode.BAD_TIMESTAMP),
+            ("schema_version", "one", ProblemCode.BAD_VALUE),
+            (KEY_HISTORY_INDEX, "[]", ProblemCode.BAD_VALUE),
+        ],
+    )
+    def test_bad_field_raises_and_is_reported(
+        self, key: str, value: str, code: ProblemCode
+    ) -> None:
+        """Decoding raises CorruptState naming the field; the validator gives its code."""
+        obj = with_data(stored(sample_state()), **{key: value})
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field == key
+        assert info.value.task_id in ("42", None)
+        assert (key, code) in codes(validate_object(obj))
+
+    @pytest.mark.parametrize(
+        ("entry", "field", "code"),
+        [
+            ({"id": "x"}, "feedback_history[1].timestamp", ProblemCode.MISSING_KEY),
+            (
+                {**fb(9).to_dict(), "timestamp": "soon"},
+                "feedback_history[1].timestamp",
+                ProblemCode.BAD_TIMESTAMP,
+            ),
+            (
+                {**fb(9).to_dict(), "resolved": "yes"},
+                "feedback_history[1].resolved",
+                ProblemCode.BAD_VALUE,
+            ),
+            ("just a string", "feedback_history[1]", ProblemCode.BAD_VALUE),
+        ],
+    )
+    def test_bad_entry_is_located(self, entry: Any, field: str, code: ProblemCode) -> None:
+        """A bad entry is reported with its index and field."""
+        good = fb(0).to_dict()
+        obj = with_data(stored(sample_state()), feedback_history=json.dumps([good, entry]))
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field == field
+        assert codes(validate_object(obj)) == {(field, code)}
+
+    def test_salvage_keeps_the_good_entries(self) -> None:
+        """Salvage reads what it can: bad entries are left out and reported."""
+        good = [fb(0).to_dict(), fb(2).to_dict()]
+        obj = with_data(
+            stored(sample_state()), feedback_history=json.dumps([good[0], {"id": 1}, good[1]])
+        )
+        state, problems = salvage_state(obj)
+        assert state is not None
+        assert [e.id for e in state.feedback_history] == ["e0", "e2"]
+        assert problems
+
+    @pytest.mark.parametrize(
+        "key", ["iteration_history", "feedback_history", "error_messages", "metadata"]
+    )
+    def test_missing_json_key_reads_as_empty_and_is_reported(self, key: str) -> None:
+        """Missing JSON keys default to empty when decoding; the validator reports them."""
+        obj = with_data(stored(sample_state(iteration=0, iteration_history=())), **{key: None})
+        decode_state(obj)
+        assert (key, ProblemCode.MISSING_KEY) in codes(validate_object(obj))
+
+    def test_missing_status_is_fatal(self) -> None:
+        """No default for status is safe: CorruptState."""
+        obj = with_data(stored(sample_state()), status=None)
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field == "status"
+        assert codes(validate_object(obj)) == {("status", ProblemCode.MISSING_KEY)}
+
+    def test_missing_task_id_and_last_update_come_from_annotations(self) -> None:
+        """The annotations stand in for a missing task_id or last_update."""
+        obj = with_data(stored(sample_state()), task_id=None, last_update=None)
+        state = decode_state(obj)
+        assert (state.task_id, state.last_update) == ("42", T0)
+        assert codes(validate_object(obj)) == {
+            ("task_id", ProblemCode.MISSING_KEY),
+            ("last_update", ProblemCode.MISSING_KEY),
+        }
+
+    def test_missing_last_update_falls_back_to_creation_time(self) -> None:
+        """With no annotation either, the creation time stands in."""
+        obj = dataclasses.replace(
+            with_data(stored(sample_state()), last_update=None),
+            annotations={},
+            creation_timestamp=T0 - timedelta(days=1),
+        )
+        assert decode_state(obj).last_update == T0 - timedelta(days=1)
+
+    def test_missing_iteration_is_counted(self) -> None:
+        """A missing iteration is the length of the history."""
+        obj = with_data(stored(sample_state()), iteration=None)
+        assert decode_state(obj).iteration == 2
+        assert codes(validate_object(obj)) == {("iteration", ProblemCode.MISSING_KEY)}
+
+    def test_iteration_mismatch(self) -> None:
+        """An iteration count that disagrees with the history is reported."""
+        obj = stored(sample_state(iteration=5))
+        assert decode_state(obj).iteration == 5
+        assert codes(validate_object(obj)) == {("iteration", ProblemCode.ITERATION_MISMATCH)}
+
+    def test_duplicate_ids(self) -> None:
+        """Two entries with one ID, or an ID both in the head and moved, are reported."""
+        history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 1, "u"),), {"e1": 1})
+        obj = stored(sample_state(feedback_history=(fb(0), fb(0)), history=history))
+        obj2 = stored(sample_state(history=history))
+        assert codes(validate_object(obj)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
+        assert codes(validate_object(obj2)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
+
+    def test_index_mismatch(self) -> None:
+        """Segments out of order, with gaps or wrongly named, are reported."""
+        history = HistoryIndex(
+            (
+                SegmentRef(2, "task-42-state-h2", 0, 3, "u"),
+                SegmentRef(1, "task-42-state-h1", 5, 3, "u"),
+                SegmentRef(3, "elsewhere", 8, 3, "u"),
+            )
+        )
+        problems = validate_object(stored(sample_state(history=history)))
+        assert {p.code for p in problems} == {ProblemCode.INDEX_MISMATCH}
+        assert len(problems) == 3
+
+    def test_annotation_mismatch(self) -> None:
+        """Cleanup reads annotations: missing or disagreeing ones are reported."""
+        obj = stored(sample_state())
+        obj = dataclasses.replace(
+            obj,
+            annotations={ANNOTATION_TASK_ID: "41", ANNOTATION_LAST_UPDATE: "2020-01-01T00:00:00Z"},
+        )
+        assert {p.code for p in validate_object(obj)} == {ProblemCode.ANNOTATION_MISMATCH}
+        assert len(validate_object(obj)) == 2
+
+    def test_metadata_only_object(self) -> None:
+        """An object read without data cannot be decoded: InvalidInput; reported as no_data."""
+        obj = StoredObject(name="x", data=None)
+        with pytest.raises(InvalidInput):
+            decode_state(obj)
+        assert codes(validate_object(obj)) == {("data", ProblemCode.NO_DATA)}
+
+    def test_intact_object_has_no_problems(self) -> None:
+        """A state we wrote validates clean."""
+        assert validate_object(stored(sample_state())) == []
+
+    @FAST
+    @given(
+        data=st.dictionaries(
+            st.sampled_from([*DATA_KEYS, KEY_HISTORY_INDEX, "other"]),
+            st.text(max_size=30)
+            | st.sampled_from(["[]", "{}", "1", "[{}]", '{"segments":[{}]}', GZIP_MARKER]),
+        )
+    )
+    def test_validator_never_raises_and_decoder_raises_only_ours(
+        self, data: dict[str, str]
+    ) -> None:
+        """Whatever the data, the validator returns results and the decoder raises ours."""
+        obj = StoredObject(name="x", data=data)
+        problems = validate_object(obj)
+        try:
+            decode_state(obj)
+        except RemstateError:
+            assert problems
+        salvage_state(obj)
+
+
+class TestSegments:
+    def test_layout(self) -> None:
+        """A segment holds its number, first sequence, count and the entries."""
+        data = encode_segment("Org/1", 3, 40, [fb(40), fb(41)])
+        labels, annotations = segment_metadata("Org/1")
+        assert {k: v for k, v in data.items() if k != "feedback_history"} == {
+            "schema_version": "1",
+            "task_id": "Org/1",
+            "segment": "3",
+            "first_seq": "40",
+            "count": "2",
+        }
+        assert labels == {
+            LABEL_MANAGED_BY: "remstate",
+            LABEL_TASK: label_value("Org/1"),
+            LABEL_ROLE: "history-segment",
+        }
+        assert annotations == {ANNOTATION_TASK_ID: "Org/1", ANNOTATION_SCHEMA_VERSION: "1"}
+
+    @FAST
+    @given(entries=st.lists(feedback_entries, min_size=1, max_size=6))
+    def test_round_trip(self, entries: list[FeedbackEntry]) -> None:
+        """decode_segment(encode_segment(...)) gives back the entries exactly."""
+        data = encode_segment("t", 1, 7, entries, compress_over=64)
+        segment = decode_segment(StoredObject(name="s", data=data))
+        assert (segment.task_id, segment.n, segment.first_seq) == ("t", 1, 7)
+        assert list(segment.entries) == entries
+        assert validate_segment(StoredObject(name="s", data=data)) == []
+
+    def test_segment_object_and_ref(self) -> None:
+        """The segment of a head's oldest entries, owned by the head; its ref for the index."""
+        state = sample_state()
+        head = StoredObject(name="task-42-state", uid="head-uid")
+        obj = segment_object(state, [fb(0)], owner=owner_reference(head))
+        assert obj.name == segment_name("42", 1)
+        assert obj.owner_references == (
+            OwnerReference(
+                api_version="v1", kind="ConfigMap", name="task-42-state", uid="head-uid"
+            ),
+        )
+        created = dataclasses.replace(obj, uid="seg-uid")
+        assert segment_ref(created) == SegmentRef(1, obj.name, 0, 1, "seg-uid")
+
+    def test_segment_object_refuses_non_prefix(self) -> None:
+        """Only the oldest entries of the head can move."""
+        with pytest.raises(InvalidInput):
+            segment_object(sample_state(), [fb(1)])
+        with pytest.raises(InvalidInput):
+            segment_object(sample_state(), [])
+
+    def test_segment_object_number_must_advance(self) -> None:
+        """A taken name is skipped with a higher ``n``, never a lower one."""
+        history = HistoryIndex((SegmentRef(4, "task-42-state-h4", 0, 1, "u"),))
+        state = sample_state(history=history)
+        assert segment_object(state, [fb(0)], n=6).name == "task-42-state-h6"
+        with pytest.raises(InvalidInput):
+            segment_object(state, [fb(0)], n=4)
+
+    def test_owner_needs_uid(self) -> None:
+        """The head must exist (have a uid) before it can own segments."""
+        with pytest.raises(InvalidInput):
+            owner_reference(StoredObject(name="task-42-state"))
+
+    def test_corrupt_segment(self) -> None:
+        """A broken segment raises CorruptState; the validator reports count mismatches too."""
+        data = encode_segment("t", 1, 0, [fb(0)])
+        with pytest.raises(CorruptState):
+            decode_segment(StoredObject(name="s", data={**data, "feedback_history": "[x"}))
+        problems = validate_segment(StoredObject(name="s", data={**data, "count": "5"}))
+        assert codes(problems) == {("count", ProblemCode.INDEX_MISMATCH)}
+        missing = validate_segment(StoredObject(name="s", data={"schema_version": "1"}))
+        assert {p.code for p in missing} == {ProblemCode.MISSING_KEY}

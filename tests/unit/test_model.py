@@ -1,0 +1,404 @@
+"""The typed state: enums that keep unknown values, timestamps, records and their limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from ulid import ULID
+
+from remstate.errors import CorruptState, InvalidInput
+from remstate.schema import (
+    ErrorRecord,
+    FeedbackEntry,
+    HistoryIndex,
+    IssueType,
+    IterationRecord,
+    SegmentRef,
+    Severity,
+    Status,
+    TaskState,
+    format_timestamp,
+    parse_issue_type,
+    parse_severity,
+    parse_status,
+    parse_timestamp,
+)
+from remstate.schema.encoding import dumps
+from tests.unit.strategies import (
+    FAST,
+    aware_datetimes,
+    error_records,
+    feedback_entries,
+    history_indexes,
+    iteration_records,
+    segment_refs,
+    task_states,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return T0
+
+
+def entry(**changes: Any) -> FeedbackEntry:
+    fields: dict[str, Any] = {
+        "author": "alice",
+        "severity": "high",
+        "issue_type": "bug",
+        "description": "fix it",
+        "clock": clock,
+    }
+    fields.update(changes)
+    return FeedbackEntry.new(**fields)
+
+
+class TestEnums:
+    @pytest.mark.parametrize(
+        ("parse", "value", "member"),
+        [
+            (parse_status, "in_progress", Status.IN_PROGRESS),
+            (parse_severity, "critical", Severity.CRITICAL),
+            (parse_issue_type, "documentation", IssueType.DOCUMENTATION),
+            (parse_status, Status.FAILED, Status.FAILED),
+        ],
+    )
+    def test_known_value_gives_member(
+        self, parse: Callable[..., Any], value: str, member: Any
+    ) -> None:
+        """A known value gives the enum member, strict or not."""
+        assert parse(value, strict=True) is member
+        assert parse(value, strict=False) is member
+
+    @pytest.mark.parametrize("parse", [parse_status, parse_severity, parse_issue_type])
+    def test_unknown_value_is_kept_unless_strict(self, parse: Callable[..., Any]) -> None:
+        """Reading keeps a newer version's value as a plain str; new input must be known."""
+        kept = parse("from_the_future", strict=False)
+        assert kept == "from_the_future"
+        assert type(kept) is str
+        with pytest.raises(InvalidInput, match="expected one of"):
+            parse("from_the_future", strict=True)
+
+    @pytest.mark.parametrize("parse", [parse_status, parse_severity, parse_issue_type])
+    def test_non_string_raises(self, parse: Callable[..., Any]) -> None:
+        """Only strings are values."""
+        with pytest.raises(InvalidInput):
+            parse(3, strict=False)
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [
+            (datetime(2024, 5, 1, 12, 0, tzinfo=UTC), "2024-05-01T12:00:00Z"),
+            (datetime(2024, 5, 1, 12, 0, 0, 5, tzinfo=UTC), "2024-05-01T12:00:00.000005Z"),
+            (
+                datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))),
+                "2024-05-01T12:00:00Z",
+            ),
+            (datetime(5, 1, 2, tzinfo=UTC), "0005-01-02T00:00:00Z"),
+        ],
+    )
+    def test_format_is_rfc3339_utc_with_z(self, value: datetime, text: str) -> None:
+        """UTC, ``Z``, microseconds only when not zero, four-digit years."""
+        assert format_timestamp(value) == text
+
+    def test_format_refuses_naive(self) -> None:
+        """A naive datetime has no instant: InvalidInput."""
+        with pytest.raises(InvalidInput, match="timezone-aware"):
+            format_timestamp(datetime(2024, 5, 1))
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "2024-05-01T12:00:00Z",
+            "2024-05-01T12:00:00+00:00",
+            "2024-05-01T14:00:00+02:00",
+            "2024-05-01T12:00:00",
+            "2024-05-01 12:00:00",
+            "2024-05-01t12:00:00z",
+            "2024-05-01T12:00:00.000000000Z",
+            " 2024-05-01T12:00:00Z ",
+        ],
+    )
+    def test_parse_is_tolerant(self, text: str) -> None:
+        """Z, offsets, naive (taken as UTC), lower case and nanoseconds all parse."""
+        parsed = parse_timestamp(text)
+        assert parsed == T0
+        assert parsed.tzinfo is UTC
+
+    def test_parse_truncates_nanoseconds(self) -> None:
+        """Digits past microseconds (Go's RFC3339Nano) are dropped."""
+        assert parse_timestamp("2024-05-01T12:00:00.123456789Z").microsecond == 123456
+
+    @pytest.mark.parametrize("text", ["", "yesterday", "2024-13-01T00:00:00Z", 1714564800])
+    def test_parse_refuses_garbage(self, text: object) -> None:
+        """What is not a timestamp raises InvalidInput."""
+        with pytest.raises(InvalidInput):
+            parse_timestamp(text)
+
+    @FAST
+    @given(value=aware_datetimes)
+    def test_round_trip(self, value: datetime) -> None:
+        """parse(format(t)) is the same instant, in UTC."""
+        assert parse_timestamp(format_timestamp(value)) == value
+
+
+class TestFeedbackEntry:
+    def test_new_generates_a_ulid_from_the_clock(self) -> None:
+        """With no ID given, a ULID is made, carrying the entry's time."""
+        e = entry()
+        assert ULID.from_str(e.id).datetime == T0
+        assert e.timestamp == T0
+        assert entry().id != e.id
+
+    def test_new_keeps_a_given_id_and_time(self) -> None:
+        """A caller's ID and timestamp are used as given."""
+        when = T0 + timedelta(hours=1)
+        e = entry(id="review-7", timestamp=when)
+        assert (e.id, e.timestamp) == ("review-7", when)
+
+    def test_new_parses_enums_strictly(self) -> None:
+        """New input must use known severities and issue types."""
+        assert entry().severity is Severity.HIGH
+        with pytest.raises(InvalidInput, match="severity"):
+            entry(severity="apocalyptic")
+        with pytest.raises(InvalidInput, match="issue type"):
+            entry(issue_type="vibes")
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"id": ""},
+            {"id": "x" * 129},
+            {"id": "line\nbreak"},
+            {"author": "a" * 257},
+            {"description": "é" * (32 * 1024 + 1)},
+            {"timestamp": datetime(2024, 5, 1)},
+            {"description": 42},
+        ],
+    )
+    def test_new_refuses_bad_input(self, changes: dict[str, Any]) -> None:
+        """Empty/long/unprintable IDs, long author or description, naive time: InvalidInput."""
+        with pytest.raises(InvalidInput):
+            entry(**changes)
+
+    def test_limits_are_inclusive(self) -> None:
+        """128-character IDs, 256-character authors and 64 KiB descriptions are fine."""
+        entry(id="i" * 128, author="a" * 256, description="d" * 64 * 1024)
+
+    def test_reading_keeps_what_validation_would_refuse(self) -> None:
+        """Stored entries with unknown values are kept; ``validate`` flags them for new input."""
+        e = FeedbackEntry("x", T0, "a", "apocalyptic", "bug", "d")
+        assert e.severity == "apocalyptic"
+        with pytest.raises(InvalidInput):
+            e.validate()
+
+    def test_timestamps_are_normalised_to_utc(self) -> None:
+        """Any zone is stored as UTC; the instant is unchanged."""
+        tz = timezone(timedelta(hours=-5))
+        e = FeedbackEntry("x", T0.astimezone(tz), "a", "low", "bug", "d", True, T0.astimezone(tz))
+        assert e.timestamp.tzinfo is UTC
+        assert e.resolved_at is not None
+        assert e.resolved_at.tzinfo is UTC
+
+    def test_extra_must_not_shadow_known_keys(self) -> None:
+        """``extra`` is for unknown keys only."""
+        with pytest.raises(InvalidInput, match="known keys"):
+            FeedbackEntry("x", T0, "a", "low", "bug", "d", extra={"author": "b"})
+
+    def test_to_dict_layout(self) -> None:
+        """Known keys in order, ``resolved_at`` only when set, then unknown keys."""
+        e = FeedbackEntry("x", T0, "a", "low", "bug", "d", extra={"votes": 3})
+        assert list(e.to_dict()) == [
+            "id",
+            "timestamp",
+            "author",
+            "severity",
+            "issue_type",
+            "description",
+            "resolved",
+            "votes",
+        ]
+        assert e.to_dict()["timestamp"] == "2024-05-01T12:00:00Z"
+
+    def test_to_json_is_cached_compact_json(self) -> None:
+        """``to_json`` equals the compact dump of ``to_dict``; its size is in UTF-8 bytes."""
+        e = FeedbackEntry("x", T0, "ü", "low", "bug", "d")
+        assert e.to_json() == dumps(e.to_dict())
+        assert e.to_json() is e.to_json()
+        assert e.json_size() == len(e.to_json().encode())
+
+    def test_cache_does_not_leak_into_equality_or_replace(self) -> None:
+        """A replaced entry serialises its own fields, not the original's cache."""
+        e = FeedbackEntry("x", T0, "a", "low", "bug", "d")
+        e.to_json()
+        resolved = dataclasses.replace(e, resolved=True)
+        assert '"resolved":true' in resolved.to_json()
+        assert FeedbackEntry("x", T0, "a", "low", "bug", "d") == e
+
+    def test_from_dict_reports_the_field(self) -> None:
+        """A missing or mistyped field raises CorruptState naming it."""
+        with pytest.raises(CorruptState) as info:
+            FeedbackEntry.from_dict({"id": "x", "timestamp": "2024-05-01T00:00:00Z"})
+        assert info.value.field == "feedback_history.author"
+        with pytest.raises(CorruptState) as info:
+            FeedbackEntry.from_dict({**entry().to_dict(), "timestamp": "soon"})
+        assert info.value.field == "feedback_history.timestamp"
+
+
+class TestOtherRecords:
+    def test_iteration_record_reads_v0_timestamp_key(self) -> None:
+        """A version 0 record's ``timestamp`` is read as ``started_at``."""
+        record = IterationRecord.from_dict({"iteration": 1, "timestamp": "2024-05-01T12:00:00Z"})
+        assert record == IterationRecord(1, T0)
+
+    def test_iteration_record_validate(self) -> None:
+        """Negative iterations and notes over 64 KiB are refused as new input."""
+        with pytest.raises(InvalidInput):
+            IterationRecord(-1, T0).validate()
+        with pytest.raises(InvalidInput):
+            IterationRecord(1, T0, "n" * (64 * 1024 + 1)).validate()
+        IterationRecord(1, T0, "n" * 64 * 1024).validate()
+
+    def test_error_record_new_and_limits(self) -> None:
+        """``ErrorRecord.new`` stamps the clock's time and checks the 64 KiB limit."""
+        assert ErrorRecord.new("boom", clock=clock) == ErrorRecord(T0, "boom")
+        with pytest.raises(InvalidInput):
+            ErrorRecord.new("b" * (64 * 1024 + 1), clock=clock)
+
+    def test_error_record_reads_bare_strings(self) -> None:
+        """Version 0 kept error messages as strings: they read as records with no time."""
+        assert ErrorRecord._read("boom", "error_messages[0]") == ErrorRecord(None, "boom")
+
+    def test_segment_ref_refuses_negative_numbers(self) -> None:
+        """Sequence numbers and counts are not negative."""
+        with pytest.raises(InvalidInput):
+            SegmentRef(1, "s", -1, 3, "uid")
+
+    def test_bool_is_not_an_int(self) -> None:
+        """``True`` is not accepted where an int is meant."""
+        with pytest.raises(InvalidInput):
+            IterationRecord(True, T0)
+
+
+class TestTaskState:
+    def test_new(self) -> None:
+        """A new task: iteration 0, pending, no history, the clock's time."""
+        state = TaskState.new("42", clock=clock, metadata={"repo": "a/b"})
+        assert (state.iteration, state.status, state.last_update) == (0, Status.PENDING, T0)
+        assert state.feedback_total == 0
+        assert state.metadata == {"repo": "a/b"}
+
+    def test_new_validates(self) -> None:
+        """Bad task IDs, unknown statuses and non-JSON metadata are refused."""
+        with pytest.raises(InvalidInput):
+            TaskState.new("", clock=clock)
+        with pytest.raises(InvalidInput):
+            TaskState.new("42", clock=clock, status="zombie")
+        with pytest.raises(InvalidInput):
+            TaskState.new("42", clock=clock, metadata={"x": {1, 2}})
+
+    def test_naive_last_update_is_refused(self) -> None:
+        """The state's time must be aware."""
+        with pytest.raises(InvalidInput):
+            TaskState("42", 0, "pending", datetime(2024, 5, 1))
+
+    def test_lists_become_tuples_and_known_status_strings_members(self) -> None:
+        """Construction normalises, so equal states compare equal."""
+        state = TaskState("42", 0, "completed", T0, iteration_history=[IterationRecord(1, T0)])  # type: ignore[arg-type]
+        assert state.iteration_history == (IterationRecord(1, T0),)
+        assert state.status is Status.COMPLETED
+
+    def test_history_across_segments(self) -> None:
+        """Sequence numbers continue from the last segment into the head."""
+        head = tuple(entry(id=f"e{i}") for i in range(3))
+        history = HistoryIndex(
+            (SegmentRef(1, "s1", 0, 10, "u1"), SegmentRef(2, "s2", 10, 5, "u2")),
+            {"e-old": 2},
+        )
+        state = TaskState("42", 0, "pending", T0, feedback_history=head, history=history)
+        assert state.head_first_seq == 15
+        assert state.feedback_total == 18
+        assert state.next_segment_number == 3
+        assert state.segment_for_seq(0) == history.segments[0]
+        assert state.segment_for_seq(14) == history.segments[1]
+        assert state.segment_for_seq(15) is None
+        assert state.segment_for_seq(-1) is None
+        assert state.find_feedback("e1") == head[1]
+        assert state.find_feedback("e-old") is None
+        assert state.moved_to_segment("e-old") == 2
+
+    def test_schema_version_is_not_part_of_equality(self) -> None:
+        """A migrated state equals the same state read from version 1."""
+        a = TaskState("42", 0, "pending", T0, schema_version=0)
+        assert a == TaskState("42", 0, "pending", T0)
+
+    def test_from_dict_reports_the_field(self) -> None:
+        """A bad nested value raises CorruptState with its path."""
+        data = TaskState.new("42", clock=clock).to_dict()
+        data["feedback_history"] = [{"id": "x"}]
+        with pytest.raises(CorruptState) as info:
+            TaskState.from_dict(data)
+        assert info.value.field == "feedback_history[0].timestamp"
+
+
+class TestDictRoundTrips:
+    """``from_dict(json(to_dict(x))) == x`` for every type."""
+
+    @staticmethod
+    def through_json(value: dict[str, Any]) -> Any:
+        return json.loads(json.dumps(value, ensure_ascii=False))
+
+    @FAST
+    @given(record=iteration_records)
+    def test_iteration_record(self, record: IterationRecord) -> None:
+        """IterationRecord round-trips, unknown keys included."""
+        assert IterationRecord.from_dict(self.through_json(record.to_dict())) == record
+
+    @FAST
+    @given(e=feedback_entries)
+    def test_feedback_entry(self, e: FeedbackEntry) -> None:
+        """FeedbackEntry round-trips, unknown enum values and keys included."""
+        assert FeedbackEntry.from_dict(self.through_json(e.to_dict())) == e
+
+    @FAST
+    @given(record=error_records)
+    def test_error_record(self, record: ErrorRecord) -> None:
+        """ErrorRecord round-trips, with and without a time."""
+        assert ErrorRecord.from_dict(self.through_json(record.to_dict())) == record
+
+    @FAST
+    @given(ref=segment_refs)
+    def test_segment_ref(self, ref: SegmentRef) -> None:
+        """SegmentRef round-trips."""
+        assert SegmentRef.from_dict(self.through_json(ref.to_dict())) == ref
+
+    @FAST
+    @given(index=history_indexes)
+    def test_history_index_encoding(self, index: HistoryIndex) -> None:
+        """The index's grouped form keeps every ID and its segment."""
+        grouped = index.to_dict()["recent_moved"]
+        flat = {i: int(n) for n, ids in grouped.items() for i in ids}
+        assert flat == index.recent_moved_ids
+
+    @FAST
+    @given(state=task_states)
+    def test_task_state(self, state: TaskState) -> None:
+        """TaskState round-trips through its JSON form."""
+        assert TaskState.from_dict(self.through_json(state.to_dict())) == state
+
+    @FAST
+    @given(status=st.text(max_size=10))
+    def test_unknown_status_stays_a_string(self, status: str) -> None:
+        """A status we do not know is neither lost nor an error."""
+        state = TaskState("t", 0, status, T0)
+        assert TaskState.from_dict(state.to_dict()).status == status
