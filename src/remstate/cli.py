@@ -1,0 +1,323 @@
+"""The ``remstate`` command: the manager's operations for workflow steps and operators.
+
+Output is plain text for people or JSON (``-o json``) for machines. Every
+failure prints one readable line on stderr and exits with a documented code,
+so a workflow step can branch on it without parsing text:
+
+    0  success
+    1  an unexpected error
+    2  bad input or usage; nothing was written
+    3  not found: the task has no state
+    4  max iterations reached; nothing was written
+    5  conflicts or transient errors outlasted the retry policy
+    6  the store is unavailable
+    7  forbidden: RBAC or authentication refused the request
+    8  the stored state is corrupt, or written by a newer remstate
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from remstate.errors import (
+    Forbidden,
+    InvalidInput,
+    MaxIterationsReached,
+    NotFound,
+    RemstateError,
+    RetriesExhausted,
+    StateError,
+    StoreError,
+    Unavailable,
+)
+from remstate.manager import StateManager
+from remstate.schema import FeedbackEntry, TaskState
+
+__all__ = ["EXIT_CODES", "app", "main"]
+
+DEFAULT_DB = (
+    Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    / "remstate"
+    / "state.db"
+)
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    ERROR = 1
+    INVALID = 2
+    NOT_FOUND = 3
+    MAX_ITERATIONS = 4
+    RETRIES_EXHAUSTED = 5
+    UNAVAILABLE = 6
+    FORBIDDEN = 7
+    CORRUPT = 8
+
+
+#: The documented exit codes, most specific error class first.
+EXIT_CODES: list[tuple[type[BaseException], Exit]] = [
+    (MaxIterationsReached, Exit.MAX_ITERATIONS),
+    (InvalidInput, Exit.INVALID),
+    (NotFound, Exit.NOT_FOUND),
+    (RetriesExhausted, Exit.RETRIES_EXHAUSTED),
+    (Unavailable, Exit.UNAVAILABLE),
+    (Forbidden, Exit.FORBIDDEN),
+    (StateError, Exit.CORRUPT),
+    (StoreError, Exit.ERROR),
+]
+
+
+class Output(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+app = typer.Typer(
+    name="remstate",
+    help="Keep the state of agent remediation loops in Kubernetes ConfigMaps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+feedback_app = typer.Typer(help="Feedback history: add, list and resolve entries.")
+app.add_typer(feedback_app, name="feedback")
+
+
+class _Context:
+    def __init__(self, store_url: str, output: Output, max_iterations: int) -> None:
+        self.store_url = store_url
+        self.output = output
+        self.max_iterations = max_iterations
+
+    @contextmanager
+    def manager(self) -> Iterator[StateManager]:
+        with StateManager.from_url(self.store_url, max_iterations=self.max_iterations) as m:
+            yield m
+
+    def emit(self, value: Any, text: Callable[[], str]) -> None:
+        if self.output is Output.json:
+            typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+        else:
+            typer.echo(text())
+
+
+def _default_store() -> str:
+    return os.environ.get("REMSTATE_STORE") or f"sqlite://{DEFAULT_DB}"
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            "-s",
+            help="sqlite:///path/state.db or kubernetes://NAMESPACE "
+            "[env REMSTATE_STORE; default: the embedded store in your data directory]",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="text or json")] = Output.text,
+    max_iterations: Annotated[
+        int,
+        typer.Option(
+            "--max-iterations", envvar="REMSTATE_MAX_ITERATIONS", min=1, help="iteration limit"
+        ),
+    ] = 10,
+) -> None:
+    url = store or _default_store()
+    if url.startswith("sqlite://"):
+        path = Path(url.removeprefix("sqlite://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+    ctx.obj = _Context(url, output, max_iterations)
+
+
+def _summary(state: TaskState) -> str:
+    return (
+        f"task {state.task_id}: iteration {state.iteration}, status {state.status}, "
+        f"{state.feedback_total} feedback, {len(state.error_messages)} errors, "
+        f"last update {state.to_dict()['last_update']}"
+    )
+
+
+@app.command()
+def get(ctx: typer.Context, task_id: str) -> None:
+    """Show a task's state."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        state = m.get_state(task_id)
+    c.emit(state.to_dict(), lambda: _summary(state))
+
+
+@app.command()
+def increment(
+    ctx: typer.Context,
+    task_id: str,
+    note: Annotated[str, typer.Option(help="a note kept in the iteration record")] = "",
+) -> None:
+    """Add one iteration; exit 4 at the maximum."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        number = m.increment_iteration(task_id, note=note)
+    c.emit({"task_id": task_id, "iteration": number}, lambda: str(number))
+
+
+@app.command()
+def status(ctx: typer.Context, task_id: str, value: str) -> None:
+    """Set a task's status (pending, in_progress, awaiting_review, completed, failed, cancelled)."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        state = m.set_status(task_id, value)
+    c.emit(state.to_dict(), lambda: _summary(state))
+
+
+@app.command()
+def error(ctx: typer.Context, task_id: str, message: str) -> None:
+    """Record an error message for a task."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        record = m.record_error(task_id, message)
+    c.emit(record.to_dict(), lambda: "recorded")
+
+
+@app.command()
+def delete(ctx: typer.Context, task_id: str) -> None:
+    """Delete a task's state and its history; exit 3 if it had none."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        if not m.delete_state(task_id):
+            raise NotFound(f"no state for task {task_id!r}")
+    c.emit({"task_id": task_id, "deleted": True}, lambda: "deleted")
+
+
+@feedback_app.command("add")
+def feedback_add(  # noqa: PLR0917 - typer maps options to parameters
+    ctx: typer.Context,
+    task_id: str,
+    description: str,
+    author: Annotated[str, typer.Option(help="who gave the feedback")],
+    severity: Annotated[str, typer.Option(help="critical, high, medium, low or info")] = "medium",
+    issue_type: Annotated[str, typer.Option("--type", help="bug, security, style, ...")] = "other",
+    entry_id: Annotated[
+        str | None, typer.Option("--id", help="an id, so that a retry is a no-op")
+    ] = None,
+) -> None:
+    """Append a feedback entry (idempotent by --id)."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        entry = m.append_feedback(
+            task_id,
+            author=author,
+            severity=severity,
+            issue_type=issue_type,
+            description=description,
+            id=entry_id,
+        )
+    c.emit(entry.to_dict(), lambda: entry.id)
+
+
+@feedback_app.command("list")
+def feedback_list(
+    ctx: typer.Context,
+    task_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
+) -> None:
+    """List feedback, oldest first, one page at a time."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        page = m.get_feedback_history(task_id, limit=limit, cursor=cursor)
+
+    def text() -> str:
+        lines = [_feedback_line(e) for e in page.entries]
+        if page.next_cursor:
+            lines.append(f"next page: --cursor {page.next_cursor}")
+        return "\n".join(lines)
+
+    c.emit(
+        {
+            "entries": [e.to_dict() for e in page.entries],
+            "next_cursor": page.next_cursor,
+            "total": page.total,
+        },
+        text,
+    )
+
+
+def _feedback_line(entry: FeedbackEntry) -> str:
+    mark = "x" if entry.resolved else " "
+    kind = f"{entry.severity}/{entry.issue_type}"
+    return f"[{mark}] {entry.id} {kind} {entry.author}: {entry.description}"
+
+
+@feedback_app.command("resolve")
+def feedback_resolve(ctx: typer.Context, task_id: str, entry_id: str) -> None:
+    """Mark a feedback entry resolved."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        entry = m.resolve_feedback(task_id, entry_id)
+    c.emit(entry.to_dict(), lambda: _feedback_line(entry))
+
+
+@app.command()
+def demo(ctx: typer.Context, task_id: str = "demo") -> None:
+    """Run one small remediation loop on the store and print its state."""
+    c: _Context = ctx.obj
+    with c.manager() as m:
+        m.delete_state(task_id)
+        m.set_status(task_id, "in_progress")
+        m.increment_iteration(task_id, note="first attempt")
+        m.append_feedback(
+            task_id,
+            author="reviewer",
+            severity="high",
+            issue_type="bug",
+            description="the retry loop can double-count",
+            id="demo-1",
+        )
+        m.increment_iteration(task_id, note="fixed the retry loop")
+        m.resolve_feedback(task_id, "demo-1")
+        m.set_status(task_id, "completed")
+        state = m.get_state(task_id)
+    c.emit(state.to_dict(), lambda: f"store: {c.store_url}\n{_summary(state)}")
+
+
+def exit_code(exc: BaseException) -> Exit:
+    """The documented exit code for an error."""
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return Exit.ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (errors are one line on stderr)."""
+    try:
+        app(args=argv, prog_name="remstate", standalone_mode=False)
+    except RemstateError as e:
+        typer.echo(f"remstate: {e}", err=True)
+        return exit_code(e)
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        typer.echo("remstate: aborted", err=True)
+        return Exit.ERROR
+    except typer.TyperException as e:
+        # Usage errors (a missing argument, an unknown option, a bad value).
+        typer.echo(f"remstate: {e.format_message()}", err=True)
+        return Exit.INVALID
+    return Exit.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,762 @@
+"""The state manager: every operation of a remediation loop, on any Store.
+
+Written once against the Store contract; it never asks which backend it has.
+
+The write path is optimistic concurrency (DESIGN.md, rules 1-3):
+
+- every operation is a pure function of the state, applied to the last object
+  seen and sent with that object's resourceVersion: uncontended, a write is
+  one API request;
+- on a Conflict the object is read again and the function applied again, with
+  bounded, exponential, jittered backoff (``RetryPolicy``);
+- a write whose outcome is unknown (a timeout, a lost response) is retried the
+  same way, and every operation recognises its own earlier success in the
+  state it reads back: feedback by entry id, an increment by its operation id,
+  an error record by its id. A retry never duplicates.
+
+History that outgrows one object moves to immutable segment objects: the
+segment is written first, then the head takes it with its compare-and-swap, so
+a crash leaves at worst an orphan segment that no head refers to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ulid import ULID
+
+from remstate.errors import (
+    AlreadyExists,
+    Conflict,
+    CorruptState,
+    InvalidInput,
+    MaxIterationsReached,
+    NotFound,
+    RemstateError,
+    StateNotFound,
+    Unavailable,
+)
+from remstate.retry import RetryPolicy
+from remstate.schema import (
+    ErrorRecord,
+    FeedbackEntry,
+    IterationRecord,
+    Severity,
+    Status,
+    TaskState,
+    apply_compaction,
+    decode_segment,
+    decode_state,
+    encode_state,
+    object_name,
+    owner_reference,
+    parse_status,
+    plan_compaction,
+    segment_object,
+    segment_ref,
+    utc_now,
+    validate_task_id,
+)
+from remstate.store import Store, StoredObject
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["FeedbackPage", "StateManager"]
+
+Clock = Callable[[], datetime]
+_R = TypeVar("_R")
+
+#: An operation: the state before -> (the state after, or None for "no write", result).
+Mutation = Callable[[TaskState], tuple[TaskState | None, _R]]
+
+#: How many tasks' last-seen objects a manager remembers.
+DEFAULT_CACHE_SIZE = 1024
+#: How many immutable history segments a manager keeps decoded, for paging.
+SEGMENT_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackPage:
+    """One page of a task's feedback history, oldest first.
+
+    ``next_cursor`` is ``None`` when the page reaches the newest entry; pass it
+    back as ``cursor`` to read on.
+    """
+
+    entries: list[FeedbackEntry]
+    next_cursor: str | None
+    total: int
+
+
+class _RetryNow(Exception):
+    """Internal: read the object again and re-apply, with no backoff."""
+
+
+class StateManager:
+    """Reads and writes the state of remediation loops.
+
+    Args:
+        store: the Store to keep state in. Or give ``api_client`` (the caller's
+            ``kubernetes.client.ApiClient``) and ``namespace`` for ConfigMaps.
+        max_iterations: the most iterations a task may have (10 by default).
+        retry: how long to retry conflicts and transient errors.
+        clock: a callable returning an aware datetime; every timestamp uses it.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        api_client: ApiClient | None = None,
+        namespace: str | None = None,
+        max_iterations: int = 10,
+        retry: RetryPolicy | None = None,
+        clock: Clock = utc_now,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
+        if store is None:
+            if api_client is None:
+                raise InvalidInput("give a store, or an api_client and a namespace")
+            from remstate.store.kubernetes import KubernetesStore
+
+            store = KubernetesStore(namespace or "default", api_client=api_client)
+            self._owns_store = True
+        else:
+            if api_client is not None:
+                raise InvalidInput("give either a store or an api_client, not both")
+            self._owns_store = False
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise InvalidInput(f"max_iterations must be a positive integer, not {max_iterations!r}")
+        self.store: Store = store
+        self.max_iterations = max_iterations
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self._cache_size = cache_size
+        self._seen: OrderedDict[str, StoredObject] = OrderedDict()
+        self._segments: OrderedDict[str, tuple[FeedbackEntry, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> StateManager:
+        """Build a manager from a URL.
+
+        - ``sqlite:///path/to/state.db`` (or ``sqlite://relative.db``): the embedded store;
+        - ``kubernetes://NAMESPACE``: ConfigMaps, with the kubeconfig (or in-cluster
+          config) taken from the environment. ``kubernetes://`` alone uses ``default``.
+
+        Other keyword options go to the constructor.
+
+        Raises:
+            InvalidInput: the URL's scheme is not one of these.
+        """
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            path = unquote(parts.netloc + parts.path)
+            if not path:
+                raise InvalidInput(f"no database path in {url!r}")
+            from remstate.store.embedded import EmbeddedStore
+
+            namespace = options.pop("namespace", "default")
+            manager = cls(EmbeddedStore(path, namespace=namespace), **options)
+        elif parts.scheme in ("kubernetes", "k8s"):
+            from remstate.store.kubernetes import KubernetesStore
+
+            namespace = parts.netloc or parts.path.strip("/") or "default"
+            manager = cls(KubernetesStore(namespace), **options)
+        else:
+            raise InvalidInput(
+                f"unknown store URL {url!r}: use sqlite:///path/to/state.db "
+                "or kubernetes://NAMESPACE"
+            )
+        manager._owns_store = True
+        return manager
+
+    def close(self) -> None:
+        """Close the store if this manager opened it."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> StateManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads ----------------------------------------------------------------
+
+    def get_state(self, task_id: str) -> TaskState:
+        """Read the task's state from the store.
+
+        Raises:
+            StateNotFound: the task has no state.
+            CorruptState: the state cannot be decoded.
+            UnsupportedSchemaVersion: a newer remstate wrote it.
+        """
+        obj = self._read(task_id)
+        if obj is None:
+            raise StateNotFound(task_id)
+        return decode_state(obj)
+
+    def get_current_iteration(self, task_id: str) -> int:
+        """The task's iteration counter (0 before the first increment).
+
+        Raises:
+            StateNotFound: the task has no state.
+        """
+        return self.get_state(task_id).iteration
+
+    def get_feedback_history(
+        self, task_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> FeedbackPage:
+        """One page of feedback, oldest first, reading at most what the page needs.
+
+        Entries that moved to history segments are read from the one or two
+        segments the page covers, never from all of them.
+
+        Raises:
+            StateNotFound: the task has no state.
+            InvalidInput: a bad limit or cursor.
+        """
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit must be between 1 and 10000, not {limit!r}")
+        start = _decode_cursor(cursor)
+        state = self.get_state(task_id)
+        total = state.feedback_total
+        entries: list[FeedbackEntry] = []
+        seq = start
+        while seq < total and len(entries) < limit:
+            segment = state.segment_for_seq(seq)
+            if segment is None:
+                if seq < state.head_first_seq:
+                    # A gap: never written by us, but do not loop on it.
+                    seq = state.head_first_seq
+                    continue
+                held = state.feedback_history
+                offset = seq - state.head_first_seq
+            else:
+                held = self._segment_entries(task_id, segment.name, segment.uid)
+                offset = seq - segment.first_seq
+            taken = held[offset : offset + (limit - len(entries))]
+            if not taken:
+                break
+            entries.extend(taken)
+            seq += len(taken)
+        next_cursor = _encode_cursor(seq) if seq < total else None
+        return FeedbackPage(entries=entries, next_cursor=next_cursor, total=total)
+
+    # -- writes ---------------------------------------------------------------
+
+    def get_or_create_state(
+        self,
+        task_id: str,
+        *,
+        status: Status | str = Status.PENDING,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TaskState:
+        """The task's state, created (iteration 0, the given status) if it has none.
+
+        Raises:
+            InvalidInput: a bad task ID, status or metadata; nothing is written.
+        """
+        TaskState.new(task_id, clock=self.clock, status=status, metadata=metadata)  # validate
+        obj = self._read(task_id)
+        if obj is not None:
+            return decode_state(obj)
+
+        def keep(state: TaskState) -> tuple[TaskState | None, None]:
+            return None, None
+
+        return self._mutate(task_id, keep, create={"status": status, "metadata": metadata})[0]
+
+    def update_state(self, task_id: str, fn: Callable[[TaskState], TaskState]) -> TaskState:
+        """Apply ``fn`` to the state and write the result, retrying on conflicts.
+
+        ``fn`` must be a pure function of the state: on a conflict, or after a
+        write whose outcome was unknown, it is applied again to the state read
+        back. Return the state unchanged to write nothing.
+
+        Raises:
+            StateNotFound: the task has no state.
+            InvalidInput: ``fn`` returned something that is not a valid state.
+        """
+
+        def apply(state: TaskState) -> tuple[TaskState | None, None]:
+            new = fn(state)
+            if not isinstance(new, TaskState):
+                raise InvalidInput(f"update function returned {type(new).__name__}, not TaskState")
+            if new.task_id != state.task_id:
+                raise InvalidInput("update function must not change task_id")
+            return (None if new == state else new), None
+
+        return self._mutate(task_id, apply)[0]
+
+    def delete_state(self, task_id: str) -> bool:
+        """Delete the task's state and its history segments. False if there was none.
+
+        The head is deleted with preconditions on its uid and resourceVersion,
+        so a write that lands meanwhile makes the delete retry on fresh state.
+        """
+        validate_task_id(task_id)
+
+        def attempt() -> bool:
+            obj = self._read(task_id)
+            if obj is None:
+                return False
+            try:
+                state = decode_state(obj)
+                segments = [(s.name, s.uid) for s in state.segments]
+            except RemstateError:
+                segments = []  # unreadable: the owner references still collect them
+            try:
+                self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
+            except NotFound:
+                self._forget(task_id)
+                return False
+            except (Conflict, Unavailable):
+                self._forget(task_id)
+                raise
+            self._forget(task_id)
+            for name, uid in segments:
+                with contextlib.suppress(NotFound, Conflict):
+                    self.store.delete(name, uid=uid or None)
+            return True
+
+        return self.retry.call(attempt)
+
+    def increment_iteration(self, task_id: str, *, note: str = "") -> int:
+        """Add one iteration and return its number, creating the state if needed.
+
+        At the maximum it raises and writes nothing. Each increment adds an
+        ``IterationRecord`` stamped by the clock.
+
+        Raises:
+            MaxIterationsReached: the counter is at ``max_iterations``.
+        """
+        op_id = str(ULID())
+        if not isinstance(note, str):
+            raise InvalidInput("note must be a string")
+        max_iterations = self.max_iterations
+
+        def increment(state: TaskState) -> tuple[TaskState | None, int]:
+            # A retry after an unknown outcome: our record is there already.
+            for record in reversed(state.iteration_history):
+                if record.extra.get("op") == op_id:
+                    return None, record.iteration
+            if state.iteration >= max_iterations:
+                raise MaxIterationsReached(state.task_id, state.iteration, max_iterations)
+            number = state.iteration + 1
+            record = IterationRecord(number, self.clock(), note, {"op": op_id})
+            record.validate()
+            new = dataclasses.replace(
+                state, iteration=number, iteration_history=(*state.iteration_history, record)
+            )
+            return new, number
+
+        return self._mutate(task_id, increment, create={})[1]
+
+    def append_feedback(
+        self,
+        task_id: str,
+        entry: FeedbackEntry | None = None,
+        *,
+        author: str | None = None,
+        severity: Severity | str | None = None,
+        issue_type: str | None = None,
+        description: str | None = None,
+        id: str | None = None,  # noqa: A002 - the entry's own field name
+    ) -> FeedbackEntry:
+        """Append one feedback entry; idempotent by entry id.
+
+        Give an entry, or its fields (a ULID id is generated when none is given).
+        Appending an id that is already there writes nothing and returns the
+        stored entry, so a retry after a timeout cannot double an entry.
+
+        Raises:
+            InvalidInput: a bad field; nothing is written.
+        """
+        if entry is None:
+            if author is None or severity is None or issue_type is None or description is None:
+                raise InvalidInput("give an entry, or author, severity, issue_type and description")
+            entry = FeedbackEntry.new(
+                author=author,
+                severity=severity,
+                issue_type=issue_type,
+                description=description,
+                id=id,
+                clock=self.clock,
+            )
+        elif not isinstance(entry, FeedbackEntry):
+            raise InvalidInput(f"entry must be a FeedbackEntry, not {type(entry).__name__}")
+        else:
+            entry.validate()
+        return self.append_feedback_many(task_id, [entry])[0]
+
+    def append_feedback_many(
+        self, task_id: str, entries: Iterable[FeedbackEntry]
+    ) -> list[FeedbackEntry]:
+        """Append many entries in as few writes as the size limit allows.
+
+        Entries whose id is already there, or repeated in ``entries``, are not
+        appended again; the stored entry is returned in their place.
+
+        Raises:
+            InvalidInput: a bad entry; nothing is written.
+        """
+        batch = list(entries)
+        for entry in batch:
+            if not isinstance(entry, FeedbackEntry):
+                raise InvalidInput(f"entries must be FeedbackEntry, not {type(entry).__name__}")
+            entry.validate()
+
+        def append(state: TaskState) -> tuple[TaskState | None, list[FeedbackEntry]]:
+            stored: list[FeedbackEntry] = []
+            new: list[FeedbackEntry] = []
+            pending: dict[str, FeedbackEntry] = {}
+            for entry in batch:
+                found = pending.get(entry.id) or self._find_entry(state, entry.id)
+                if found is not None:
+                    stored.append(found)
+                    continue
+                pending[entry.id] = entry
+                new.append(entry)
+                stored.append(entry)
+            if not new:
+                return None, stored
+            return (
+                dataclasses.replace(state, feedback_history=(*state.feedback_history, *new)),
+                stored,
+            )
+
+        return self._mutate(task_id, append, create={})[1]
+
+    def resolve_feedback(
+        self, task_id: str, entry_id: str, *, resolved: bool = True
+    ) -> FeedbackEntry:
+        """Mark a feedback entry resolved (or not) and return it.
+
+        Raises:
+            StateNotFound: the task has no state.
+            InvalidInput: no entry of that id is held in the state's head; entries
+                moved to history segments are immutable.
+        """
+
+        def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
+            history = list(state.feedback_history)
+            for i, entry in enumerate(history):
+                if entry.id != entry_id:
+                    continue
+                if entry.resolved == resolved:
+                    return None, entry
+                updated = dataclasses.replace(
+                    entry, resolved=resolved, resolved_at=self.clock() if resolved else None
+                )
+                history[i] = updated
+                return dataclasses.replace(state, feedback_history=tuple(history)), updated
+            if state.moved_to_segment(entry_id) is not None:
+                raise InvalidInput(
+                    f"feedback {entry_id!r} has moved to the immutable history and "
+                    "cannot be resolved"
+                )
+            raise InvalidInput(f"task {state.task_id!r} has no feedback with id {entry_id!r}")
+
+        return self._mutate(task_id, resolve)[1]
+
+    def set_status(self, task_id: str, status: Status | str) -> TaskState:
+        """Set the task's status, creating the state if needed.
+
+        Raises:
+            InvalidInput: an unknown status; nothing is written.
+        """
+        value = parse_status(status, strict=True)
+
+        def apply(state: TaskState) -> tuple[TaskState | None, None]:
+            if state.status == value:
+                return None, None
+            return dataclasses.replace(state, status=value), None
+
+        return self._mutate(task_id, apply, create={})[0]
+
+    def record_error(self, task_id: str, message: str) -> ErrorRecord:
+        """Append an error message, stamped by the clock; idempotent on retry.
+
+        Raises:
+            InvalidInput: an empty or oversized message; nothing is written.
+        """
+        if not isinstance(message, str) or not message.strip():
+            raise InvalidInput("an error message must be a non-empty string")
+        record = ErrorRecord.new(message, clock=self.clock)
+        op_id = str(ULID())
+        record = dataclasses.replace(record, extra={"id": op_id})
+        record.validate()
+
+        def apply(state: TaskState) -> tuple[TaskState | None, ErrorRecord]:
+            for existing in state.error_messages:
+                if existing.extra.get("id") == op_id:
+                    return None, existing
+            return dataclasses.replace(
+                state, error_messages=(*state.error_messages, record)
+            ), record
+
+        return self._mutate(task_id, apply, create={})[1]
+
+    def update_metadata(
+        self,
+        task_id: str,
+        updates: Mapping[str, Any] | None = None,
+        *,
+        remove: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Merge ``updates`` into the task's metadata and drop the ``remove`` keys.
+
+        Raises:
+            InvalidInput: values that are not JSON; nothing is written.
+        """
+        updates = dict(updates or {})
+        # Validate now, so bad input fails before any request.
+        probe = TaskState.new("probe", clock=self.clock, metadata=updates)
+        del probe
+
+        def apply(state: TaskState) -> tuple[TaskState | None, dict[str, Any]]:
+            merged = dict(state.metadata)
+            merged.update(updates)
+            for key in remove:
+                merged.pop(key, None)
+            if merged == dict(state.metadata):
+                return None, merged
+            return dataclasses.replace(state, metadata=merged), merged
+
+        return self._mutate(task_id, apply, create={})[1]
+
+    # -- the write path -------------------------------------------------------
+
+    def _mutate(
+        self,
+        task_id: str,
+        mutation: Callable[[TaskState], tuple[TaskState | None, _R]],
+        *,
+        create: Mapping[str, Any] | None = None,
+    ) -> tuple[TaskState, _R]:
+        """Apply ``mutation`` with optimistic concurrency; return the state and result.
+
+        ``create``: if given, a missing state is created with these options to
+        ``TaskState.new``; if None, a missing state raises StateNotFound.
+        """
+        validate_task_id(task_id)
+
+        def attempt() -> tuple[TaskState, _R]:
+            while True:
+                try:
+                    return self._attempt(task_id, mutation, create)
+                except _RetryNow:
+                    continue
+
+        return self.retry.call(attempt)
+
+    def _attempt(
+        self,
+        task_id: str,
+        mutation: Callable[[TaskState], tuple[TaskState | None, _R]],
+        create: Mapping[str, Any] | None,
+    ) -> tuple[TaskState, _R]:
+        obj, from_cache = self._last_seen(task_id)
+        if obj is None:
+            if create is None:
+                raise StateNotFound(task_id)
+            state = TaskState.new(task_id, clock=self.clock, **create)
+        else:
+            state = decode_state(obj)
+        try:
+            new, result = mutation(state)
+        except RemstateError:
+            if from_cache:
+                # Decided on what we remembered: confirm on a fresh read first.
+                self._forget(task_id)
+                raise _RetryNow from None
+            raise
+        if new is None:
+            if obj is not None:
+                return state, result
+            new = state  # create the state even though the operation changed nothing
+        new = dataclasses.replace(new, last_update=self.clock())
+        if obj is None:
+            if plan_compaction(new) is not None:
+                # Segments need the head's uid: create the bare head first.
+                self._write(task_id, None, state)
+                raise _RetryNow
+            self._write(task_id, None, new)
+            return new, result
+        created: list[StoredObject] = []
+        try:
+            new = self._compact(obj, new, created)
+            self._write(task_id, obj, new)
+        except (Conflict, _RetryNow):
+            # The head did not take our segments and never will: they are ours
+            # alone, so remove them. Not on Unavailable: the head may have.
+            self._discard(created)
+            raise
+        return new, result
+
+    def _write(self, task_id: str, old: StoredObject | None, state: TaskState) -> StoredObject:
+        """One create or compare-and-swap replace; remembers what was written."""
+        data, labels, annotations = encode_state(state)
+        name = object_name(task_id)
+        try:
+            if old is None:
+                written = self.store.create(
+                    StoredObject(name=name, data=data, labels=labels, annotations=annotations)
+                )
+            else:
+                written = self.store.replace(
+                    StoredObject(
+                        name=name,
+                        data=data,
+                        labels=labels,
+                        annotations=annotations,
+                        resource_version=old.resource_version,
+                        owner_references=old.owner_references,
+                    )
+                )
+        except AlreadyExists:
+            self._forget(task_id)
+            raise _RetryNow from None  # someone created it first: apply to theirs
+        except NotFound:
+            self._forget(task_id)
+            raise _RetryNow from None  # deleted meanwhile: start from nothing
+        except (Conflict, Unavailable):
+            self._forget(task_id)
+            raise
+        self._remember(task_id, written)
+        return written
+
+    def _compact(
+        self, head: StoredObject, state: TaskState, created: list[StoredObject]
+    ) -> TaskState:
+        """Move the oldest feedback to new segments while the head would be too large.
+
+        Each segment is created before the head refers to it, and appended to
+        ``created``. A name that is taken belongs to an orphan or to a racing
+        writer's segment: it is skipped, never touched.
+        """
+        owner = owner_reference(head)
+        moved = plan_compaction(state)
+        while moved is not None:
+            n = state.next_segment_number
+            while True:
+                try:
+                    segment = self.store.create(segment_object(state, moved, owner=owner, n=n))
+                    break
+                except AlreadyExists:
+                    n += 1
+            created.append(segment)
+            state = apply_compaction(state, segment_ref(segment))
+            moved = plan_compaction(state)
+        return state
+
+    def _discard(self, segments: Sequence[StoredObject]) -> None:
+        for segment in segments:
+            # On failure it is left as an orphan, which cleanup removes.
+            with contextlib.suppress(RemstateError):
+                self.store.delete(segment.name, uid=segment.uid)
+
+    def _find_entry(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
+        found = state.find_feedback(entry_id)
+        if found is not None:
+            return found
+        n = state.moved_to_segment(entry_id)
+        if n is None:
+            return None
+        for segment in state.segments:
+            if segment.n == n:
+                for entry in self._segment_entries(state.task_id, segment.name, segment.uid):
+                    if entry.id == entry_id:
+                        return entry
+        return None
+
+    # -- the cache of last-seen objects ----------------------------------------
+
+    def _read(self, task_id: str) -> StoredObject | None:
+        name = object_name(task_id)
+        try:
+            obj = self.store.get(name)
+        except NotFound:
+            self._forget(task_id)
+            return None
+        self._remember(task_id, obj)
+        return obj
+
+    def _last_seen(self, task_id: str) -> tuple[StoredObject | None, bool]:
+        with self._lock:
+            obj = self._seen.get(task_id)
+            if obj is not None:
+                self._seen.move_to_end(task_id)
+                return obj, True
+        return self._read(task_id), False
+
+    def _remember(self, task_id: str, obj: StoredObject) -> None:
+        with self._lock:
+            self._seen[task_id] = obj
+            self._seen.move_to_end(task_id)
+            while len(self._seen) > self._cache_size:
+                self._seen.popitem(last=False)
+
+    def _forget(self, task_id: str) -> None:
+        with self._lock:
+            self._seen.pop(task_id, None)
+
+    def _segment_entries(self, task_id: str, name: str, uid: str) -> tuple[FeedbackEntry, ...]:
+        """A segment's entries; segments are immutable, so they are cached by uid."""
+        key = f"{name}/{uid}"
+        with self._lock:
+            cached = self._segments.get(key)
+            if cached is not None:
+                self._segments.move_to_end(key)
+                return cached
+        try:
+            obj = self.store.get(name)
+        except NotFound:
+            raise CorruptState(
+                f"history segment {name} of task {task_id!r} is missing",
+                task_id=task_id,
+                field="history_index",
+            ) from None
+        if uid and obj.uid != uid:
+            raise CorruptState(
+                f"history segment {name} of task {task_id!r} was replaced",
+                task_id=task_id,
+                field="history_index",
+            )
+        entries = decode_segment(obj).entries
+        with self._lock:
+            self._segments[key] = entries
+            while len(self._segments) > SEGMENT_CACHE_SIZE:
+                self._segments.popitem(last=False)
+        return entries
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"seq": seq}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        seq = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise InvalidInput(f"not a feedback cursor: {cursor!r}") from e
+    if not isinstance(seq, int) or seq < 0:
+        raise InvalidInput(f"not a feedback cursor: {cursor!r}")
+    return seq
