@@ -48,3 +48,54 @@ class StoreSpec:
         finally:
             kube.close()
             api.close()
+
+
+class CountingStore:
+    """A real store that counts the calls made on it; every call goes through."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    @property
+    def namespace(self) -> str:
+        return self.inner.namespace
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.inner, name)
+        if name in {"get", "create", "replace", "delete", "list", "watch"}:
+
+            def counted(*args: object, **kwargs: object) -> object:
+                self.calls.append(name)
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+class LosesResponses(CountingStore):
+    """A real store whose next `losses` writes commit, and then answer Unavailable.
+
+    This is what a client sees when the server committed a write and the
+    response was lost (a timeout, a dropped connection).
+    """
+
+    def __init__(self, inner: Store, losses: int) -> None:
+        super().__init__(inner)
+        self.losses = losses
+
+    def __getattr__(self, name: str) -> object:
+        attr = super().__getattr__(name)
+        if name not in {"create", "replace"}:
+            return attr
+
+        def lossy(*args: object, **kwargs: object) -> object:
+            result = attr(*args, **kwargs)  # type: ignore[operator]
+            if self.losses > 0:
+                self.losses -= 1
+                from remstate.errors import Unavailable
+
+                raise Unavailable("response lost after the write was committed")
+            return result
+
+        return lossy

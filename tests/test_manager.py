@@ -1,0 +1,473 @@
+"""The StateManager's operations, on both backends (Kubernetes: the real API server)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from remstate import (
+    FeedbackEntry,
+    InvalidInput,
+    IterationRecord,
+    MaxIterationsReached,
+    RemstateError,
+    StateManager,
+    StateNotFound,
+    Status,
+    TaskState,
+    UnsupportedSchemaVersion,
+)
+from remstate.errors import CorruptState
+from remstate.schema import object_name
+from remstate.store import Store
+from tests.backends import CountingStore, LosesResponses, StoreSpec
+
+
+class Clock:
+    """A clock that moves only when told: timestamps are exact in assertions."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float = 1) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def manager(store: Store, clock: Clock) -> StateManager:
+    return StateManager(store, clock=clock)
+
+
+def entry(i: int, **fields: Any) -> FeedbackEntry:
+    values: dict[str, Any] = {
+        "author": f"reviewer-{i % 3}",
+        "severity": "medium",
+        "issue_type": "bug",
+        "description": f"finding {i}",
+        "id": f"fb-{i:06d}",
+        "timestamp": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+    }
+    values.update(fields)
+    return FeedbackEntry.new(**values)
+
+
+class TestStateLifecycle:
+    def test_get_missing_raises_state_not_found(self, manager: StateManager) -> None:
+        """Reading a task with no state raises StateNotFound naming the task."""
+        with pytest.raises(StateNotFound) as caught:
+            manager.get_state("nope")
+        assert caught.value.task_id == "nope"
+
+    def test_get_or_create_creates_once(self, manager: StateManager, clock: Clock) -> None:
+        """get_or_create_state creates iteration 0 the first time and reads it after."""
+        first = manager.get_or_create_state("42", metadata={"repo": "x/y"})
+        assert (first.task_id, first.iteration, first.status) == ("42", 0, Status.PENDING)
+        assert first.last_update == clock.now
+        clock.tick()
+        again = manager.get_or_create_state("42")
+        assert again == first
+        assert manager.get_state("42").metadata == {"repo": "x/y"}
+
+    def test_state_is_readable_with_kubectl_keys(self, manager: StateManager, store: Store) -> None:
+        """The object is task-{id}-state with the documented plain data keys."""
+        manager.increment_iteration("42")
+        manager.append_feedback("42", entry(1))
+        obj = store.get("task-42-state")
+        assert obj.data is not None
+        assert set(obj.data) >= {
+            "schema_version",
+            "task_id",
+            "iteration",
+            "status",
+            "last_update",
+            "iteration_history",
+            "feedback_history",
+            "error_messages",
+            "metadata",
+        }
+        assert obj.data["iteration"] == "1"
+        assert obj.data["task_id"] == "42"
+        assert json.loads(obj.data["feedback_history"])[0]["id"] == "fb-000001"
+        assert obj.data["last_update"].endswith("Z")
+        assert obj.labels["app.kubernetes.io/managed-by"] == "remstate"
+
+    @pytest.mark.parametrize(
+        "task_id",
+        ["UPPER", "a/b", "snake_case", "with space", "ünïcødé-タスク", "x" * 300, "--", "a--b"],
+    )
+    def test_any_task_id_maps_to_a_distinct_valid_name(
+        self, manager: StateManager, task_id: str
+    ) -> None:
+        """Task ids that are not valid object names still work, and keep their original id."""
+        manager.increment_iteration(task_id)
+        state = manager.get_state(task_id)
+        assert state.task_id == task_id
+        assert state.iteration == 1
+        assert object_name(task_id) != object_name(task_id.lower() + "-")
+
+    def test_delete_state(self, manager: StateManager) -> None:
+        """delete_state removes the state; a second delete reports there was none."""
+        manager.increment_iteration("gone")
+        assert manager.delete_state("gone") is True
+        with pytest.raises(StateNotFound):
+            manager.get_state("gone")
+        assert manager.delete_state("gone") is False
+
+    def test_update_state_applies_a_pure_function(self, manager: StateManager) -> None:
+        """update_state writes what fn returns; returning the state unchanged writes nothing."""
+        manager.get_or_create_state("u")
+        after = manager.update_state(
+            "u", lambda s: dataclasses.replace(s, metadata={**s.metadata, "k": 1})
+        )
+        assert after.metadata == {"k": 1}
+        assert manager.get_state("u").metadata == {"k": 1}
+
+    def test_update_state_of_missing_task_raises(self, manager: StateManager) -> None:
+        """update_state does not create a state; it raises StateNotFound."""
+        with pytest.raises(StateNotFound):
+            manager.update_state("missing", lambda s: s)
+
+    def test_status_errors_and_metadata(self, manager: StateManager, clock: Clock) -> None:
+        """set_status, record_error and update_metadata each land in the stored state."""
+        manager.set_status("s", "in_progress")
+        record = manager.record_error("s", "build failed: exit 2")
+        merged = manager.update_metadata("s", {"pr": 17, "branch": "fix/x"})
+        merged = manager.update_metadata("s", {"pr": 18}, remove=["branch"])
+        state = manager.get_state("s")
+        assert state.status == Status.IN_PROGRESS
+        assert [e.message for e in state.error_messages] == ["build failed: exit 2"]
+        assert record.timestamp == clock.now
+        assert state.metadata == merged == {"pr": 18}
+
+    def test_unknown_status_from_a_newer_writer_is_kept(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """A status value this version does not know is read and written back unchanged."""
+        manager.increment_iteration("newer")
+        obj = store.get(object_name("newer"))
+        assert obj.data is not None
+        store.replace(dataclasses.replace(obj, data={**obj.data, "status": "quarantined"}))
+        manager.increment_iteration("newer")
+        state = manager.get_state("newer")
+        assert state.status == "quarantined"
+        assert state.iteration == 2
+
+
+class TestIterations:
+    def test_increment_returns_consecutive_numbers_with_records(
+        self, manager: StateManager, clock: Clock
+    ) -> None:
+        """Each increment returns the next number and adds a record stamped by the clock."""
+        numbers = []
+        for _ in range(3):
+            numbers.append(manager.increment_iteration("i", note="try"))
+            clock.tick(60)
+        state = manager.get_state("i")
+        assert numbers == [1, 2, 3]
+        assert [r.iteration for r in state.iteration_history] == [1, 2, 3]
+        assert [r.started_at for r in state.iteration_history] == [
+            clock.now - timedelta(seconds=180 - 60 * k) for k in range(3)
+        ]
+        assert all(isinstance(r, IterationRecord) for r in state.iteration_history)
+        assert manager.get_current_iteration("i") == 3
+
+    def test_at_the_maximum_raises_and_writes_nothing(self, store: Store, clock: Clock) -> None:
+        """At max_iterations the increment raises MaxIterationsReached and writes nothing."""
+        manager = StateManager(store, max_iterations=3, clock=clock)
+        for _ in range(3):
+            manager.increment_iteration("m")
+        before = store.get(object_name("m"))
+        with pytest.raises(MaxIterationsReached) as caught:
+            manager.increment_iteration("m")
+        assert (caught.value.iteration, caught.value.max_iterations) == (3, 3)
+        after = store.get(object_name("m"))
+        assert after.resource_version == before.resource_version
+
+    def test_default_maximum_is_ten(self, manager: StateManager) -> None:
+        """The default maximum is 10."""
+        for _ in range(10):
+            manager.increment_iteration("ten")
+        with pytest.raises(MaxIterationsReached):
+            manager.increment_iteration("ten")
+        assert manager.get_current_iteration("ten") == 10
+
+    def test_a_stale_cache_does_not_refuse_an_increment(self, store: Store, clock: Clock) -> None:
+        """A manager that remembers a full counter re-reads before refusing."""
+        a = StateManager(store, max_iterations=2, clock=clock)
+        b = StateManager(store, max_iterations=2, clock=clock)
+        a.increment_iteration("c")
+        a.increment_iteration("c")
+        b.delete_state("c")
+        assert a.increment_iteration("c") == 1
+
+
+class TestFeedback:
+    def test_append_and_page(self, manager: StateManager) -> None:
+        """Appended entries come back oldest first, page by page, each exactly once."""
+        for i in range(25):
+            manager.append_feedback("f", entry(i))
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = manager.get_feedback_history("f", limit=10, cursor=cursor)
+            assert page.total == 25
+            seen.extend(e.id for e in page.entries)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == [f"fb-{i:06d}" for i in range(25)]
+
+    def test_append_is_idempotent_by_id(self, manager: StateManager) -> None:
+        """Appending an id again writes nothing and returns the stored entry."""
+        first = manager.append_feedback("f", entry(1, description="original"))
+        again = manager.append_feedback("f", entry(1, description="a retry with other text"))
+        assert again == first
+        assert again.description == "original"
+        assert manager.get_state("f").feedback_total == 1
+
+    def test_a_ulid_is_generated_when_no_id_is_given(self, manager: StateManager) -> None:
+        """Without an id, the entry gets a 26-character ULID."""
+        stored = manager.append_feedback(
+            "f", author="a", severity="low", issue_type="style", description="d"
+        )
+        assert len(stored.id) == 26
+        assert manager.get_state("f").find_feedback(stored.id) == stored
+
+    def test_resolve_feedback(self, manager: StateManager, clock: Clock) -> None:
+        """resolve_feedback marks the entry resolved with the clock's time."""
+        manager.append_feedback("f", entry(1))
+        clock.tick(5)
+        resolved = manager.resolve_feedback("f", "fb-000001")
+        assert resolved.resolved is True
+        assert resolved.resolved_at == clock.now
+        assert manager.get_state("f").feedback_history[0].resolved is True
+        with pytest.raises(InvalidInput):
+            manager.resolve_feedback("f", "no-such-entry")
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"severity": "catastrophic"},
+            {"issue_type": "vibes"},
+            {"author": "x" * 10_000},
+            {"description": "x" * 70_000},
+            {"id": ""},
+        ],
+    )
+    def test_bad_entries_are_refused_and_nothing_is_written(
+        self, manager: StateManager, store: Store, fields: dict[str, Any]
+    ) -> None:
+        """A bad field raises InvalidInput and writes nothing at all."""
+        values: dict[str, Any] = {
+            "author": "a",
+            "severity": "low",
+            "issue_type": "bug",
+            "description": "d",
+        }
+        values.update(fields)
+        with pytest.raises(InvalidInput):
+            manager.append_feedback("bad", **values)
+        assert store.list().items == []
+
+    @pytest.mark.parametrize("limit", [0, -1, 10_001])
+    def test_bad_page_limits_are_refused(self, manager: StateManager, limit: int) -> None:
+        """A page limit outside 1..10000 raises InvalidInput."""
+        manager.append_feedback("f", entry(1))
+        with pytest.raises(InvalidInput):
+            manager.get_feedback_history("f", limit=limit)
+
+    def test_a_garbled_cursor_is_refused(self, manager: StateManager) -> None:
+        """A cursor that we did not make raises InvalidInput."""
+        manager.append_feedback("f", entry(1))
+        with pytest.raises(InvalidInput):
+            manager.get_feedback_history("f", cursor="not-a-cursor!")
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("task_id", ["", "a\nb", "x" * 2000])
+    def test_bad_task_ids_are_refused(
+        self, manager: StateManager, store: Store, task_id: str
+    ) -> None:
+        """Empty, control-character and overlong task ids raise InvalidInput; nothing is written."""
+        with pytest.raises(InvalidInput):
+            manager.increment_iteration(task_id)
+        assert store.list().items == []
+
+    def test_unknown_status_is_refused(self, manager: StateManager, store: Store) -> None:
+        """set_status with an unknown status raises InvalidInput; nothing is written."""
+        with pytest.raises(InvalidInput):
+            manager.set_status("t", "exploded")
+        assert store.list().items == []
+
+    def test_metadata_must_be_json(self, manager: StateManager, store: Store) -> None:
+        """Metadata that is not JSON raises InvalidInput; nothing is written."""
+        with pytest.raises(InvalidInput):
+            manager.update_metadata("t", {"when": datetime.now(UTC)})
+        assert store.list().items == []
+
+    def test_constructor_refuses_nonsense(self, store: Store) -> None:
+        """A non-positive max_iterations or a missing store raises InvalidInput."""
+        with pytest.raises(InvalidInput):
+            StateManager(store, max_iterations=0)
+        with pytest.raises(InvalidInput):
+            StateManager()
+
+    def test_from_url_refuses_unknown_schemes(self) -> None:
+        """from_url with an unknown scheme raises InvalidInput."""
+        with pytest.raises(InvalidInput):
+            StateManager.from_url("redis://localhost")
+
+
+class TestCorruptState:
+    def _corrupt(self, manager: StateManager, store: Store, **data: str) -> None:
+        manager.increment_iteration("c")
+        obj = store.get(object_name("c"))
+        assert obj.data is not None
+        store.replace(dataclasses.replace(obj, data={**obj.data, **data}))
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {"feedback_history": "[{not json"},
+            {"iteration_history": "gzip+base64:!!!"},
+            {"metadata": "zstd+base64:AAAA"},
+            {"iteration": "many"},
+        ],
+    )
+    def test_corrupt_fields_raise_a_typed_error(
+        self, store: Store, clock: Clock, data: dict[str, str]
+    ) -> None:
+        """A malformed field raises CorruptState naming the field, never anything else."""
+        writer = StateManager(store, clock=clock)
+        self._corrupt(writer, store, **data)
+        reader = StateManager(store, clock=clock)
+        with pytest.raises(CorruptState) as caught:
+            reader.get_state("c")
+        assert caught.value.field in data
+
+    def test_a_newer_schema_version_is_a_clear_error(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """A state written by a newer schema raises UnsupportedSchemaVersion; we do not guess."""
+        self._corrupt(manager, store, schema_version="99")
+        with pytest.raises(UnsupportedSchemaVersion) as caught:
+            StateManager(store).get_state("c")
+        assert caught.value.found == 99
+
+
+class TestRetries:
+    def test_a_lost_response_is_retried_without_a_duplicate(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A write committed whose response was lost is retried; the entry is there once."""
+        lossy = LosesResponses(store, losses=1)
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        manager.append_feedback("r", entry(0))
+        lossy.losses = 1
+        stored = manager.append_feedback("r", entry(1))
+        assert stored.id == "fb-000001"
+        assert [e.id for e in manager.get_state("r").feedback_history] == [
+            "fb-000000",
+            "fb-000001",
+        ]
+        assert lossy.calls.count("replace") == 1  # the commit; the retry saw it there
+
+    def test_a_lost_increment_response_does_not_count_twice(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """An increment whose response was lost returns its number and counts once."""
+        lossy = LosesResponses(store, losses=0)
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        assert manager.increment_iteration("r") == 1
+        lossy.losses = 1
+        assert manager.increment_iteration("r") == 2
+        state = manager.get_state("r")
+        assert state.iteration == 2
+        assert len(state.iteration_history) == 2
+
+    def test_a_lost_error_record_response_does_not_duplicate(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """record_error after a lost response leaves exactly one record."""
+        lossy = LosesResponses(store, losses=0)
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        manager.set_status("r", "in_progress")
+        lossy.losses = 1
+        manager.record_error("r", "boom")
+        assert [e.message for e in manager.get_state("r").error_messages] == ["boom"]
+
+
+class TestRequests:
+    def test_an_uncontended_write_is_one_store_call(self, store: Store, clock: Clock) -> None:
+        """After the first read, each uncontended increment and append is one call."""
+        counting = CountingStore(store)
+        manager = StateManager(counting, clock=clock, max_iterations=100)  # type: ignore[arg-type]
+        manager.increment_iteration("q")  # get (not found) + create
+        counting.calls.clear()
+        for i in range(5):
+            manager.increment_iteration("q")
+            manager.append_feedback("q", entry(i))
+        assert counting.calls == ["replace"] * 10
+
+
+class TestRestart:
+    def test_a_new_process_reads_exactly_what_was_written(
+        self, store_spec: StoreSpec, store: Store, clock: Clock
+    ) -> None:
+        """A new process with a new manager reads back the same state, field for field."""
+        manager = StateManager(store, clock=clock)
+        manager.increment_iteration("restart", note="one")
+        manager.append_feedback("restart", entry(1, description="ünïcode ✓"))
+        manager.record_error("restart", "e1")
+        manager.update_metadata("restart", {"nested": {"list": [1, 2.5, None, True]}})
+        expected = manager.get_state("restart").to_dict()
+
+        code = (
+            "import json, sys\n"
+            "from tests.backends import StoreSpec\n"
+            "from remstate import StateManager\n"
+            "spec = StoreSpec(**json.loads(sys.argv[1]))\n"
+            "with spec.open() as store:\n"
+            "    print(json.dumps(StateManager(store).get_state('restart').to_dict()))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(dataclasses.asdict(store_spec))],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert json.loads(out.stdout) == expected
+
+
+class TestPublicErrors:
+    def test_every_failure_is_a_remstate_error(self, manager: StateManager) -> None:
+        """Operations fail only with RemstateError subclasses."""
+        calls = [
+            lambda: manager.get_state("missing"),
+            lambda: manager.resolve_feedback("missing", "x"),
+            lambda: manager.get_feedback_history("missing"),
+            lambda: manager.set_status("x", "nope"),
+        ]
+        for call in calls:
+            with pytest.raises(RemstateError):
+                call()
+
+
+def test_task_state_is_the_public_type(manager: StateManager) -> None:
+    """get_state returns a TaskState."""
+    assert isinstance(manager.get_or_create_state("t"), TaskState)
