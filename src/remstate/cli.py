@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -138,7 +138,11 @@ def _main(
     url = store or _default_store()
     if url.startswith("sqlite://"):
         path = Path(url.removeprefix("sqlite://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A directory we cannot make is left for the store to report when it
+        # opens the file: one translated line and a documented code, not an
+        # OSError traceback.
+        with suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
     ctx.obj = _Context(url, output, max_iterations)
 
 
@@ -314,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         return Exit.ERROR
     except typer.TyperException as e:
         # Usage errors (a missing argument, an unknown option, a bad value).
-        typer.echo(f"remstate: {e.format_message()}", err=True)
+        # With no arguments at all, rich has already printed the help and the
+        # message is empty: still say what went wrong, on one line.
+        message = e.format_message() or "missing command; see remstate --help"
+        typer.echo(f"remstate: {message}", err=True)
         return Exit.INVALID
     return Exit.OK
 
