@@ -1,0 +1,72 @@
+"""The public API is exactly what ``remstate.__all__`` lists (httpx ``test_exported_members``)."""
+
+from __future__ import annotations
+import __future__
+
+import types
+
+import pytest
+
+import remstate
+from remstate import RemstateError
+
+#: The names a caller of the quick start needs; dropping one breaks them.
+REQUIRED = {
+    "StateManager",
+    "TaskState",
+    "FeedbackEntry",
+    "IterationRecord",
+    "MaxIterationsReached",
+    "StateNotFound",
+    "RemstateError",
+}
+
+#: The exception classes ``__all__`` exports.
+EXPORTED_EXCEPTIONS = [
+    name
+    for name in remstate.__all__
+    if isinstance(getattr(remstate, name, None), type)
+    and issubclass(getattr(remstate, name), BaseException)
+]
+
+
+def _defined_public_names() -> set[str]:
+    """Public names bound in ``remstate/__init__``, less what Python binds there itself."""
+    return {
+        name
+        for name, value in vars(remstate).items()
+        if not name.startswith("_")
+        # Importing ``remstate.errors`` binds ``errors`` on the package: a
+        # submodule is reached by its dotted path, not exported.
+        and not isinstance(value, types.ModuleType)
+        # ``from __future__ import annotations`` binds ``annotations``.
+        and value is not __future__.annotations
+    }
+
+
+class TestAll:
+    def test_every_listed_name_exists(self) -> None:
+        """Every name in ``__all__`` is an attribute of the package."""
+        missing = [name for name in remstate.__all__ if not hasattr(remstate, name)]
+        assert missing == []
+
+    def test_every_listed_name_is_public(self) -> None:
+        """No name in ``__all__`` starts with an underscore."""
+        assert [name for name in remstate.__all__ if name.startswith("_")] == []
+
+    def test_no_name_is_listed_twice(self) -> None:
+        """Each name appears in ``__all__`` once."""
+        assert len(remstate.__all__) == len(set(remstate.__all__))
+
+    def test_the_quick_start_names_are_listed(self) -> None:
+        """The manager, the state model and the errors a caller catches are exported."""
+        assert sorted(REQUIRED - set(remstate.__all__)) == []
+
+    def test_every_public_name_defined_is_listed(self) -> None:
+        """A public name bound in ``remstate/__init__`` is in ``__all__``."""
+        assert sorted(_defined_public_names() - set(remstate.__all__)) == []
+
+    @pytest.mark.parametrize("name", EXPORTED_EXCEPTIONS)
+    def test_exported_exception_is_a_remstate_error(self, name: str) -> None:
+        """Every exception in ``__all__`` subclasses ``RemstateError``: one except catches all."""
+        assert issubclass(getattr(remstate, name), RemstateError)
