@@ -38,9 +38,10 @@ if [[ ! -x "$BIN/kube-apiserver" ]]; then
   staging_version="v0.$minor.$patch"
   wrap="$OUT/src/kube-apiserver"
   mkdir -p "$wrap"
-  mod=$(mktemp)
-  curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o "$mod" \
-    || go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+  # The module's go.mod, fetched through the go command (and so GOPROXY).
+  mod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -f "$mod" ]] || { log "could not download k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
   {
     echo "module remstate.local/kube-apiserver"
     echo
@@ -53,7 +54,6 @@ if [[ ! -x "$BIN/kube-apiserver" ]]; then
       | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$wrap/go.mod"
-  rm -f "$mod"
   cat > "$wrap/tools.go" <<'GO'
 //go:build tools
 
