@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         message = e.format_message() or "missing command; see remstate --help"
         typer.echo(f"remstate: {message}", err=True)
         return Exit.INVALID
+    except Exception as e:  # noqa: BLE001 - a bug of ours still gets one readable line
+        typer.echo(f"remstate: unexpected error: {type(e).__name__}: {e}", err=True)
+        return Exit.ERROR
     return Exit.OK
 
 
