@@ -9,7 +9,10 @@ stay Terminating, and the whole plane is thrown away at the end of the session.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +22,45 @@ from remstate.store import Store
 from tests.backends import BACKENDS, StoreSpec
 from tests.controlplane import ControlPlane
 
+#: What the session ran against, for the summary at the end.
+_PLANE: list[str] = []
+
 
 @pytest.fixture(scope="session")
 def controlplane() -> Iterator[ControlPlane]:
     """A real kube-apiserver and etcd for the whole session."""
+    from kubernetes import client
+
     with ControlPlane.start() as plane:
+        with plane.api_client() as api:
+            version = client.VersionApi(api).get_code().git_version
+        etcd = subprocess.run(
+            [str(plane.bin_dir / "etcd"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[0]
+        _PLANE.append(
+            f"kube-apiserver {version} at {plane.server}, {etcd}; "
+            f"ready in {plane.startup_seconds:.1f}s"
+        )
         yield plane
+
+
+_BACKEND_ID = re.compile(r"\[(?:[^\]]*-)?(" + "|".join(BACKENDS) + r")(?:-[^\]]*)?\]$")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say what each backend ran: the same contract, nothing skipped."""
+    counts: dict[str, Counter[str]] = {backend: Counter() for backend in BACKENDS}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            match = _BACKEND_ID.search(getattr(report, "nodeid", ""))
+            if match and (report.when == "call" or outcome != "passed"):
+                counts[match.group(1)][outcome] += 1
+    terminalreporter.section("remstate backends")
+    for line in _PLANE:
+        terminalreporter.write_line(f"control plane: {line}")
+    for backend, counted in counts.items():
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counted.items()))
+        terminalreporter.write_line(f"{backend}: {summary or 'no tests'}")
 
 
 def new_namespace(plane: ControlPlane) -> str:
