@@ -74,28 +74,42 @@ class CountingStore:
 
 
 class LosesResponses(CountingStore):
-    """A real store whose next `losses` writes commit, and then answer Unavailable.
+    """A real store whose next `losses` writes commit, and then raise anyway.
 
-    This is what a client sees when the server committed a write and the
-    response was lost (a timeout, a dropped connection).
+    By default they raise Unavailable: what a client sees when the server
+    committed a write and the response was lost (a timeout, a dropped
+    connection). With ``error=Conflict`` it is what a client sees when it
+    re-sent a PUT whose first copy had committed.
     """
 
-    def __init__(self, inner: Store, losses: int) -> None:
+    def __init__(
+        self,
+        inner: Store,
+        losses: int,
+        *,
+        methods: frozenset[str] = frozenset({"create", "replace"}),
+        error: type[Exception] | None = None,
+        commit: bool = True,
+    ) -> None:
         super().__init__(inner)
         self.losses = losses
+        self.methods = methods
+        self.error = error
+        self.commit = commit
 
     def __getattr__(self, name: str) -> object:
         attr = super().__getattr__(name)
-        if name not in {"create", "replace"}:
+        if name not in self.methods:
             return attr
 
         def lossy(*args: object, **kwargs: object) -> object:
-            result = attr(*args, **kwargs)  # type: ignore[operator]
             if self.losses > 0:
                 self.losses -= 1
                 from remstate.errors import Unavailable
 
-                raise Unavailable("response lost after the write was committed")
-            return result
+                if self.commit:
+                    attr(*args, **kwargs)  # type: ignore[operator]
+                raise (self.error or Unavailable)("the response was lost")
+            return attr(*args, **kwargs)  # type: ignore[operator]
 
         return lossy

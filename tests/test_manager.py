@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -23,9 +24,10 @@ from remstate import (
     TaskState,
     UnsupportedSchemaVersion,
 )
-from remstate.errors import CorruptState
-from remstate.schema import object_name
-from remstate.store import Store
+from remstate.errors import Conflict, CorruptState
+from remstate.retry import RetryPolicy
+from remstate.schema import decode_segment, encode_segment, object_name, plan_compaction
+from remstate.store import Store, StoredObject
 from tests.backends import CountingStore, LosesResponses, StoreSpec
 
 
@@ -105,19 +107,34 @@ class TestStateLifecycle:
         assert obj.data["last_update"].endswith("Z")
         assert obj.labels["app.kubernetes.io/managed-by"] == "remstate"
 
-    @pytest.mark.parametrize(
-        "task_id",
-        ["UPPER", "a/b", "snake_case", "with space", "ünïcødé-タスク", "x" * 300, "--", "a--b"],
-    )
     def test_any_task_id_maps_to_a_distinct_valid_name(
-        self, manager: StateManager, task_id: str
+        self, manager: StateManager, store: Store
     ) -> None:
-        """Task ids that are not valid object names still work, and keep their original id."""
-        manager.increment_iteration(task_id)
-        state = manager.get_state(task_id)
-        assert state.task_id == task_id
-        assert state.iteration == 1
-        assert object_name(task_id) != object_name(task_id.lower() + "-")
+        """Ids that are not valid object names get distinct valid names and keep their id."""
+        ids = [
+            "UPPER",
+            "upper",
+            "a/b",
+            "a-b",
+            "a_b",
+            "with space",
+            "ünïcødé-タスク",
+            "x" * 300,
+            "x" * 301,
+            "--",
+            "a--b",
+            "a-b--x",
+            "42",
+            " 42",
+        ]
+        for task_id in ids:
+            manager.increment_iteration(task_id)
+        names = [o.name for o in store.list().items]
+        assert len(names) == len(set(names)) == len(ids)
+        dns1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        assert all(dns1123.match(n) and len(n) <= 253 for n in names)
+        for task_id in ids:
+            assert manager.get_state(task_id).task_id == task_id
 
     def test_delete_state(self, manager: StateManager) -> None:
         """delete_state removes the state; a second delete reports there was none."""
@@ -127,7 +144,9 @@ class TestStateLifecycle:
             manager.get_state("gone")
         assert manager.delete_state("gone") is False
 
-    def test_update_state_applies_a_pure_function(self, manager: StateManager) -> None:
+    def test_update_state_applies_a_pure_function(
+        self, manager: StateManager, store: Store
+    ) -> None:
         """update_state writes what fn returns; returning the state unchanged writes nothing."""
         manager.get_or_create_state("u")
         after = manager.update_state(
@@ -135,6 +154,31 @@ class TestStateLifecycle:
         )
         assert after.metadata == {"k": 1}
         assert manager.get_state("u").metadata == {"k": 1}
+        version = store.get(object_name("u")).resource_version
+        manager.update_state("u", lambda s: s)
+        assert store.get(object_name("u")).resource_version == version
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            lambda s: dataclasses.replace(s, iteration=99),
+            lambda s: dataclasses.replace(s, iteration_history=()),
+            lambda s: dataclasses.replace(s, task_id="other"),
+            lambda s: dataclasses.replace(
+                s, feedback_history=(*s.feedback_history, entry(1), entry(1))
+            ),
+            lambda s: "not a state",
+        ],
+    )
+    def test_update_state_refuses_what_breaks_the_rules(
+        self, manager: StateManager, store: Store, change: Any
+    ) -> None:
+        """An update that moves the counter, renames the task or doubles an id writes nothing."""
+        manager.increment_iteration("u")
+        version = store.get(object_name("u")).resource_version
+        with pytest.raises(InvalidInput):
+            manager.update_state("u", change)
+        assert store.get(object_name("u")).resource_version == version
 
     def test_update_state_of_missing_task_raises(self, manager: StateManager) -> None:
         """update_state does not create a state; it raises StateNotFound."""
@@ -471,3 +515,185 @@ class TestPublicErrors:
 def test_task_state_is_the_public_type(manager: StateManager) -> None:
     """get_state returns a TaskState."""
     assert isinstance(manager.get_or_create_state("t"), TaskState)
+
+
+def _bulky(i: int) -> FeedbackEntry:
+    return entry(i, description=f"{i} " + "lorem ipsum dolor sit amet " * 16)
+
+
+def _segments(store: Store) -> list[StoredObject]:
+    return store.list(label_selector="remstate.io/role=history-segment").items
+
+
+class TestAnotherWriterMeanwhile:
+    """A manager remembers the last object it saw; another writer may have changed it."""
+
+    def test_a_no_op_on_a_remembered_object_is_confirmed(self, store: Store, clock: Clock) -> None:
+        """set_status, metadata and resolve that look like no-ops re-read, and then write."""
+        a = StateManager(store, clock=clock)
+        b = StateManager(store, clock=clock)
+        a.set_status("t", "completed")
+        a.update_metadata("t", {"k": 1})
+        a.append_feedback("t", entry(1))
+        a.resolve_feedback("t", "fb-000001")
+        b.set_status("t", "failed")
+        b.update_metadata("t", {"k": 2})
+        b.resolve_feedback("t", "fb-000001", resolved=False)
+        a.set_status("t", "completed")
+        a.update_metadata("t", {"k": 1})
+        a.resolve_feedback("t", "fb-000001")
+        state = b.get_state("t")
+        assert state.status == Status.COMPLETED
+        assert state.metadata == {"k": 1}
+        assert state.feedback_history[0].resolved is True
+
+    def test_an_append_after_delete_and_recreate_lands(self, store: Store, clock: Clock) -> None:
+        """An append that a stale manager thinks is there already is written again."""
+        a = StateManager(store, clock=clock)
+        b = StateManager(store, clock=clock)
+        a.append_feedback("t", entry(1))
+        b.delete_state("t")
+        b.get_or_create_state("t")
+        a.append_feedback("t", entry(1))
+        assert [e.id for e in b.get_state("t").feedback_history] == ["fb-000001"]
+
+    def test_labels_and_annotations_of_others_are_kept(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """A label or annotation added by someone else (kubectl) survives our writes."""
+        manager.increment_iteration("t")
+        obj = store.get(object_name("t"))
+        store.replace(
+            dataclasses.replace(
+                obj,
+                labels={**obj.labels, "team": "infra"},
+                annotations={**obj.annotations, "owner": "alice@example.com"},
+            )
+        )
+        manager.increment_iteration("t")
+        after = store.get(object_name("t"))
+        assert after.labels["team"] == "infra"
+        assert after.annotations["owner"] == "alice@example.com"
+
+
+class TestHistorySegments:
+    def test_history_moves_to_segments_and_reads_back_in_order(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """Enough feedback moves to owned segment objects; paging still sees every entry."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        state = manager.get_state("h")
+        segments = _segments(store)
+        assert state.segments
+        assert {s.uid for s in segments} == {s.uid for s in state.segments}
+        head = store.get(object_name("h"))
+        assert all(s.owner_references[0].uid == head.uid for s in segments)
+        page = manager.get_feedback_history("h", limit=10_000)
+        assert [e.id for e in page.entries] == [f"fb-{i:06d}" for i in range(400)]
+        assert page.next_cursor is None
+
+    def test_a_conflict_after_commit_never_deletes_a_referenced_segment(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A re-sent PUT answered 409 after its first copy committed keeps its segments."""
+        lossy = LosesResponses(store, losses=0, methods=frozenset({"replace"}), error=Conflict)
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        for i in range(1, 1000):
+            lossy.losses = 1  # every write commits, then answers 409
+            manager.append_feedback("h", _bulky(i - 1))
+            if manager.get_state("h").segments:
+                break
+        state = manager.get_state("h")
+        assert {s.uid for s in _segments(store)} >= {s.uid for s in state.segments}
+        page = manager.get_feedback_history("h", limit=10_000)
+        assert [e.id for e in page.entries] == [f"fb-{k:06d}" for k in range(i)]
+
+    def test_a_refused_head_write_leaves_no_orphan_segment(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """When the head refuses the write for certain, the segments made for it are removed."""
+        manager = StateManager(store, clock=clock)
+        i = 0
+        while True:  # fill the head until the next append moves history to a segment
+            state = manager.get_or_create_state("h")
+            more = (*state.feedback_history, _bulky(i))
+            if plan_compaction(dataclasses.replace(state, feedback_history=more)) is not None:
+                break
+            manager.append_feedback("h", _bulky(i))
+            i += 1
+        refusing = LosesResponses(
+            store, losses=1, methods=frozenset({"replace"}), error=Conflict, commit=False
+        )
+        failing = StateManager(
+            refusing,
+            clock=clock,
+            retry=RetryPolicy.none(),  # type: ignore[arg-type]
+        )
+        with pytest.raises(RemstateError):
+            failing.append_feedback("h", _bulky(i))
+        assert _segments(store) == []
+        assert manager.get_state("h").feedback_total == i
+
+    def test_a_short_segment_is_reported_not_looped_on(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """A segment holding fewer entries than its index says raises CorruptState."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        [first, *_] = sorted(_segments(store), key=lambda o: o.name)
+        held = decode_segment(first)
+        store.replace(
+            dataclasses.replace(
+                first,
+                data=encode_segment("h", held.n, held.first_seq, held.entries[:1]),
+            )
+        )
+        with pytest.raises(CorruptState):
+            StateManager(store).get_feedback_history("h", limit=10_000)
+
+    def test_a_lost_response_on_a_large_batch_does_not_duplicate(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A 10,000-entry batch whose writes' responses are lost ends with 10,000 entries."""
+        lossy = LosesResponses(store, losses=0, methods=frozenset({"replace"}))
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        manager.get_or_create_state("b")
+        lossy.losses = 1  # the first head write of the batch commits, and its response is lost
+        stored = manager.append_feedback_many("b", [entry(i) for i in range(10_000)])
+        assert [e.id for e in stored] == [f"fb-{i:06d}" for i in range(10_000)]
+        assert manager.get_state("b").feedback_total == 10_000
+
+    def test_delete_removes_the_segments_too(self, manager: StateManager, store: Store) -> None:
+        """delete_state removes the head and every history segment."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        assert _segments(store)
+        assert manager.delete_state("h") is True
+        assert store.list().items == []
+
+    def test_delete_with_a_lost_response_reports_the_deletion(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A delete that committed but lost its response still returns True and cleans up."""
+        writer = StateManager(store, clock=clock)
+        for i in range(400):
+            writer.append_feedback("h", _bulky(i))
+        lossy = LosesResponses(store, losses=1, methods=frozenset({"delete"}))
+        assert StateManager(lossy, clock=clock).delete_state("h") is True  # type: ignore[arg-type]
+        assert store.list().items == []
+
+
+class TestUnknownOutcome:
+    def test_an_update_function_is_not_applied_twice_after_a_lost_response(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A committed update whose response was lost is recognised by its write id."""
+        lossy = LosesResponses(store, losses=0)
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        manager.update_metadata("u", {"n": 0})
+        lossy.losses = 1
+        manager.update_state(
+            "u", lambda s: dataclasses.replace(s, metadata={"n": s.metadata["n"] + 1})
+        )
+        assert manager.get_state("u").metadata == {"n": 1}

@@ -30,8 +30,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ulid import ULID
@@ -49,6 +48,9 @@ from remstate.errors import (
 )
 from remstate.retry import RetryPolicy
 from remstate.schema import (
+    LABEL_MANAGED_BY,
+    RECENT_MOVED_LIMIT,
+    Clock,
     ErrorRecord,
     FeedbackEntry,
     IterationRecord,
@@ -68,6 +70,7 @@ from remstate.schema import (
     utc_now,
     validate_task_id,
 )
+from remstate.schema.encoding import normalize_json
 from remstate.store import Store, StoredObject
 
 if TYPE_CHECKING:
@@ -75,11 +78,14 @@ if TYPE_CHECKING:
 
 __all__ = ["FeedbackPage", "StateManager"]
 
-Clock = Callable[[], datetime]
 _R = TypeVar("_R")
 
-#: An operation: the state before -> (the state after, or None for "no write", result).
-Mutation = Callable[[TaskState], tuple[TaskState | None, _R]]
+#: Set on every write to the id of the operation that made it, so that an
+#: operation whose response was lost recognises its own committed write.
+ANNOTATION_WRITE_ID = "remstate.io/write-id"
+#: The most entries one write appends: a retry after a lost response must
+#: find them all again, in the head or in its window of recently moved ids.
+MAX_BATCH = RECENT_MOVED_LIMIT // 2
 
 #: How many tasks' last-seen objects a manager remembers.
 DEFAULT_CACHE_SIZE = 1024
@@ -100,8 +106,11 @@ class FeedbackPage:
     total: int
 
 
-class _RetryNow(Exception):
-    """Internal: read the object again and re-apply, with no backoff."""
+class _Stale(Conflict):
+    """Internal: what we read is out of date (or gone, or taken); read again and re-apply.
+
+    A Conflict, so the retry policy bounds and spaces these like any other.
+    """
 
 
 class StateManager:
@@ -137,6 +146,8 @@ class StateManager:
             if api_client is not None:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise InvalidInput(f"cache_size must be a non-negative integer, not {cache_size!r}")
         if not isinstance(max_iterations, int) or max_iterations < 1:
             raise InvalidInput(f"max_iterations must be a positive integer, not {max_iterations!r}")
         self.store: Store = store
@@ -161,6 +172,9 @@ class StateManager:
         Raises:
             InvalidInput: the URL's scheme is not one of these.
         """
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
         parts = urlsplit(url)
         if parts.scheme == "sqlite":
             path = unquote(parts.netloc + parts.path)
@@ -173,8 +187,9 @@ class StateManager:
         elif parts.scheme in ("kubernetes", "k8s"):
             from remstate.store.kubernetes import KubernetesStore
 
-            namespace = parts.netloc or parts.path.strip("/") or "default"
-            manager = cls(KubernetesStore(namespace), **options)
+            namespace = parts.netloc or parts.path.strip("/") or options.get("namespace")
+            options.pop("namespace", None)
+            manager = cls(KubernetesStore(namespace or "default"), **options)
         else:
             raise InvalidInput(
                 f"unknown store URL {url!r}: use sqlite:///path/to/state.db "
@@ -250,7 +265,12 @@ class StateManager:
                 offset = seq - segment.first_seq
             taken = held[offset : offset + (limit - len(entries))]
             if not taken:
-                break
+                # The index promised entries here that the segment does not hold.
+                raise CorruptState(
+                    f"feedback {seq} of task {task_id!r} is missing from its history",
+                    task_id=task_id,
+                    field="history_index",
+                )
             entries.extend(taken)
             seq += len(taken)
         next_cursor = _encode_cursor(seq) if seq < total else None
@@ -270,7 +290,9 @@ class StateManager:
         Raises:
             InvalidInput: a bad task ID, status or metadata; nothing is written.
         """
-        TaskState.new(task_id, clock=self.clock, status=status, metadata=metadata)  # validate
+        validate_task_id(task_id)
+        parse_status(status, strict=True)
+        normalize_json(dict(metadata or {}), what="metadata")
         obj = self._read(task_id)
         if obj is not None:
             return decode_state(obj)
@@ -294,10 +316,7 @@ class StateManager:
 
         def apply(state: TaskState) -> tuple[TaskState | None, None]:
             new = fn(state)
-            if not isinstance(new, TaskState):
-                raise InvalidInput(f"update function returned {type(new).__name__}, not TaskState")
-            if new.task_id != state.task_id:
-                raise InvalidInput("update function must not change task_id")
+            _check_update(state, new)
             return (None if new == state else new), None
 
         return self._mutate(task_id, apply)[0]
@@ -309,31 +328,34 @@ class StateManager:
         so a write that lands meanwhile makes the delete retry on fresh state.
         """
         validate_task_id(task_id)
+        segments: list[tuple[str, str]] = []
+        unknown_outcome = False  # an earlier attempt's delete may have gone through
 
         def attempt() -> bool:
+            nonlocal segments, unknown_outcome
             obj = self._read(task_id)
             if obj is None:
-                return False
+                return unknown_outcome
             try:
-                state = decode_state(obj)
-                segments = [(s.name, s.uid) for s in state.segments]
+                segments = [(s.name, s.uid) for s in decode_state(obj).segments]
             except RemstateError:
                 segments = []  # unreadable: the owner references still collect them
+            self._forget(task_id)
             try:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
-                self._forget(task_id)
-                return False
-            except (Conflict, Unavailable):
-                self._forget(task_id)
+                return unknown_outcome
+            except Unavailable:
+                unknown_outcome = True
                 raise
-            self._forget(task_id)
-            for name, uid in segments:
-                with contextlib.suppress(NotFound, Conflict):
-                    self.store.delete(name, uid=uid or None)
             return True
 
-        return self.retry.call(attempt)
+        deleted = self.retry.call(attempt)
+        # Best effort: a segment left behind is an orphan, which cleanup removes.
+        for name, uid in segments if deleted else ():
+            with contextlib.suppress(RemstateError):
+                self.store.delete(name, uid=uid or None)
+        return deleted
 
     def increment_iteration(self, task_id: str, *, note: str = "") -> int:
         """Add one iteration and return its number, creating the state if needed.
@@ -406,10 +428,12 @@ class StateManager:
     def append_feedback_many(
         self, task_id: str, entries: Iterable[FeedbackEntry]
     ) -> list[FeedbackEntry]:
-        """Append many entries in as few writes as the size limit allows.
+        """Append many entries, in one write per ``MAX_BATCH`` (2048) entries.
 
         Entries whose id is already there, or repeated in ``entries``, are not
-        appended again; the stored entry is returned in their place.
+        appended again; the stored entry is returned in their place. Each write
+        is idempotent, so if a call fails part-way, calling it again with the
+        same entries completes it without doubling any.
 
         Raises:
             InvalidInput: a bad entry; nothing is written.
@@ -419,7 +443,17 @@ class StateManager:
             if not isinstance(entry, FeedbackEntry):
                 raise InvalidInput(f"entries must be FeedbackEntry, not {type(entry).__name__}")
             entry.validate()
+        stored: list[FeedbackEntry] = []
+        for start in range(0, len(batch), MAX_BATCH):
+            stored.extend(self._append_batch(task_id, batch[start : start + MAX_BATCH]))
+        if not batch:
+            self.get_or_create_state(task_id)
+        return stored
 
+    def _append_batch(self, task_id: str, batch: list[FeedbackEntry]) -> list[FeedbackEntry]:
+        # A retry after a lost response finds every entry of the batch again:
+        # in the head, or among the ids moved out by that write (at most the
+        # head's entries plus this batch, within the RECENT_MOVED_LIMIT window).
         def append(state: TaskState) -> tuple[TaskState | None, list[FeedbackEntry]]:
             stored: list[FeedbackEntry] = []
             new: list[FeedbackEntry] = []
@@ -523,10 +557,9 @@ class StateManager:
         Raises:
             InvalidInput: values that are not JSON; nothing is written.
         """
-        updates = dict(updates or {})
-        # Validate now, so bad input fails before any request.
-        probe = TaskState.new("probe", clock=self.clock, metadata=updates)
-        del probe
+        updates = normalize_json(dict(updates or {}), what="metadata")
+        if isinstance(remove, str) or not all(isinstance(k, str) for k in remove):
+            raise InvalidInput("remove must be a list of metadata keys")
 
         def apply(state: TaskState) -> tuple[TaskState | None, dict[str, Any]]:
             merged = dict(state.metadata)
@@ -554,23 +587,63 @@ class StateManager:
         ``TaskState.new``; if None, a missing state raises StateNotFound.
         """
         validate_task_id(task_id)
-
-        def attempt() -> tuple[TaskState, _R]:
-            while True:
-                try:
-                    return self._attempt(task_id, mutation, create)
-                except _RetryNow:
-                    continue
-
-        return self.retry.call(attempt)
+        op: _Operation[_R] = _Operation(str(ULID()))
+        return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
 
     def _attempt(
         self,
         task_id: str,
         mutation: Callable[[TaskState], tuple[TaskState | None, _R]],
         create: Mapping[str, Any] | None,
+        op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
+        if (
+            obj is not None
+            and op.written is not None
+            and obj.annotations.get(ANNOTATION_WRITE_ID) == op.id
+        ):
+            return op.written  # an earlier attempt committed; its response was lost
+        state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
+        if new is None:
+            return state, result
+        new = dataclasses.replace(new, last_update=self.clock())
+        if obj is None:
+            if plan_compaction(new) is not None:
+                # Segments need the head's uid: create the bare head first.
+                self._write(task_id, None, state, op.id)
+                raise _Stale("created the head; now the history")
+            op.written = (new, result)
+            self._write(task_id, None, new, op.id)
+            return new, result
+        created: list[StoredObject] = []
+        try:
+            new = self._compact(obj, new, created)
+            op.written = (new, result)
+            self._write(task_id, obj, new, op.id)
+        except Unavailable:
+            # The head write may yet commit and refer to our segments: keep them.
+            # If it did not, they are orphans, which cleanup removes.
+            raise
+        except BaseException:
+            if created:
+                self._discard_unreferenced(task_id, created)
+            raise
+        return new, result
+
+    def _decide(
+        self,
+        task_id: str,
+        obj: StoredObject | None,
+        from_cache: bool,
+        mutation: Callable[[TaskState], tuple[TaskState | None, _R]],
+        create: Mapping[str, Any] | None,
+    ) -> tuple[TaskState, TaskState | None, _R]:
+        """Apply the mutation to what we have: (state, new state or None for no write, result).
+
+        A refusal or a "nothing to do" decided on a remembered object is
+        confirmed on a fresh read first: another writer may have changed it.
+        """
         if obj is None:
             if create is None:
                 raise StateNotFound(task_id)
@@ -581,36 +654,28 @@ class StateManager:
             new, result = mutation(state)
         except RemstateError:
             if from_cache:
-                # Decided on what we remembered: confirm on a fresh read first.
                 self._forget(task_id)
-                raise _RetryNow from None
+                raise _Stale("re-reading before refusing") from None
             raise
         if new is None:
-            if obj is not None:
-                return state, result
-            new = state  # create the state even though the operation changed nothing
-        new = dataclasses.replace(new, last_update=self.clock())
-        if obj is None:
-            if plan_compaction(new) is not None:
-                # Segments need the head's uid: create the bare head first.
-                self._write(task_id, None, state)
-                raise _RetryNow
-            self._write(task_id, None, new)
-            return new, result
-        created: list[StoredObject] = []
-        try:
-            new = self._compact(obj, new, created)
-            self._write(task_id, obj, new)
-        except (Conflict, _RetryNow):
-            # The head did not take our segments and never will: they are ours
-            # alone, so remove them. Not on Unavailable: the head may have.
-            self._discard(created)
-            raise
-        return new, result
+            if obj is None:
+                return state, state, result  # create it, though nothing else changed
+            if from_cache:
+                self._forget(task_id)
+                raise _Stale("re-reading before a no-op")
+        return state, new, result
 
-    def _write(self, task_id: str, old: StoredObject | None, state: TaskState) -> StoredObject:
-        """One create or compare-and-swap replace; remembers what was written."""
+    def _write(
+        self, task_id: str, old: StoredObject | None, state: TaskState, op_id: str
+    ) -> StoredObject:
+        """One create or compare-and-swap replace; remembers what was written.
+
+        Labels and annotations that are not remstate's (added with kubectl, say)
+        are carried over. Any write makes a soft-deleted task active again: it
+        is in use.
+        """
         data, labels, annotations = encode_state(state)
+        annotations[ANNOTATION_WRITE_ID] = op_id
         name = object_name(task_id)
         try:
             if old is None:
@@ -622,18 +687,20 @@ class StateManager:
                     StoredObject(
                         name=name,
                         data=data,
-                        labels=labels,
-                        annotations=annotations,
+                        labels={**_foreign(old.labels), **labels},
+                        annotations={**_foreign(old.annotations), **annotations},
                         resource_version=old.resource_version,
                         owner_references=old.owner_references,
                     )
                 )
         except AlreadyExists:
             self._forget(task_id)
-            raise _RetryNow from None  # someone created it first: apply to theirs
+            raise _Stale("created by another writer first") from None
         except NotFound:
             self._forget(task_id)
-            raise _RetryNow from None  # deleted meanwhile: start from nothing
+            if old is None:
+                raise  # a create found no namespace: retrying cannot help
+            raise _Stale("deleted meanwhile") from None
         except (Conflict, Unavailable):
             self._forget(task_id)
             raise
@@ -664,11 +731,21 @@ class StateManager:
             moved = plan_compaction(state)
         return state
 
-    def _discard(self, segments: Sequence[StoredObject]) -> None:
+    def _discard_unreferenced(self, task_id: str, segments: Sequence[StoredObject]) -> None:
+        """Delete the segments we created that the head, read afresh, does not refer to.
+
+        A Conflict alone does not prove our head write failed: the client may
+        have re-sent a PUT whose first copy committed. So ask the head.
+        """
+        try:
+            head = self._read(task_id)
+            referenced = set() if head is None else {s.uid for s in decode_state(head).segments}
+        except RemstateError:
+            return  # cannot tell: leave them as orphans for cleanup
         for segment in segments:
-            # On failure it is left as an orphan, which cleanup removes.
-            with contextlib.suppress(RemstateError):
-                self.store.delete(segment.name, uid=segment.uid)
+            if segment.uid not in referenced:
+                with contextlib.suppress(RemstateError):
+                    self.store.delete(segment.name, uid=segment.uid)
 
     def _find_entry(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
         found = state.find_feedback(entry_id)
@@ -689,12 +766,16 @@ class StateManager:
     def _read(self, task_id: str) -> StoredObject | None:
         name = object_name(task_id)
         try:
-            obj = self.store.get(name)
+            obj = self._get(name)
         except NotFound:
             self._forget(task_id)
             return None
         self._remember(task_id, obj)
         return obj
+
+    def _get(self, name: str) -> StoredObject:
+        """A read, retried on transient errors by the policy."""
+        return self.retry.call(lambda: self.store.get(name))
 
     def _last_seen(self, task_id: str) -> tuple[StoredObject | None, bool]:
         with self._lock:
@@ -724,7 +805,7 @@ class StateManager:
                 self._segments.move_to_end(key)
                 return cached
         try:
-            obj = self.store.get(name)
+            obj = self._get(name)
         except NotFound:
             raise CorruptState(
                 f"history segment {name} of task {task_id!r} is missing",
@@ -743,6 +824,48 @@ class StateManager:
             while len(self._segments) > SEGMENT_CACHE_SIZE:
                 self._segments.popitem(last=False)
         return entries
+
+
+_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size"})
+
+
+def _check_update(old: TaskState, new: object) -> None:
+    """Refuse what an update function may not do: the rules the manager keeps.
+
+    The counter and its records change only through ``increment_iteration``
+    (so the maximum holds), and the history index only through compaction (so
+    no segment is lost). New feedback entries are validated like appended ones.
+    """
+    if not isinstance(new, TaskState):
+        raise InvalidInput(f"update function returned {type(new).__name__}, not TaskState")
+    if new.task_id != old.task_id:
+        raise InvalidInput("an update function must not change task_id")
+    if new.iteration != old.iteration or new.iteration_history != old.iteration_history:
+        raise InvalidInput("use increment_iteration to change the iteration counter")
+    if new.history != old.history:
+        raise InvalidInput("an update function must not change the history index")
+    known = {e.id for e in old.feedback_history}
+    ids = [e.id for e in new.feedback_history]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("feedback ids must be unique")
+    for entry in new.feedback_history:
+        if entry.id not in known:
+            entry.validate()
+
+
+class _Operation(Generic[_R]):
+    """One call's identity across its attempts, and what its last write would return."""
+
+    def __init__(self, op_id: str) -> None:
+        self.id = op_id
+        self.written: tuple[TaskState, _R] | None = None
+
+
+def _foreign(meta: Mapping[str, str]) -> dict[str, str]:
+    """The labels or annotations that remstate does not own."""
+    return {
+        k: v for k, v in meta.items() if not k.startswith("remstate.io/") and k != LABEL_MANAGED_BY
+    }
 
 
 def _encode_cursor(seq: int) -> str:

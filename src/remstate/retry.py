@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import tenacity
 
-from remstate.errors import Conflict, RetriesExhausted, Unavailable
+from remstate.errors import Conflict, InvalidInput, RetriesExhausted, Unavailable
 
 __all__ = ["RetryPolicy"]
 
@@ -44,9 +44,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise InvalidInput("max_attempts must be at least 1")
         if self.deadline <= 0 or self.initial_backoff < 0 or self.max_backoff < 0:
-            raise ValueError("deadline must be positive and backoffs not negative")
+            raise InvalidInput("deadline must be positive and backoffs not negative")
 
     @classmethod
     def none(cls) -> RetryPolicy:
