@@ -593,6 +593,28 @@ class TestHistorySegments:
         assert [e.id for e in page.entries] == [f"fb-{i:06d}" for i in range(400)]
         assert page.next_cursor is None
 
+    @pytest.mark.parametrize("newest_first", [False, True])
+    def test_small_pages_cross_segment_boundaries(
+        self, manager: StateManager, newest_first: bool
+    ) -> None:
+        """Pages of 37, either way, cross head and segments and see every entry once."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        assert len(manager.get_state("h").segments) >= 2
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = manager.get_feedback_history(
+                "h", limit=37, cursor=cursor, newest_first=newest_first
+            )
+            assert len(page.entries) <= 37
+            seen.extend(e.id for e in page.entries)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        expected = [f"fb-{i:06d}" for i in range(400)]
+        assert seen == (expected[::-1] if newest_first else expected)
+
     def test_a_conflict_after_commit_never_deletes_a_referenced_segment(
         self, store: Store, clock: Clock
     ) -> None:

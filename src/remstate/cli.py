@@ -236,11 +236,14 @@ def feedback_list(
     task_id: str,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
     cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
+    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
 ) -> None:
-    """List feedback, oldest first, one page at a time."""
+    """List feedback, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
     with c.manager() as m:
-        page = m.get_feedback_history(task_id, limit=limit, cursor=cursor)
+        page = m.get_feedback_history(
+            task_id, limit=limit, cursor=cursor, newest_first=newest_first
+        )
 
     def text() -> str:
         lines = [_feedback_line(e) for e in page.entries]

@@ -233,48 +233,68 @@ class StateManager:
         return self.get_state(task_id).iteration
 
     def get_feedback_history(
-        self, task_id: str, *, limit: int = 100, cursor: str | None = None
+        self,
+        task_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = False,
     ) -> FeedbackPage:
-        """One page of feedback, oldest first, reading at most what the page needs.
+        """One page of feedback, oldest first (or newest first), reading only what it needs.
 
         Entries that moved to history segments are read from the one or two
-        segments the page covers, never from all of them.
+        segments the page covers, never from all of them. A cursor keeps the
+        direction it was made for.
 
         Raises:
             StateNotFound: the task has no state.
             InvalidInput: a bad limit or cursor.
+            CorruptState: the history index promises entries that are not there.
         """
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit must be between 1 and 10000, not {limit!r}")
-        start = _decode_cursor(cursor)
         state = self.get_state(task_id)
         total = state.feedback_total
+        if cursor is not None:
+            seq, newest_first = _decode_cursor(cursor)
+        else:
+            seq = total if newest_first else 0
         entries: list[FeedbackEntry] = []
-        seq = start
-        while seq < total and len(entries) < limit:
-            segment = state.segment_for_seq(seq)
-            if segment is None:
-                if seq < state.head_first_seq:
-                    # A gap: never written by us, but do not loop on it.
-                    seq = state.head_first_seq
-                    continue
-                held = state.feedback_history
-                offset = seq - state.head_first_seq
+        # ``seq`` is the next position to read; reading backwards, one past it.
+        while len(entries) < limit and (seq > 0 if newest_first else seq < total):
+            position = min(seq, total) - 1 if newest_first else seq
+            held, first = self._held_at(state, position)
+            offset = position - first
+            room = limit - len(entries)
+            if newest_first:
+                taken = list(reversed(held[max(0, offset + 1 - room) : offset + 1]))
+                seq = position + 1 - len(taken)
             else:
-                held = self._segment_entries(task_id, segment.name, segment.uid)
-                offset = seq - segment.first_seq
-            taken = held[offset : offset + (limit - len(entries))]
+                taken = list(held[offset : offset + room])
+                seq = position + len(taken)
             if not taken:
-                # The index promised entries here that the segment does not hold.
                 raise CorruptState(
-                    f"feedback {seq} of task {task_id!r} is missing from its history",
+                    f"feedback {position} of task {task_id!r} is missing from its history",
                     task_id=task_id,
                     field="history_index",
                 )
             entries.extend(taken)
-            seq += len(taken)
-        next_cursor = _encode_cursor(seq) if seq < total else None
+        more = seq > 0 if newest_first else seq < total
+        next_cursor = _encode_cursor(seq, newest_first) if more else None
         return FeedbackPage(entries=entries, next_cursor=next_cursor, total=total)
+
+    def _held_at(self, state: TaskState, position: int) -> tuple[Sequence[FeedbackEntry], int]:
+        """The entries of the object holding ``position``, and the position of the first."""
+        if position >= state.head_first_seq:
+            return state.feedback_history, state.head_first_seq
+        segment = state.segment_for_seq(position)
+        if segment is None:
+            raise CorruptState(
+                f"no history segment of task {state.task_id!r} holds feedback {position}",
+                task_id=state.task_id,
+                field="history_index",
+            )
+        return self._segment_entries(state.task_id, segment.name, segment.uid), segment.first_seq
 
     # -- writes ---------------------------------------------------------------
 
@@ -868,18 +888,20 @@ def _foreign(meta: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"seq": seq}).encode()).decode().rstrip("=")
+def _encode_cursor(seq: int, newest_first: bool) -> str:
+    body = json.dumps({"seq": seq, "newest_first": newest_first}).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
+def _decode_cursor(cursor: str) -> tuple[int, bool]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        seq = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
+        body = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        seq, newest_first = body["seq"], body.get("newest_first", False)
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise InvalidInput(f"not a feedback cursor: {cursor!r}") from e
-    if not isinstance(seq, int) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise InvalidInput(f"not a feedback cursor: {cursor!r}")
-    return seq
+    if not isinstance(newest_first, bool):
+        raise InvalidInput(f"not a feedback cursor: {cursor!r}")
+    return seq, newest_first
