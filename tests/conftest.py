@@ -55,6 +55,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             match = _BACKEND_ID.search(getattr(report, "nodeid", ""))
             if match and (report.when == "call" or outcome != "passed"):
                 counts[match.group(1)][outcome] += 1
+    if not _PLANE and not any(counts.values()):
+        return
     terminalreporter.section("remstate backends")
     for line in _PLANE:
         terminalreporter.write_line(f"control plane: {line}")

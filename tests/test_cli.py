@@ -446,3 +446,29 @@ class TestConsoleScript:
         assert second.stdout == ""
         assert len(second.stderr.splitlines()) == 1
         assert second.stderr.startswith("remstate: ")
+
+
+class TestGlobalOptionsAnywhere:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["increment", TASK, "-o", "json"],
+            ["increment", TASK, "--output=json"],
+            ["-o", "json", "increment", TASK],
+            ["increment", "-o", "json", TASK],
+        ],
+    )
+    def test_output_option_after_the_command(
+        self, run_bare: Run, store_url: str, args: list[str]
+    ) -> None:
+        """`remstate increment 42 -o json` works as the README shows it."""
+        result = run_bare(*args, "--store", store_url)
+        assert result.code == Exit.OK, result.err
+        assert result.json() == {"task_id": TASK, "iteration": 1}
+
+    def test_max_iterations_after_the_command(self, run_bare: Run, store_url: str) -> None:
+        """--max-iterations after the command still sets the limit (exit 4 past it)."""
+        assert run_bare("increment", TASK, "--store", store_url, "--max-iterations", "1").code == 0
+        result = run_bare("increment", TASK, "--store", store_url, "--max-iterations", "1")
+        assert result.code == Exit.MAX_ITERATIONS
+        assert len(result.err_lines) == 1

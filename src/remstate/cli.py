@@ -307,10 +307,42 @@ def exit_code(exc: BaseException) -> Exit:
     return Exit.ERROR
 
 
+#: The group's options that take a value, accepted after the command too.
+_GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations"})
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move the group's options to the front, wherever they were given.
+
+    Click (under typer) only takes a group's options before the subcommand,
+    but ``remstate increment 42 -o json`` is what a workflow author writes.
+    No option of a subcommand shares these names, so moving them is safe.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg.startswith("--") and arg.split("=", 1)[0] in _GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+            i += 1
+        elif arg in _GLOBAL_OPTIONS and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 2
+        else:
+            rest.append(arg)
+            i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (errors are one line on stderr)."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
     try:
-        app(args=argv, prog_name="remstate", standalone_mode=False)
+        app(args=args, prog_name="remstate", standalone_mode=False)
     except RemstateError as e:
         typer.echo(f"remstate: {e}", err=True)
         return exit_code(e)
