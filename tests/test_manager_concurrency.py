@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from remstate import FeedbackEntry, MaxIterationsReached, StateManager
+from remstate import FeedbackEntry, MaxIterationsReached, NotFound, StateManager
 from remstate.store import Store
 from remstate.store.kubernetes import KubernetesStore
 from tests.backends import StoreSpec
@@ -165,6 +165,15 @@ class TestHttpRequests:
             fresh.increment_iteration("7")
             fresh.increment_iteration("7")
         assert [m for m, _ in counting_client.requests] == ["GET", "PUT", "PUT"]
+
+
+    def test_a_missing_namespace_fails_at_once(self, counting_client: CountingApiClient) -> None:
+        """A write into a namespace that does not exist raises NotFound after one try."""
+        manager = StateManager(api_client=counting_client, namespace="no-such-namespace")
+        with pytest.raises(NotFound) as caught:
+            manager.increment_iteration("42")
+        assert "no-such-namespace" in caught.value.status.message
+        assert [m for m, _ in counting_client.requests] == ["GET", "POST"]
 
 
 class TestLargeHistory:
