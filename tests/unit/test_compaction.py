@@ -6,6 +6,7 @@ import dataclasses
 import random
 import string
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -45,7 +46,7 @@ def fb(i: int, description: str = "") -> FeedbackEntry:
     )
 
 
-def state_with(entries: list[FeedbackEntry], **changes: object) -> TaskState:
+def state_with(entries: list[FeedbackEntry], **changes: Any) -> TaskState:
     return dataclasses.replace(
         TaskState("42", 0, "in_progress", T0, feedback_history=tuple(entries)), **changes
     )
