@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ from remstate.schema import (
     StateTooLarge,
     Status,
     TaskState,
+    codec,
     decode_segment,
     decode_state,
     encode_segment,
@@ -492,6 +494,89 @@ class TestCorruption:
         assert {p.code for p in validate_object(obj)} == {ProblemCode.ANNOTATION_MISMATCH}
         assert len(validate_object(obj)) == 2
 
+    @pytest.mark.parametrize(
+        ("key", "value"),
+        [
+            # The reviewer's case: json.loads recursed until RecursionError.
+            ("metadata", "[" * 200_000),
+            ("feedback_history", "[" * 200_000),
+            ("iteration_history", "[" * 200_000),
+            ("error_messages", '{"a":' * 200_000),
+            (KEY_HISTORY_INDEX, "[" * 200_000),
+            ("metadata", GZIP_MARKER + base64.b64encode(gzip.compress(b"[" * 200_000)).decode()),
+            # Decodes, but is deeper than any state holds (normalising it recursed too).
+            ("metadata", '{"a":' + "[" * 900 + "]" * 900 + "}"),
+            # Floats JSON reads as infinity: the state cannot hold them.
+            ("metadata", '{"a":1e400}'),
+            # int() refuses more than 4300 digits with a ValueError.
+            ("schema_version", "1" * 5000),
+            (KEY_HISTORY_INDEX, '{"segments":[],"recent_moved":{"' + "1" * 5000 + '":["a"]}}'),
+        ],
+    )
+    def test_hostile_values_are_corruption_not_crashes(self, key: str, value: str) -> None:
+        """Whatever a value holds, decode raises CorruptState naming it; validate reports it."""
+        obj = with_data(stored(sample_state()), **{key: value})
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field is not None
+        assert info.value.field.startswith(key)
+        problems = validate_object(obj)
+        assert any(p.field.startswith(key) for p in problems), problems
+        state, salvaged = salvage_state(obj)
+        assert salvaged == problems
+        assert state is not None or key == "schema_version"
+
+    @pytest.mark.parametrize("key", ["feedback_history", "iteration_history", "error_messages"])
+    def test_too_deep_entry_is_left_out_and_located(self, key: str) -> None:
+        """An entry whose unknown keys nest too deeply is one bad entry, not a crash."""
+        good = json.loads(encode_state(sample_state()).data[key])[0]
+        bad = {**good, "future": json.loads("[" * 500 + "]" * 500)}
+        obj = with_data(stored(sample_state()), **{key: json.dumps([good, bad])})
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field == f"{key}[1]"
+        state, problems = salvage_state(obj)
+        assert state is not None
+        assert len(getattr(state, key)) == 1
+        assert (f"{key}[1]", ProblemCode.BAD_VALUE) in codes(problems)
+
+    def test_deep_segment_is_corruption(self) -> None:
+        """Segments are read as safely: CorruptState, and problems from the validator."""
+        data = {**encode_segment("t", 1, 0, [fb(0)]), "feedback_history": "[" * 200_000}
+        obj = StoredObject(name="s", data=data)
+        with pytest.raises(CorruptState) as info:
+            decode_segment(obj)
+        assert info.value.field == "feedback_history"
+        assert codes(validate_segment(obj)) == {
+            ("feedback_history", ProblemCode.MALFORMED_JSON),
+            ("count", ProblemCode.INDEX_MISMATCH),
+        }
+
+    def test_any_surprise_while_reading_is_contained(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Last resort: an unexpected exception becomes CorruptState, or a problem on "data"."""
+
+        def explode(*_: Any) -> Any:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(codec, "_read_index", explode)
+        monkeypatch.setattr(codec, "_read_segment", explode)
+        obj = stored(sample_state())
+        with pytest.raises(CorruptState, match="nested too deeply") as info:
+            decode_state(obj)
+        assert isinstance(info.value.__cause__, RecursionError)
+        assert codes(validate_object(obj)) == {("data", ProblemCode.BAD_VALUE)}
+        assert salvage_state(obj)[0] is None
+        segment = StoredObject(name="s", data=encode_segment("t", 1, 0, [fb(0)]))
+        with pytest.raises(CorruptState):
+            decode_segment(segment)
+        assert codes(validate_segment(segment)) == {("data", ProblemCode.BAD_VALUE)}
+
+    def test_our_own_errors_pass_through_unchanged(self) -> None:
+        """The guard does not swallow remstate's errors: a newer version stays one."""
+        obj = with_data(stored(sample_state()), schema_version="2")
+        with pytest.raises(UnsupportedSchemaVersion):
+            decode_state(obj)
+
     def test_metadata_only_object(self) -> None:
         """An object read without data cannot be decoded: InvalidInput; reported as no_data."""
         obj = StoredObject(name="x", data=None)
@@ -508,7 +593,22 @@ class TestCorruption:
         data=st.dictionaries(
             st.sampled_from([*DATA_KEYS, KEY_HISTORY_INDEX, "other"]),
             st.text(max_size=30)
-            | st.sampled_from(["[]", "{}", "1", "[{}]", '{"segments":[{}]}', GZIP_MARKER]),
+            | st.sampled_from(
+                [
+                    "[]",
+                    "{}",
+                    "1",
+                    "[{}]",
+                    '{"segments":[{}]}',
+                    GZIP_MARKER,
+                    "[" * 100_000,
+                    "[" * 700 + "]" * 700,
+                    '[{"k":' + "[" * 700 + "]" * 700 + "}]",
+                    '{"a":1e400}',
+                    "9" * 5000,
+                    '{"recent_moved":{"' + "9" * 5000 + '":[]}}',
+                ]
+            ),
         )
     )
     def test_validator_never_raises_and_decoder_raises_only_ours(

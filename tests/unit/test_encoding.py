@@ -15,13 +15,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from remstate.errors import CorruptState, InvalidInput
-from remstate.schema import GZIP_MARKER, decode_json, encode_json, encoding, value_bytes
+from remstate.schema import (
+    GZIP_MARKER,
+    MAX_JSON_DEPTH,
+    decode_json,
+    encode_json,
+    encoding,
+    value_bytes,
+)
 from remstate.schema.encoding import compress_json_text, dumps, normalize_json
 from tests.unit.strategies import FAST, json_values
 
 
 def packed(raw: bytes) -> str:
     return GZIP_MARKER + base64.b64encode(gzip.compress(raw)).decode()
+
+
+def nested_list(depth: int) -> Any:
+    """``depth`` lists, each holding the next: ``nested_list(2) == [[]]``."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def nested_dict(depth: int) -> Any:
+    """``depth`` objects, each holding the next under ``"k"``."""
+    value: Any = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
 
 
 class TestEncodeJson:
@@ -127,6 +150,21 @@ class TestDecodeJson:
         assert info.value.field == "feedback_history"
         assert info.value.task_id == "42"
 
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "[" * 200_000,
+            '{"a":' * 200_000,
+            "[" * 200_000 + "]" * 200_000,
+            packed(b"[" * 200_000),
+        ],
+    )
+    def test_nesting_too_deep_to_decode_is_malformed_json(self, text: str) -> None:
+        """The reviewer's ``"[" * 200000``: CorruptState naming the field, no RecursionError."""
+        with pytest.raises(CorruptState, match="nested too deeply") as info:
+            decode_json(text, field="metadata", task_id="42")
+        assert info.value.field == "metadata"
+
     def test_decompression_bomb_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A value expanding past the limit is reported, not inflated."""
         monkeypatch.setattr(encoding, "MAX_DECODED_BYTES", 1000)
@@ -177,6 +215,36 @@ class TestNormalizeJson:
         copy = normalize_json(source, what="m")
         source["a"].append(2)
         assert copy == {"a": [1]}
+
+    @pytest.mark.parametrize("nest", [nested_list, nested_dict])
+    def test_nesting_up_to_the_limit_is_kept(self, nest: Any) -> None:
+        """Exactly MAX_JSON_DEPTH levels (the value itself is level 1) is accepted."""
+        value = nest(MAX_JSON_DEPTH)
+        assert normalize_json(value, what="metadata") == value
+        assert decode_json(encode_json(value), field="f") == value
+
+    @pytest.mark.parametrize("nest", [nested_list, nested_dict])
+    @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5000])
+    def test_nesting_past_the_limit_is_invalid_input(self, nest: Any, depth: int) -> None:
+        """Deeper values are refused with InvalidInput, never a RecursionError."""
+        with pytest.raises(InvalidInput, match=f"more than {MAX_JSON_DEPTH} levels") as info:
+            normalize_json({"config": nest(depth - 1)}, what="metadata")
+        assert str(info.value).startswith("metadata.config")
+        assert len(str(info.value)) < 250  # the path is cut, not 64 levels long
+
+    def test_limit_counts_arrays_and_objects_alike(self) -> None:
+        """Objects and arrays in any mix count one level each; scalars none."""
+        value: Any = "leaf"
+        for i in range(MAX_JSON_DEPTH):
+            value = [value] if i % 2 else {"k": value}
+        assert normalize_json(value, what="m") == value
+        with pytest.raises(InvalidInput):
+            normalize_json([value], what="m")
+
+    def test_encoder_recursion_is_invalid_input(self) -> None:
+        """encode_json of a value too deep for the JSON encoder: InvalidInput."""
+        with pytest.raises(InvalidInput, match="nested too deeply"):
+            encode_json(nested_list(200_000))
 
     @pytest.mark.parametrize(
         "value", [{1: "int key"}, {"a": float("nan")}, {"a": {1, 2}}, [b"x"], {"a": [object()]}]

@@ -15,6 +15,7 @@ from ulid import ULID
 
 from remstate.errors import CorruptState, InvalidInput
 from remstate.schema import (
+    MAX_JSON_DEPTH,
     ErrorRecord,
     FeedbackEntry,
     HistoryIndex,
@@ -336,6 +337,32 @@ class TestTaskState:
         assert state.find_feedback("e1") == head[1]
         assert state.find_feedback("e-old") is None
         assert state.moved_to_segment("e-old") == 2
+
+    def test_metadata_nested_past_the_limit_is_refused(self) -> None:
+        """Metadata may nest MAX_JSON_DEPTH levels (itself included); deeper is InvalidInput."""
+        deep: Any = {}
+        for _ in range(MAX_JSON_DEPTH - 1):
+            deep = {"k": deep}
+        TaskState.new("42", clock=clock, metadata=deep)
+        with pytest.raises(InvalidInput, match="levels deep"):
+            TaskState.new("42", clock=clock, metadata={"k": deep})
+        very_deep: Any = []
+        for _ in range(5000):
+            very_deep = [very_deep]
+        with pytest.raises(InvalidInput, match="levels deep"):
+            TaskState("42", 0, "pending", T0, metadata={"k": very_deep})
+
+    def test_record_extras_nested_past_the_limit_are_refused(self) -> None:
+        """Unknown keys of records are bounded the same way (their object is level 1)."""
+        deep: Any = []
+        for _ in range(MAX_JSON_DEPTH):
+            deep = [deep]
+        with pytest.raises(InvalidInput, match="levels deep"):
+            FeedbackEntry("x", T0, "a", "low", "bug", "d", extra={"k": deep})
+        with pytest.raises(InvalidInput, match="levels deep"):
+            ErrorRecord(T0, "m", extra={"k": deep})
+        with pytest.raises(InvalidInput, match="levels deep"):
+            IterationRecord(1, T0, extra={"k": deep})
 
     def test_schema_version_is_not_part_of_equality(self) -> None:
         """A migrated state equals the same state read from version 1."""

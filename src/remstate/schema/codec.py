@@ -32,7 +32,9 @@ A history segment ``task-{id}-state-h{n}`` is written once and never changed::
 Reading is tolerant: a missing JSON key reads as empty, and a state with no
 ``schema_version`` is version 0 (the original sketch) and is migrated on read.
 A field that cannot be read raises ``CorruptState`` naming it; the validator
-(``validate_object``) reports every problem as data and never raises.
+(``validate_object``) reports every problem as data and never raises. Whatever
+the stored bytes (JSON nested too deeply to decode, numbers too long to
+convert...), decoding raises only remstate's errors.
 
 Pure functions, no I/O.
 """
@@ -47,13 +49,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from remstate.errors import CorruptState, InvalidInput, UnsupportedSchemaVersion
+from remstate.errors import CorruptState, InvalidInput, RemstateError, UnsupportedSchemaVersion
 from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
     compress_json_text,
     decode_value,
     encode_json,
+    normalize_json,
     value_bytes,
 )
 from remstate.schema.model import (
@@ -144,7 +147,8 @@ MIGRATED_NOTE = "reconstructed from a schema version 0 state: start time unknown
 _MAX_RECONSTRUCTED = 1000
 
 _KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX))
-_DIGITS = re.compile(r"[0-9]+")
+# 18 digits at most: int() of a longer string is slow, or refused (4300 digits).
+_DIGITS = re.compile(r"[0-9]{1,18}")
 _T = TypeVar("_T")
 
 
@@ -419,10 +423,13 @@ class _Reader:
             return []
         out: list[_T] = []
         for i, item in enumerate(value):
+            path = f"{key}[{i}]"
             try:
-                out.append(read(item, f"{key}[{i}]", i))
+                out.append(read(item, path, i))
             except MalformedError as m:
                 self.fail(m)
+            except RecursionError:
+                self.fail(MalformedError(ProblemCode.BAD_VALUE, path, "nested too deeply"))
         return out
 
 
@@ -507,7 +514,7 @@ def _read_index(value: Any, reader: _Reader) -> HistoryIndex:
         )
         grouped = {}
     for n, ids in grouped.items():
-        path = f"{key}.recent_moved.{n}"
+        path = f"{key}.recent_moved.{n[:40]}"
         if not _DIGITS.fullmatch(n) or not isinstance(ids, list):
             reader.fail(MalformedError(ProblemCode.BAD_VALUE, path, "expected an array of IDs"))
             continue
@@ -565,7 +572,12 @@ def _read_metadata(data: Mapping[str, str], reader: _Reader) -> Mapping[str, Any
     if not isinstance(metadata, Mapping):
         reader.fail(MalformedError(ProblemCode.BAD_VALUE, "metadata", "expected a JSON object"))
         return {}
-    return metadata
+    try:  # what the state would refuse: nested too deeply, 1e400...
+        normalized: Mapping[str, Any] = normalize_json(metadata, what="metadata")
+    except InvalidInput as e:
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, "metadata", str(e)))
+        return {}
+    return normalized
 
 
 def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
@@ -654,9 +666,36 @@ def decode_state(obj: StoredObject) -> TaskState:
         UnsupportedSchemaVersion: written by a newer remstate.
         InvalidInput: ``obj`` came from a metadata-only read.
     """
-    state = _read_state(obj, _Reader(collect=False))
+    state = _strictly(obj, lambda: _read_state(obj, _Reader(collect=False)))
     assert state is not None  # a strict reader raises instead
     return state
+
+
+def _strictly(obj: StoredObject, read: Callable[[], _T]) -> _T:
+    """Run a strict read: whatever the stored bytes, only remstate's errors leave it."""
+    try:
+        return read()
+    except RemstateError:
+        raise
+    except Exception as e:  # the rule: corruption never crashes a reader
+        raise CorruptState(f"{obj.name} cannot be read: {_describe(e)}") from e
+
+
+def _collecting(obj: StoredObject, reader: _Reader, read: Callable[[], _T]) -> _T | None:
+    """Run a collecting read: it never raises; a surprise becomes one more problem."""
+    try:
+        return read()
+    except Exception as e:  # noqa: BLE001 -- the validator's promise: results, never a raise
+        reader.problems.append(
+            Problem("data", ProblemCode.BAD_VALUE, f"{obj.name} cannot be read: {_describe(e)}")
+        )
+        return None
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "a value is nested too deeply"
+    return f"{type(e).__name__}: {str(e)[:200]}"
 
 
 def salvage_state(obj: StoredObject) -> tuple[TaskState | None, list[Problem]]:
@@ -668,10 +707,14 @@ def salvage_state(obj: StoredObject) -> tuple[TaskState | None, list[Problem]]:
     ``last_update`` cannot be found.
     """
     reader = _Reader(collect=True)
-    state = _read_state(obj, reader)
-    if state is not None:
-        reader.problems.extend(_cross_check(obj, state))
-    return state, reader.problems
+
+    def read() -> TaskState | None:
+        state = _read_state(obj, reader)
+        if state is not None:
+            reader.problems.extend(_cross_check(obj, state))
+        return state
+
+    return _collecting(obj, reader, read), reader.problems
 
 
 def validate_object(obj: StoredObject) -> list[Problem]:
@@ -807,7 +850,7 @@ def decode_segment(obj: StoredObject) -> HistorySegment:
         UnsupportedSchemaVersion: written by a newer remstate.
         InvalidInput: ``obj`` came from a metadata-only read.
     """
-    segment = _read_segment(obj, _Reader(collect=False))
+    segment = _strictly(obj, lambda: _read_segment(obj, _Reader(collect=False)))
     assert segment is not None  # a strict reader raises instead
     return segment
 
@@ -815,7 +858,7 @@ def decode_segment(obj: StoredObject) -> HistorySegment:
 def validate_segment(obj: StoredObject) -> list[Problem]:
     """Every problem found in a history segment object; never raises."""
     reader = _Reader(collect=True)
-    _read_segment(obj, reader)
+    _collecting(obj, reader, lambda: _read_segment(obj, reader))
     return reader.problems
 
 

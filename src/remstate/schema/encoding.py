@@ -14,6 +14,12 @@ bytes, which is what the API server counts against its 1 MiB limit. A string
 that UTF-8 cannot carry (a lone surrogate) falls back to ASCII escapes, which
 read back to the very same string.
 
+Nesting is bounded: the values remstate keeps (metadata, the unknown keys of a
+record) may nest arrays and objects at most :data:`MAX_JSON_DEPTH` levels
+deep; deeper input is refused with ``InvalidInput`` (:func:`normalize_json`).
+A stored value too deeply nested to decode is reported as malformed JSON,
+never as a ``RecursionError``.
+
 Pure functions, no I/O.
 """
 
@@ -37,6 +43,7 @@ __all__ = [
     "GZIP_MARKER",
     "MAX_DATA_BYTES",
     "MAX_DECODED_BYTES",
+    "MAX_JSON_DEPTH",
     "compress_json_text",
     "decode_json",
     "dumps",
@@ -59,6 +66,13 @@ GZIP_MARKER = "gzip+base64:"
 #: decompression bomb; writers refuse larger documents so they always read back.
 MAX_DECODED_BYTES = 128 * 1024 * 1024
 
+#: How deeply arrays and objects may nest in a value remstate keeps: metadata
+#: (the object itself is level 1: ``{"a": [1]}`` has 2 levels), or a record's
+#: unknown keys (likewise counted from their object). Far more than real
+#: metadata uses, and far from Python's recursion limit, so every value
+#: remstate writes reads back on any reader.
+MAX_JSON_DEPTH = 64
+
 # Plain JSON never starts with a letter followed by ``word:``, so this is a marker.
 _MARKER = re.compile(r"[A-Za-z][A-Za-z0-9.+-]*:")
 # gzip level 6 is zlib's default: most of level 9's ratio at a fraction of its time.
@@ -69,12 +83,15 @@ def dumps(value: Any) -> str:
     """Compact JSON text of ``value``, readable UTF-8 where UTF-8 can carry it.
 
     Raises:
-        InvalidInput: the value is not JSON (a set, NaN, an object...).
+        InvalidInput: the value is not JSON (a set, NaN, an object...), or is
+            nested too deeply for the JSON encoder.
     """
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"value is not JSON-serialisable: {e}") from e
+    except RecursionError as e:
+        raise InvalidInput("value is not JSON-serialisable: nested too deeply") from e
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -165,6 +182,10 @@ def decode_value(text: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as e:  # JSONDecodeError, and ints too long to convert
         raise MalformedError(ProblemCode.MALFORMED_JSON, "", f"malformed JSON: {e}") from e
+    except RecursionError as e:  # "[[[[...": the C scanner recurses per level
+        raise MalformedError(
+            ProblemCode.MALFORMED_JSON, "", "malformed JSON: arrays or objects nested too deeply"
+        ) from e
 
 
 def decode_json(text: str, *, field: str, task_id: str | None = None) -> Any:
@@ -189,24 +210,35 @@ def normalize_json(value: Any, *, what: str) -> Any:
     """A deep copy of ``value`` that reads back from JSON as an equal value.
 
     Tuples become lists. Mapping keys must be strings; floats must be finite;
-    only JSON types (and tuples) are accepted.
+    only JSON types (and tuples) are accepted; arrays and objects may nest at
+    most :data:`MAX_JSON_DEPTH` levels deep (``value`` itself is level 1).
 
     Raises:
-        InvalidInput: ``value`` holds something JSON cannot carry exactly.
+        InvalidInput: ``value`` holds something JSON cannot carry exactly, or
+            is nested more than :data:`MAX_JSON_DEPTH` levels deep.
     """
+    return _normalize(value, what, 1)
+
+
+def _normalize(value: Any, what: str, depth: int) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"{what}: {value!r} is not a JSON number")
         return value
+    if isinstance(value, Mapping | list | tuple) and depth > MAX_JSON_DEPTH:
+        where = what if len(what) <= 120 else what[:117] + "..."
+        raise InvalidInput(
+            f"{where}: arrays and objects nest more than {MAX_JSON_DEPTH} levels deep"
+        )
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidInput(f"{what}: key {k!r} is not a string")
-            out[k] = normalize_json(v, what=f"{what}.{k}")
+            out[k] = _normalize(v, f"{what}.{k}", depth + 1)
         return out
     if isinstance(value, list | tuple):
-        return [normalize_json(v, what=f"{what}[{i}]") for i, v in enumerate(value)]
+        return [_normalize(v, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)]
     raise InvalidInput(f"{what}: {type(value).__name__} is not a JSON value")
