@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from remstate.schema import (
     DATA_KEYS,
+    KEY_FEEDBACK_RESOLUTIONS,
     KEY_HISTORY_INDEX,
+    MAX_FEEDBACK_ID_LENGTH,
     ErrorRecord,
     FeedbackEntry,
     HistoryIndex,
@@ -97,6 +99,7 @@ segment_refs = st.builds(
     first_seq=st.integers(0, 10**9),
     count=st.integers(0, 10**5),
     uid=st.text(max_size=36),
+    rev=st.just(0) | st.integers(0, 10**6),
     extra=extras(SegmentRef._KEYS),
 )
 history_indexes = st.builds(
@@ -104,7 +107,17 @@ history_indexes = st.builds(
     segments=st.lists(segment_refs, max_size=3).map(tuple),
     recent_moved_ids=st.dictionaries(st.text(max_size=26), st.integers(0, 10**6), max_size=5),
 )
-_known_data_keys = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX))
+#: IDs ``FeedbackEntry.validate`` accepts: 1 to 128 printable characters.
+valid_feedback_ids = st.text(
+    st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
+    | st.just(" "),
+    min_size=1,
+    max_size=MAX_FEEDBACK_ID_LENGTH,
+).filter(str.isprintable)
+#: Resolutions of archived entries: ID -> resolved_at, or None for unresolved.
+resolution_maps = st.dictionaries(valid_feedback_ids, st.none() | aware_datetimes, max_size=5)
+
+_known_data_keys = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX, KEY_FEEDBACK_RESOLUTIONS))
 extra_data = st.dictionaries(
     st.from_regex(r"[-._a-zA-Z0-9]{1,20}", fullmatch=True).filter(
         lambda k: k not in _known_data_keys
@@ -125,4 +138,5 @@ task_states = st.builds(
     error_messages=st.lists(error_records, max_size=3).map(tuple),
     metadata=json_objects,
     extra_data=extra_data,
+    archived_resolutions=st.just({}) | resolution_maps,
 )

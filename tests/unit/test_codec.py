@@ -27,6 +27,7 @@ from remstate.schema import (
     ANNOTATION_TASK_ID,
     DATA_KEYS,
     GZIP_MARKER,
+    KEY_FEEDBACK_RESOLUTIONS,
     KEY_HISTORY_INDEX,
     LABEL_LIFECYCLE,
     LABEL_MANAGED_BY,
@@ -35,6 +36,7 @@ from remstate.schema import (
     LABEL_TASK,
     MAX_DATA_BYTES,
     MIGRATED_NOTE,
+    RESOLUTIONS_LIMIT,
     ErrorRecord,
     FeedbackEntry,
     HistoryIndex,
@@ -44,11 +46,13 @@ from remstate.schema import (
     StateTooLarge,
     Status,
     TaskState,
+    apply_resolutions,
     codec,
     decode_segment,
     decode_state,
     encode_segment,
     encode_state,
+    fold_segment,
     label_value,
     last_update_of,
     object_name,
@@ -65,7 +69,7 @@ from remstate.schema import (
     value_bytes,
 )
 from remstate.store.base import OwnerReference, StoredObject
-from tests.unit.strategies import FAST, feedback_entries, task_states
+from tests.unit.strategies import FAST, feedback_entries, resolution_maps, task_states
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -696,3 +700,219 @@ class TestSegments:
         assert codes(problems) == {("count", ProblemCode.INDEX_MISMATCH)}
         missing = validate_segment(StoredObject(name="s", data={"schema_version": "1"}))
         assert {p.code for p in missing} == {ProblemCode.MISSING_KEY}
+
+
+def archived_state(**changes: Any) -> TaskState:
+    """A state whose entries e0, e1 moved to segment 1; e2 is in the head."""
+    history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 2, "u1"),), {"e0": 1, "e1": 1})
+    fields: dict[str, Any] = {
+        "feedback_history": (fb(2),),
+        "history": history,
+        "archived_resolutions": {"e0": T0, "e1": None},
+    }
+    fields.update(changes)
+    return sample_state(**fields)
+
+
+class TestFeedbackResolutions:
+    def test_layout(self) -> None:
+        """``feedback_resolutions``: ID -> RFC 3339 or null, plain JSON when small."""
+        data = encode_state(archived_state()).data
+        assert data[KEY_FEEDBACK_RESOLUTIONS] == '{"e0":"2024-05-01T12:00:00Z","e1":null}'
+        assert list(data)[-1] == KEY_FEEDBACK_RESOLUTIONS
+
+    def test_only_when_not_empty(self) -> None:
+        """No resolutions, no key: objects written before it existed read back unchanged."""
+        assert KEY_FEEDBACK_RESOLUTIONS not in encode_state(sample_state()).data
+        state = archived_state(archived_resolutions={})
+        assert KEY_FEEDBACK_RESOLUTIONS not in encode_state(state).data
+        assert decode_state(stored(state)).archived_resolutions == {}
+
+    def test_round_trip_and_valid(self) -> None:
+        """Resolutions read back exactly, and the object validates clean."""
+        obj = stored(archived_state())
+        assert decode_state(obj) == archived_state()
+        assert validate_object(obj) == []
+
+    def test_large_resolutions_are_compressed_and_counted(self) -> None:
+        """A full overlay is compressed, and its bytes count against the object's limit."""
+        resolutions = {f"01J{i:023d}": T0 + timedelta(seconds=i) for i in range(RESOLUTIONS_LIMIT)}
+        state = archived_state(archived_resolutions=resolutions)
+        data = encode_state(state).data
+        assert data[KEY_FEEDBACK_RESOLUTIONS].startswith(GZIP_MARKER)
+        assert decode_state(stored(state)) == state
+        without = encode_state(archived_state(archived_resolutions={})).data
+        assert value_bytes(data) == value_bytes(without) + len(data[KEY_FEEDBACK_RESOLUTIONS])
+        with pytest.raises(StateTooLarge):
+            encode_state(state, max_bytes=value_bytes(data) - 1)
+
+    @pytest.mark.parametrize(
+        ("value", "code"),
+        [
+            ("[]", ProblemCode.BAD_VALUE),
+            ('{"e0":3}', ProblemCode.BAD_VALUE),
+            ('{"e0":"soon"}', ProblemCode.BAD_TIMESTAMP),
+            ('{"":null}', ProblemCode.BAD_VALUE),
+            ('{"line\\nbreak":null}', ProblemCode.BAD_VALUE),
+            ("{", ProblemCode.MALFORMED_JSON),
+            ("zstd+b64:AAAA", ProblemCode.UNKNOWN_ENCODING),
+            ("[" * 200_000, ProblemCode.MALFORMED_JSON),
+        ],
+    )
+    def test_malformed_is_corrupt_state_naming_the_key(self, value: str, code: ProblemCode) -> None:
+        """Decoding raises CorruptState naming ``feedback_resolutions``; validate reports it."""
+        obj = with_data(stored(archived_state()), **{KEY_FEEDBACK_RESOLUTIONS: value})
+        with pytest.raises(CorruptState) as info:
+            decode_state(obj)
+        assert info.value.field == KEY_FEEDBACK_RESOLUTIONS
+        assert codes(validate_object(obj)) == {(KEY_FEEDBACK_RESOLUTIONS, code)}
+
+    def test_salvage_keeps_the_good_resolutions(self) -> None:
+        """Salvage reads every readable resolution and reports the others."""
+        value = '{"e0":"2024-05-01T12:00:00Z","bad":"soon","e1":null}'
+        obj = with_data(stored(archived_state()), **{KEY_FEEDBACK_RESOLUTIONS: value})
+        state, problems = salvage_state(obj)
+        assert state is not None
+        assert state.archived_resolutions == {"e0": T0, "e1": None}
+        assert codes(problems) == {(KEY_FEEDBACK_RESOLUTIONS, ProblemCode.BAD_TIMESTAMP)}
+
+    def test_resolutions_that_do_not_fit_the_history_are_reported(self) -> None:
+        """Resolutions with no segments, or for entries still in the head, are mismatches."""
+        lone = stored(sample_state(archived_resolutions={"e0": T0}))
+        assert codes(validate_object(lone)) == {
+            (KEY_FEEDBACK_RESOLUTIONS, ProblemCode.INDEX_MISMATCH)
+        }
+        in_head = stored(archived_state(archived_resolutions={"e2": T0}))
+        problems = validate_object(in_head)
+        assert codes(problems) == {(KEY_FEEDBACK_RESOLUTIONS, ProblemCode.INDEX_MISMATCH)}
+        assert "'e2'" in problems[0].message
+        assert decode_state(in_head).archived_resolutions == {"e2": T0}  # still readable
+
+    def test_key_is_not_extra_data(self) -> None:
+        """The key is known: never read into extra_data, never accepted from it."""
+        assert decode_state(stored(archived_state())).extra_data == {}
+        with pytest.raises(InvalidInput):
+            encode_state(sample_state(extra_data={KEY_FEEDBACK_RESOLUTIONS: "{}"}))
+
+    def test_segment_rev_in_the_index(self) -> None:
+        """``rev`` is in the index only when not 0; an index without it reads as rev 0."""
+        state = archived_state()
+        plain = json.loads(encode_state(state).data[KEY_HISTORY_INDEX])
+        assert "rev" not in plain["segments"][0]
+        folded = state.with_folded([1], ["e0"])
+        index = json.loads(encode_state(folded).data[KEY_HISTORY_INDEX])
+        assert index["segments"][0]["rev"] == 1
+        again = decode_state(stored(folded))
+        assert again.segments[0].rev == 1
+        assert again == folded
+        assert again.archived_resolutions == {"e1": None}
+
+
+class TestFoldSegment:
+    def segment(self, **kwargs: Any) -> StoredObject:
+        state = sample_state(feedback_history=(fb(0), fb(1, resolved=True, resolved_at=T0), fb(2)))
+        return segment_object(state, [fb(0), fb(1, resolved=True, resolved_at=T0)], **kwargs)
+
+    def test_none_when_no_entry_is_concerned(self) -> None:
+        """Resolutions of entries elsewhere leave the segment alone."""
+        assert fold_segment(self.segment(), {"e2": T0, "other": None}) is None
+        assert fold_segment(self.segment(), {}) is None
+
+    def test_folds_resolutions_into_the_entries(self) -> None:
+        """The segment's entries take the resolutions; every other key is as it was."""
+        later = T0 + timedelta(days=1)
+        obj = self.segment()
+        obj = dataclasses.replace(obj, data={**(obj.data or {}), "future_key": "kept"})
+        data = fold_segment(obj, {"e0": later, "e1": None, "e9": T0})
+        assert data is not None
+        assert {k: v for k, v in data.items() if k != "feedback_history"} == {
+            k: v for k, v in (obj.data or {}).items() if k != "feedback_history"
+        }
+        entries = decode_segment(dataclasses.replace(obj, data=data)).entries
+        assert [(e.id, e.resolved, e.resolved_at) for e in entries] == [
+            ("e0", True, later),
+            ("e1", False, None),
+        ]
+        assert entries[0] == dataclasses.replace(fb(0), resolved=True, resolved_at=later)
+        assert validate_segment(dataclasses.replace(obj, data=data)) == []
+
+    def test_refolding_gives_the_same_data(self) -> None:
+        """Folding what is already folded (a retried fold) changes nothing."""
+        obj = self.segment()
+        data = fold_segment(obj, {"e0": T0})
+        assert data is not None
+        again = fold_segment(dataclasses.replace(obj, data=data), {"e0": T0})
+        assert again == data
+
+    def test_large_segment_stays_compressed(self) -> None:
+        """The folded history is compressed like any other value."""
+        entries = tuple(fb(i) for i in range(300))
+        obj = segment_object(sample_state(feedback_history=entries), list(entries))
+        assert (obj.data or {})["feedback_history"].startswith(GZIP_MARKER)
+        data = fold_segment(obj, {"e7": T0})
+        assert data is not None
+        assert data["feedback_history"].startswith(GZIP_MARKER)
+        folded = decode_segment(dataclasses.replace(obj, data=data)).entries
+        assert folded == apply_resolutions(entries, {"e7": T0})
+
+    def test_too_large_and_corrupt(self) -> None:
+        """Data over ``max_bytes`` is StateTooLarge; an unreadable segment is CorruptState."""
+        obj = self.segment()
+        with pytest.raises(StateTooLarge):
+            fold_segment(obj, {"e0": T0}, max_bytes=value_bytes(obj.data or {}))
+        broken = dataclasses.replace(obj, data={**(obj.data or {}), "feedback_history": "[x"})
+        with pytest.raises(CorruptState):
+            fold_segment(broken, {"e0": T0})
+
+    def test_the_whole_fold(self) -> None:
+        """Resolve archived entries, fold, take the fold: readers see the same entries."""
+        later = T0 + timedelta(hours=1)
+        state = archived_state(archived_resolutions={"e0": later})
+        head = StoredObject(name="task-42-state", uid="head-uid")
+        seg = segment_object(
+            dataclasses.replace(state, feedback_history=(fb(0), fb(1)), history=HistoryIndex()),
+            [fb(0), fb(1)],
+            owner=owner_reference(head),
+        )
+        seen_before = apply_resolutions(decode_segment(seg).entries, state.archived_resolutions)
+        data = fold_segment(seg, state.archived_resolutions)
+        assert data is not None
+        after = state.with_folded([1], list(state.archived_resolutions))
+        seg_after = dataclasses.replace(seg, data=data)
+        seen_after = apply_resolutions(
+            decode_segment(seg_after).entries, after.archived_resolutions
+        )
+        assert seen_after == seen_before
+        assert after.archived_resolutions == {}
+        assert after.segments[0].cache_key != state.segments[0].cache_key
+        assert decode_state(stored(after)) == after
+
+    @FAST
+    @given(
+        entries=st.lists(feedback_entries, min_size=1, max_size=6),
+        resolutions=resolution_maps,
+        pick=st.lists(st.booleans(), max_size=6),
+        compress_over=st.sampled_from([0, 4096]),
+    )
+    def test_fold_is_the_overlay_written_down(
+        self,
+        entries: list[FeedbackEntry],
+        resolutions: dict[str, datetime | None],
+        pick: list[bool],
+        compress_over: int,
+    ) -> None:
+        """Reading a folded segment gives what the overlay gave on the original."""
+        # Resolve some of the segment's own entries too, not only unrelated IDs.
+        for entry, chosen in zip(entries, pick, strict=False):
+            if chosen and entry.id.isprintable() and len(entry.id) <= 128:
+                resolutions[entry.id] = entry.timestamp
+        obj = StoredObject(name="s", data=encode_segment("t", 1, 0, entries))
+        data = fold_segment(obj, resolutions, compress_over=compress_over)
+        expected = apply_resolutions(entries, resolutions)
+        if data is None:
+            assert not any(e.id in resolutions for e in entries)
+            assert expected == tuple(entries)
+        else:
+            folded = decode_segment(dataclasses.replace(obj, data=data))
+            assert folded.entries == expected
+            assert apply_resolutions(folded.entries, resolutions) == expected

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from remstate.errors import InvalidInput
 from remstate.schema import (
+    KEY_FEEDBACK_RESOLUTIONS,
+    RESOLUTIONS_LIMIT,
     FeedbackEntry,
     HistoryIndex,
     SegmentRef,
@@ -21,6 +23,7 @@ from remstate.schema import (
     apply_compaction,
     decode_segment,
     decode_state,
+    encode_state,
     feedback_bytes,
     plan_compaction,
     segment_object,
@@ -102,6 +105,24 @@ class TestPlan:
         state = state_with([fb(i) for i in range(20)], metadata={"blob": blob})
         assert plan_compaction(state, head_budget=10**6) is None
         moved = plan_compaction(state, head_budget=20_000, keep_bytes=300)
+        assert moved is not None
+        assert 0 < len(moved) < 20
+
+    def test_resolutions_count_against_the_head_budget(self) -> None:
+        """The head's ``feedback_resolutions`` counts like the rest of the head."""
+        rng = random.Random(4)
+        resolutions = {
+            "".join(rng.choices(string.ascii_letters, k=100)): T0 + timedelta(microseconds=i)
+            for i in range(RESOLUTIONS_LIMIT)
+        }
+        history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 5, "u"),))
+        entries = [fb(i) for i in range(5, 25)]
+        bare = state_with(entries, history=history)
+        state = state_with(entries, history=history, archived_resolutions=resolutions)
+        encoded = encode_state(state).data[KEY_FEEDBACK_RESOLUTIONS]
+        budget = value_bytes(encode_state(bare).data) + len(encoded) // 2
+        assert plan_compaction(bare, head_budget=budget, keep_bytes=300) is None
+        moved = plan_compaction(state, head_budget=budget, keep_bytes=300)
         assert moved is not None
         assert 0 < len(moved) < 20
 

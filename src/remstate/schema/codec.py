@@ -13,8 +13,13 @@ The head object ``task-{id}-state`` holds, as ``data``::
     error_messages     JSON array of {timestamp?, message}
     metadata           JSON object
     history_index      only when segments exist: JSON object
-                       {"segments": [{n, name, first_seq, count, uid}],
+                       {"segments": [{n, name, first_seq, count, uid, rev?}],
                         "recent_moved": {"<n>": [IDs moved into segment n, oldest first]}}
+                       (``rev`` only when not 0: how often the segment was rewritten)
+    feedback_resolutions
+                       only when not empty: JSON object {"<entry ID>": RFC 3339 | null},
+                       resolutions of entries that are in segments, which override
+                       what the segments hold (null: marked unresolved)
 
 There is no stored total: the number of entries is the last segment's
 ``first_seq + count`` plus the head's entries. A stored total would change on
@@ -25,7 +30,10 @@ segment is added, and is encoded once.
 The JSON values are plain when small and ``gzip+base64:`` when large (see
 ``encoding``). A key this version does not know is kept and written back.
 
-A history segment ``task-{id}-state-h{n}`` is written once and never changed::
+A history segment ``task-{id}-state-h{n}`` is written once; its entries never
+change, only their resolutions, when the manager folds the head's
+``feedback_resolutions`` into it (:func:`fold_segment`) and bumps its ``rev``
+in the index::
 
     schema_version, task_id, segment (n), first_seq, count, feedback_history
 
@@ -66,10 +74,13 @@ from remstate.schema.model import (
     HistoryIndex,
     HistorySegment,
     IterationRecord,
+    Resolutions,
     SegmentRef,
     TaskState,
+    apply_resolutions,
     format_timestamp,
     parse_timestamp,
+    read_resolution,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -95,6 +106,7 @@ from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [
     "DATA_KEYS",
+    "KEY_FEEDBACK_RESOLUTIONS",
     "KEY_HISTORY_INDEX",
     "MIGRATED_NOTE",
     "SEGMENT_DATA_KEYS",
@@ -104,6 +116,7 @@ __all__ = [
     "decode_state",
     "encode_segment",
     "encode_state",
+    "fold_segment",
     "last_update_of",
     "owner_reference",
     "salvage_state",
@@ -130,6 +143,8 @@ DATA_KEYS = (
 )
 #: Present only when the task has history segments.
 KEY_HISTORY_INDEX = "history_index"
+#: Present only when entries in segments were resolved or unresolved since they moved.
+KEY_FEEDBACK_RESOLUTIONS = "feedback_resolutions"
 #: The data keys of a history segment.
 SEGMENT_DATA_KEYS = (
     "schema_version",
@@ -146,7 +161,7 @@ MIGRATED_NOTE = "reconstructed from a schema version 0 state: start time unknown
 # A corrupt counter must not make us build millions of records.
 _MAX_RECONSTRUCTED = 1000
 
-_KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX))
+_KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX, KEY_FEEDBACK_RESOLUTIONS))
 # 18 digits at most: int() of a longer string is slow, or refused (4300 digits).
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _T = TypeVar("_T")
@@ -233,6 +248,11 @@ def encode_state(
     if state.history:
         # Unchanged since the last compaction: encoded once, not on every append.
         data[KEY_HISTORY_INDEX] = state.history.encoded(compress_over)
+    if state.archived_resolutions:
+        # Carried over from write to write: encoded once too.
+        data[KEY_FEEDBACK_RESOLUTIONS] = Resolutions.of(state.archived_resolutions).encoded(
+            compress_over
+        )
     for key, value in state.extra_data.items():
         data[key] = _utf8(value, f"data key {key!r}")
     size = value_bytes(data)
@@ -306,6 +326,43 @@ def encode_segment(
     size = value_bytes(data)
     if size > max_bytes:
         raise StateTooLarge(f"history segment {n} of task {task_id!r}", size, max_bytes)
+    return data
+
+
+def fold_segment(
+    obj: StoredObject,
+    resolutions: Mapping[str, datetime | None],
+    *,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> dict[str, str] | None:
+    """A segment's data with ``resolutions`` folded into its entries, or ``None``.
+
+    ``None`` when none of the segment's entries has its ID in ``resolutions``.
+    Otherwise the data to replace the segment's with: ``feedback_history``
+    re-encoded with :func:`apply_resolutions`, every other key as it was.
+    (It may equal ``obj.data`` when the entries already agree, after a
+    retried fold, say.) The head then takes the fold with ``TaskState.with_folded``.
+
+    Raises:
+        CorruptState: the segment cannot be read (nothing is folded into it).
+        UnsupportedSchemaVersion: written by a newer remstate.
+        InvalidInput: ``obj`` came from a metadata-only read.
+        StateTooLarge: the folded data would exceed ``max_bytes``.
+    """
+    segment = decode_segment(obj)
+    if not any(e.id in resolutions for e in segment.entries):
+        return None
+    entries = apply_resolutions(segment.entries, resolutions)
+    data = dict(obj.data or {})
+    data["feedback_history"] = compress_json_text(
+        _feedback_json(entries), compress_over=compress_over
+    )
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(
+            f"history segment {segment.n} of task {segment.task_id!r}", size, max_bytes
+        )
     return data
 
 
@@ -580,6 +637,24 @@ def _read_metadata(data: Mapping[str, str], reader: _Reader) -> Mapping[str, Any
     return normalized
 
 
+def _read_resolutions(value: Any, reader: _Reader) -> dict[str, datetime | None]:
+    key = KEY_FEEDBACK_RESOLUTIONS
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, key, "expected a JSON object"))
+        return {}
+    out: dict[str, datetime | None] = {}
+    for entry_id, resolved_at in value.items():
+        try:
+            read_id, read_at = read_resolution(entry_id, resolved_at, key)
+        except MalformedError as m:
+            reader.fail(m)
+            continue
+        out[read_id] = read_at
+    return out
+
+
 def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
     """Read the head object. Strict readers raise; collecting readers return what they can."""
     data = obj.data
@@ -620,6 +695,7 @@ def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
     )
     metadata = _read_metadata(data, reader)
     history = _read_index(reader.json(data, KEY_HISTORY_INDEX), reader)
+    resolutions = _read_resolutions(reader.json(data, KEY_FEEDBACK_RESOLUTIONS), reader)
 
     if task_id is None or status is None or last_update is None:
         return None  # only a collecting reader gets here
@@ -644,6 +720,7 @@ def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
                 error_messages=tuple(errors),
                 metadata=metadata,
                 extra_data=extra_data,
+                archived_resolutions=resolutions,
                 schema_version=version,
             )
         except InvalidInput as e:
@@ -723,7 +800,8 @@ def validate_object(obj: StoredObject) -> list[Problem]:
     Checks: unsupported or unreadable schema version; missing keys; malformed
     JSON; unknown or broken encodings; entries of the wrong shape; bad
     timestamps; ``iteration`` against ``iteration_history``; duplicate
-    feedback IDs; the history index; the annotations cleanup relies on.
+    feedback IDs; the history index; the resolutions of archived feedback;
+    the annotations cleanup relies on.
     """
     return salvage_state(obj)[1]
 
@@ -734,6 +812,7 @@ def _cross_check(obj: StoredObject, state: TaskState) -> list[Problem]:
         problems.extend(_check_iterations(state))
     problems.extend(_check_ids(state))
     problems.extend(_check_index(state))
+    problems.extend(_check_resolutions(state))
     if state.schema_version >= 1:  # version 0 had none; migrating writes them
         problems.extend(_check_annotations(obj, state))
     return problems
@@ -785,6 +864,22 @@ def _check_index(state: TaskState) -> Iterator[Problem]:
         previous = seg
     if state.recent_moved_ids and not state.segments:
         yield problem("recent_moved lists IDs, but there are no segments")
+
+
+def _check_resolutions(state: TaskState) -> Iterator[Problem]:
+    def problem(message: str) -> Problem:
+        return Problem(KEY_FEEDBACK_RESOLUTIONS, ProblemCode.INDEX_MISMATCH, message)
+
+    if not state.archived_resolutions:
+        return
+    if not state.segments:
+        yield problem("lists resolutions of archived entries, but there are no segments")
+    in_head = [e.id for e in state.feedback_history if e.id in state.archived_resolutions]
+    if in_head:
+        yield problem(
+            f"{len(in_head)} ID(s) are in the head, whose entries hold their own "
+            f"resolution: {in_head[:5]!r}"
+        )
 
 
 def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]:

@@ -19,6 +19,11 @@ The manager's loop, before each write of the head::
 The segment is written first and the head takes it with a compare-and-swap,
 so a crash leaves at worst an orphan segment (see DESIGN.md).
 
+The head also carries the resolutions of archived entries
+(``feedback_resolutions``), which count against ``head_budget`` like the rest;
+the manager keeps them under :data:`RESOLUTIONS_LIMIT` by folding them into
+their segments (``codec.fold_segment``, ``TaskState.with_folded``).
+
 Pure functions, no I/O.
 """
 
@@ -32,13 +37,21 @@ from collections.abc import Sequence
 from remstate.errors import InvalidInput
 from remstate.schema.codec import encode_segment, encode_state
 from remstate.schema.encoding import COMPRESS_OVER, dumps, utf8_len, value_bytes
-from remstate.schema.model import RECENT_MOVED_LIMIT, FeedbackEntry, SegmentRef, TaskState
+from remstate.schema.model import (
+    RECENT_MOVED_LIMIT,
+    RESOLUTIONS_LIMIT,
+    FeedbackEntry,
+    Resolutions,
+    SegmentRef,
+    TaskState,
+)
 
 __all__ = [
     "FEEDBACK_BUDGET",
     "HEAD_BUDGET",
     "KEEP_BYTES",
     "RECENT_MOVED_LIMIT",
+    "RESOLUTIONS_LIMIT",
     "SEGMENT_BUDGET",
     "apply_compaction",
     "feedback_bytes",
@@ -74,14 +87,21 @@ def _plain_head_bytes(state: TaskState, compress_over: int) -> int:
     ]
     scalars = utf8_len(state.task_id) + utf8_len(str(state.status)) + 64
     extra = sum(utf8_len(v) for v in state.extra_data.values())
-    # The index's encoding is cached, and smaller than or as large as its plain JSON.
+    # The index's and the resolutions' encodings are cached, and no larger than
+    # their plain JSON.
     index = utf8_len(state.history.encoded(compress_over)) if state.history else 0
+    resolutions = (
+        utf8_len(Resolutions.of(state.archived_resolutions).encoded(compress_over))
+        if state.archived_resolutions
+        else 0
+    )
     return (
         feedback_bytes(state.feedback_history)
         + sum(utf8_len(dumps(x)) for x in others)
         + scalars
         + extra
         + index
+        + resolutions
     )
 
 

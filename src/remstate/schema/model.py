@@ -13,6 +13,16 @@ Two rules shape the types:
   construction (naive ones are refused), JSON values are normalised to what
   JSON reads back, so ``from_dict(to_dict(x)) == x``.
 
+Resolutions of archived feedback: segments hold feedback that left the head.
+Resolving (or un-resolving) such an entry is recorded in the head, in
+``TaskState.archived_resolutions`` (entry ID -> resolved_at, ``None`` for
+"marked unresolved"), which readers lay over the segment's entries with
+:func:`apply_resolutions`. When it grows past :data:`RESOLUTIONS_LIMIT`, the
+manager rewrites the segments concerned with the resolutions folded in
+(``codec.fold_segment``), then takes them out of the head and bumps those
+segments' ``rev`` (:meth:`TaskState.with_folded`), so that a reader caching
+segment content by ``(name, uid, rev)`` never serves stale content.
+
 Pure code, no I/O.
 """
 
@@ -23,7 +33,7 @@ import dataclasses
 import enum
 import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -40,6 +50,7 @@ __all__ = [
     "MAX_FEEDBACK_ID_LENGTH",
     "MAX_TEXT_BYTES",
     "RECENT_MOVED_LIMIT",
+    "RESOLUTIONS_LIMIT",
     "SCHEMA_VERSION",
     "Clock",
     "ErrorRecord",
@@ -48,10 +59,12 @@ __all__ = [
     "HistorySegment",
     "IssueType",
     "IterationRecord",
+    "Resolutions",
     "SegmentRef",
     "Severity",
     "Status",
     "TaskState",
+    "apply_resolutions",
     "format_timestamp",
     "parse_issue_type",
     "parse_severity",
@@ -69,6 +82,11 @@ MAX_AUTHOR_LENGTH = 256
 MAX_TEXT_BYTES = 64 * 1024
 #: The most IDs remembered as recently moved into segments (see ``HistoryIndex``).
 RECENT_MOVED_LIMIT = 4096
+#: The most resolutions of archived entries the head should carry: past it, the
+#: manager folds them into their segments (see ``TaskState.archived_resolutions``).
+RESOLUTIONS_LIMIT = 1024
+#: A segment number as the ``recent_moved`` keys write it (18 digits keep int() cheap).
+SEGMENT_NUMBER = re.compile(r"[0-9]{1,18}")
 
 Clock = Callable[[], datetime]
 
@@ -309,6 +327,17 @@ def _check_text(value: str, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> No
         raise InvalidInput(f"{what} is {size} bytes; the maximum is {max_bytes}")
 
 
+def _check_feedback_id(value: object, what: str = "feedback id") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, not {type(value).__name__}")
+    if not value or len(value) > MAX_FEEDBACK_ID_LENGTH or not value.isprintable():
+        raise InvalidInput(
+            f"{what} must be 1 to {MAX_FEEDBACK_ID_LENGTH} printable characters, "
+            f"not {value[:140]!r}"
+        )
+    return value
+
+
 def _set(obj: object, name: str, value: object) -> None:
     # Normalising a frozen dataclass in __post_init__ is the documented way.
     object.__setattr__(obj, name, value)
@@ -461,11 +490,7 @@ class FeedbackEntry:
                 over 256 characters; a description over 64 KiB; an unknown
                 severity or issue type.
         """
-        if not self.id or len(self.id) > MAX_FEEDBACK_ID_LENGTH or not self.id.isprintable():
-            raise InvalidInput(
-                f"feedback id must be 1 to {MAX_FEEDBACK_ID_LENGTH} printable characters, "
-                f"not {self.id[:140]!r}"
-            )
+        _check_feedback_id(self.id)
         if len(self.author) > MAX_AUTHOR_LENGTH:
             raise InvalidInput(
                 f"author is {len(self.author)} characters; the maximum is {MAX_AUTHOR_LENGTH}"
@@ -618,6 +643,8 @@ class SegmentRef:
 
     It holds the entries with sequence numbers ``first_seq`` to
     ``first_seq + count - 1`` (sequence numbers count entries from 0, oldest first).
+    ``rev`` counts the rewrites of its content (resolutions folded in): a
+    reader may cache a segment's content by ``(name, uid, rev)``.
     """
 
     n: int
@@ -625,13 +652,15 @@ class SegmentRef:
     first_seq: int
     count: int
     uid: str
+    #: How many times the segment's content was rewritten (0: as first written).
+    rev: int = 0
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid"})
+    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid", "rev"})
 
     def __post_init__(self) -> None:
-        for name in ("n", "first_seq", "count"):
+        for name in ("n", "first_seq", "count", "rev"):
             _check_type(getattr(self, name), int, f"segment {name}")
             if getattr(self, name) < 0:
                 raise InvalidInput(f"segment {name} must not be negative")
@@ -644,7 +673,13 @@ class SegmentRef:
         """One past the last sequence number held."""
         return self.first_seq + self.count
 
+    @property
+    def cache_key(self) -> tuple[str, str, int]:
+        """``(name, uid, rev)``: the same key means the same content."""
+        return (self.name, self.uid, self.rev)
+
     def to_dict(self) -> dict[str, Any]:
+        """The index's form; ``rev`` only when not 0, so older indexes read back unchanged."""
         out: dict[str, Any] = {
             "n": self.n,
             "name": self.name,
@@ -652,6 +687,8 @@ class SegmentRef:
             "count": self.count,
             "uid": self.uid,
         }
+        if self.rev:
+            out["rev"] = self.rev
         out.update(self.extra)
         return out
 
@@ -672,8 +709,9 @@ class SegmentRef:
         first_seq = _int(_get(obj, "first_seq", path), _path(path, "first_seq"))
         count = _int(_get(obj, "count", path), _path(path, "count"))
         uid = _str(obj.get("uid", ""), _path(path, "uid"))
+        rev = _int(obj.get("rev", 0), _path(path, "rev"))
         extra = _extra(obj, cls._KEYS)
-        return _construct(path, lambda: cls(n, name, first_seq, count, uid, extra))
+        return _construct(path, lambda: cls(n, name, first_seq, count, uid, rev, extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -720,6 +758,142 @@ class HistoryIndex:
         """UTF-8 bytes of :meth:`to_dict` as plain JSON: a bound on :meth:`encoded`."""
         return utf8_len(dumps(self.to_dict()))
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryIndex:
+        """Read the form :meth:`to_dict` writes (the ``history_index`` document).
+
+        Raises:
+            CorruptState: a field is missing or of the wrong type.
+        """
+        return _public(lambda: cls._read(data, "history_index"))
+
+    @classmethod
+    def _read(cls, value: object, path: str) -> HistoryIndex:
+        obj = _object(value, path)
+        seg_path = _path(path, "segments")
+        segments = tuple(
+            SegmentRef._read(v, _path(seg_path, i))
+            for i, v in enumerate(_array(obj.get("segments", []), seg_path))
+        )
+        moved_path = _path(path, "recent_moved")
+        moved: dict[str, int] = {}
+        for n, ids in _object(obj.get("recent_moved", {}), moved_path).items():
+            group = _path(moved_path, n[:40])
+            if not SEGMENT_NUMBER.fullmatch(n):
+                raise MalformedError(ProblemCode.BAD_VALUE, group, "not a segment number")
+            for i, entry_id in enumerate(_array(ids, group)):
+                moved[_str(entry_id, _path(group, i))] = int(n)
+        return _construct(path, lambda: cls(segments, moved))
+
+
+class Resolutions(Mapping[str, datetime | None]):
+    """Resolutions of archived feedback: entry ID -> resolved_at, ``None`` for unresolved.
+
+    An immutable mapping, validated on construction (IDs are valid feedback
+    IDs, times are aware and kept in UTC). It equals any mapping with the same
+    items. Its encoding is computed once: the head carries it over from write
+    to write, and re-encoding a full one costs more than an append.
+    """
+
+    __slots__ = ("_encoded", "_items")
+
+    def __init__(
+        self, items: Mapping[str, datetime | None] | Iterable[tuple[str, datetime | None]] = ()
+    ) -> None:
+        """Raises: InvalidInput: an ID that is not a valid feedback ID, or a bad time."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        out: dict[str, datetime | None] = {}
+        for entry_id, resolved_at in pairs:
+            _check_feedback_id(entry_id, "archived resolution id")
+            out[entry_id] = None if resolved_at is None else _utc(resolved_at, "resolved_at")
+        self._items = out
+        self._encoded: tuple[int, str] | None = None
+
+    @classmethod
+    def of(cls, items: Mapping[str, datetime | None]) -> Resolutions:
+        """``items`` itself if it is a :class:`Resolutions`, else a validated copy."""
+        return items if isinstance(items, Resolutions) else cls(items)
+
+    def __getitem__(self, entry_id: str) -> datetime | None:
+        return self._items[entry_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._items
+
+    def __repr__(self) -> str:
+        return f"Resolutions({self._items!r})"
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The stored form: ID -> RFC 3339 time, or null."""
+        return {k: None if v is None else format_timestamp(v) for k, v in self._items.items()}
+
+    def encoded(self, compress_over: int) -> str:
+        """The ConfigMap value of :meth:`to_dict`, computed once per mapping."""
+        if self._encoded is None or self._encoded[0] != compress_over:
+            text = compress_json_text(dumps(self.to_dict()), compress_over=compress_over)
+            self._encoded = (compress_over, text)
+        return self._encoded[1]
+
+    def without(self, entry_ids: Iterable[str]) -> Resolutions:
+        """These resolutions less ``entry_ids``; ``self`` when none of them is here."""
+        drop = {i for i in entry_ids if i in self._items}
+        if not drop:
+            return self
+        return Resolutions({k: v for k, v in self._items.items() if k not in drop})
+
+
+def read_resolution(entry_id: object, value: object, path: str) -> tuple[str, datetime | None]:
+    """Internal: one stored resolution (ID, RFC 3339 or null); raises ``MalformedError``."""
+    try:
+        _check_feedback_id(entry_id, "archived resolution id")
+    except InvalidInput as e:
+        raise MalformedError(ProblemCode.BAD_VALUE, path, str(e)) from None
+    assert isinstance(entry_id, str)
+    if value is None:
+        return entry_id, None
+    if not isinstance(value, str):
+        raise MalformedError(
+            ProblemCode.BAD_VALUE,
+            path,
+            f"resolution of {entry_id!r} must be a timestamp or null, not {_kind(value)}",
+        )
+    try:
+        return entry_id, parse_timestamp(value)
+    except InvalidInput as e:
+        raise MalformedError(
+            ProblemCode.BAD_TIMESTAMP, path, f"resolution of {entry_id!r}: {e}"
+        ) from None
+
+
+def apply_resolutions(
+    entries: Sequence[FeedbackEntry], resolutions: Mapping[str, datetime | None]
+) -> tuple[FeedbackEntry, ...]:
+    """``entries`` with the resolutions laid over them.
+
+    An entry whose ID is in ``resolutions`` gets ``resolved`` and
+    ``resolved_at`` from it (``None``: unresolved, no time); every other
+    entry, and every entry that already agrees, is the very same object.
+    """
+    if not resolutions:
+        return tuple(entries)
+    return tuple(_resolved(entry, resolutions) for entry in entries)
+
+
+def _resolved(entry: FeedbackEntry, resolutions: Mapping[str, datetime | None]) -> FeedbackEntry:
+    if entry.id not in resolutions:
+        return entry
+    resolved_at = resolutions[entry.id]
+    resolved = resolved_at is not None
+    if entry.resolved == resolved and entry.resolved_at == resolved_at:
+        return entry
+    return dataclasses.replace(entry, resolved=resolved, resolved_at=resolved_at)
+
 
 @dataclass(frozen=True, slots=True)
 class HistorySegment:
@@ -754,7 +928,9 @@ class TaskState:
 
     ``feedback_history`` holds only the newest entries, those still in the head;
     older ones are in the history ``segments``. Sequence numbers are implicit:
-    the head holds ``head_first_seq`` .. ``feedback_total - 1``.
+    the head holds ``head_first_seq`` .. ``feedback_total - 1``. An archived
+    entry's resolution, when changed after it left the head, is in
+    ``archived_resolutions`` and overrides what its segment holds.
 
     The invariant the manager keeps (and the validator checks) is
     ``iteration == len(iteration_history)``, records numbered from 1.
@@ -772,6 +948,10 @@ class TaskState:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: Data keys this remstate does not know, kept and written back as they were.
     extra_data: Mapping[str, str] = field(default_factory=dict)
+    #: Resolutions of entries that are in segments: ID -> resolved_at, ``None``
+    #: for "marked unresolved". Lay them over segment content with
+    #: :func:`apply_resolutions`. Held as a :class:`Resolutions`.
+    archived_resolutions: Mapping[str, datetime | None] = field(default_factory=Resolutions)
     #: The version of the object this state was read from (0: migrated on read).
     #: Not part of equality: it says where the state came from, not what it is.
     schema_version: int = field(default=SCHEMA_VERSION, compare=False)
@@ -803,6 +983,9 @@ class TaskState:
             _check_type(key, str, "extra_data key")
             _check_type(text, str, "extra_data value")
         _set(self, "extra_data", extra_data)
+        if not isinstance(self.archived_resolutions, Mapping):
+            raise InvalidInput("archived_resolutions must be a mapping of ID to resolved_at")
+        _set(self, "archived_resolutions", Resolutions.of(self.archived_resolutions))
         _check_type(self.schema_version, int, "schema_version")
 
     @classmethod
@@ -898,6 +1081,33 @@ class TaskState:
             history=HistoryIndex((*self.segments, segment), recent),
         )
 
+    def with_folded(self, ns: Iterable[int], folded_ids: Iterable[str]) -> TaskState:
+        """This state once resolutions were folded into the segments numbered ``ns``.
+
+        Each of those segments' ``rev`` goes up by one (their content changed);
+        ``folded_ids`` leave ``archived_resolutions`` (IDs not there are ignored).
+        Apply it in the same compare-and-swap as the state the fold was
+        computed from: an ID resolved again since then would otherwise be lost.
+
+        Raises:
+            InvalidInput: a number in ``ns`` is not one of the task's segments,
+                or ``folded_ids`` is a string.
+        """
+        if isinstance(folded_ids, str):
+            raise InvalidInput("folded_ids must be a collection of IDs, not a string")
+        wanted = set(ns)
+        unknown = wanted.difference(s.n for s in self.segments)
+        if unknown:
+            raise InvalidInput(f"the task has no history segment numbered {sorted(unknown)}")
+        history = self.history
+        if wanted:
+            segments = tuple(
+                dataclasses.replace(s, rev=s.rev + 1) if s.n in wanted else s for s in self.segments
+            )
+            history = HistoryIndex(segments, self.recent_moved_ids)
+        resolutions = Resolutions.of(self.archived_resolutions).without(folded_ids)
+        return dataclasses.replace(self, history=history, archived_resolutions=resolutions)
+
     def segment_for_seq(self, seq: int) -> SegmentRef | None:
         """The segment holding sequence number ``seq``, if a segment does."""
         i = bisect.bisect_right([s.first_seq for s in self.segments], seq) - 1
@@ -923,6 +1133,7 @@ class TaskState:
             "error_messages": [r.to_dict() for r in self.error_messages],
             "metadata": dict(self.metadata),
             "extra_data": dict(self.extra_data),
+            "archived_resolutions": Resolutions.of(self.archived_resolutions).to_dict(),
         }
 
     @classmethod
@@ -963,6 +1174,10 @@ class TaskState:
         moved = _object(obj.get("recent_moved_ids", {}), "recent_moved_ids")
         metadata = _object(obj.get("metadata", {}), "metadata")
         extra_data = _object(obj.get("extra_data", {}), "extra_data")
+        resolutions = dict(
+            read_resolution(k, v, "archived_resolutions")
+            for k, v in _object(obj.get("archived_resolutions", {}), "archived_resolutions").items()
+        )
         version = _int(obj.get("schema_version", SCHEMA_VERSION), "schema_version")
         return _construct(
             "",
@@ -977,6 +1192,7 @@ class TaskState:
                 error_messages=errors,
                 metadata=metadata,
                 extra_data=extra_data,
+                archived_resolutions=resolutions,
                 schema_version=version,
             ),
         )
