@@ -719,3 +719,51 @@ class TestUnknownOutcome:
             "u", lambda s: dataclasses.replace(s, metadata={"n": s.metadata["n"] + 1})
         )
         assert manager.get_state("u").metadata == {"n": 1}
+
+
+class TestResolvingArchivedFeedback:
+    def _archive(self, manager: StateManager, count: int = 400) -> TaskState:
+        for i in range(count):
+            manager.append_feedback("r", _bulky(i))
+        state = manager.get_state("r")
+        assert state.segments
+        return state
+
+    def test_an_archived_entry_can_be_resolved(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """Resolving an entry in a segment shows in pages; the segment object is unchanged."""
+        self._archive(manager)
+        before = {o.name: o.resource_version for o in _segments(store)}
+        clock.tick(30)
+        resolved = manager.resolve_feedback("r", "fb-000003")
+        assert (resolved.resolved, resolved.resolved_at) == (True, clock.now)
+        page = StateManager(store).get_feedback_history("r", limit=10)
+        assert [e.resolved for e in page.entries] == [i == 3 for i in range(10)]
+        assert {o.name: o.resource_version for o in _segments(store)} == before
+        again = manager.resolve_feedback("r", "fb-000003", resolved=False)
+        assert again.resolved is False
+        assert not StateManager(store).get_feedback_history("r", limit=10).entries[3].resolved
+
+    def test_many_resolutions_fold_into_the_segments(
+        self, manager: StateManager, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Past the overlay's limit, resolutions move into the segments; every one is kept."""
+        monkeypatch.setattr("remstate.manager.RESOLUTIONS_LIMIT", 8)
+        self._archive(manager)
+        reader = StateManager(store)
+        assert reader.get_feedback_history("r", limit=50).entries  # warm the reader's cache
+        for i in range(0, 60, 3):
+            manager.resolve_feedback("r", f"fb-{i:06d}")
+        state = manager.get_state("r")
+        assert len(state.archived_resolutions) <= 8
+        assert any(s.rev > 0 for s in state.segments)
+        for who in (manager, reader, StateManager(store)):
+            page = who.get_feedback_history("r", limit=60)
+            assert [e.resolved for e in page.entries] == [i % 3 == 0 for i in range(60)]
+
+    def test_resolving_an_unknown_id_is_refused(self, manager: StateManager) -> None:
+        """An id the task never had raises InvalidInput, even with an archived history."""
+        self._archive(manager)
+        with pytest.raises(InvalidInput):
+            manager.resolve_feedback("r", "never-there")

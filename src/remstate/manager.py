@@ -50,17 +50,21 @@ from remstate.retry import RetryPolicy
 from remstate.schema import (
     LABEL_MANAGED_BY,
     RECENT_MOVED_LIMIT,
+    RESOLUTIONS_LIMIT,
     Clock,
     ErrorRecord,
     FeedbackEntry,
     IterationRecord,
+    SegmentRef,
     Severity,
     Status,
     TaskState,
     apply_compaction,
+    apply_resolutions,
     decode_segment,
     decode_state,
     encode_state,
+    fold_segment,
     object_name,
     owner_reference,
     parse_status,
@@ -156,7 +160,7 @@ class StateManager:
         self.clock = clock
         self._cache_size = cache_size
         self._seen: OrderedDict[str, StoredObject] = OrderedDict()
-        self._segments: OrderedDict[str, tuple[FeedbackEntry, ...]] = OrderedDict()
+        self._segments: OrderedDict[tuple[str, str, int], tuple[FeedbackEntry, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -294,7 +298,8 @@ class StateManager:
                 task_id=state.task_id,
                 field="history_index",
             )
-        return self._segment_entries(state.task_id, segment.name, segment.uid), segment.first_seq
+        entries = self._segment_entries(state.task_id, segment)
+        return apply_resolutions(entries, state.archived_resolutions), segment.first_seq
 
     # -- writes ---------------------------------------------------------------
 
@@ -500,10 +505,13 @@ class StateManager:
     ) -> FeedbackEntry:
         """Mark a feedback entry resolved (or not) and return it.
 
+        An entry that moved to a history segment is resolved in the head's
+        overlay of resolutions, which is folded into the segments now and then,
+        so the segments' entries never change under a reader.
+
         Raises:
             StateNotFound: the task has no state.
-            InvalidInput: no entry of that id is held in the state's head; entries
-                moved to history segments are immutable.
+            InvalidInput: the task has no feedback with that id.
         """
 
         def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
@@ -518,12 +526,17 @@ class StateManager:
                 )
                 history[i] = updated
                 return dataclasses.replace(state, feedback_history=tuple(history)), updated
-            if state.moved_to_segment(entry_id) is not None:
-                raise InvalidInput(
-                    f"feedback {entry_id!r} has moved to the immutable history and "
-                    "cannot be resolved"
-                )
-            raise InvalidInput(f"task {state.task_id!r} has no feedback with id {entry_id!r}")
+            archived = self._find_archived(state, entry_id)
+            if archived is None:
+                raise InvalidInput(f"task {state.task_id!r} has no feedback with id {entry_id!r}")
+            if archived.resolved == resolved:
+                return None, archived
+            at = self.clock() if resolved else None
+            resolutions = {**state.archived_resolutions, entry_id: at}
+            return (
+                dataclasses.replace(state, archived_resolutions=resolutions),
+                dataclasses.replace(archived, resolved=resolved, resolved_at=at),
+            )
 
         return self._mutate(task_id, resolve)[1]
 
@@ -638,7 +651,7 @@ class StateManager:
             return new, result
         created: list[StoredObject] = []
         try:
-            new = self._compact(obj, new, created)
+            new = self._compact(obj, self._fold(new), created)
             op.written = (new, result)
             self._write(task_id, obj, new, op.id)
         except Unavailable:
@@ -768,18 +781,62 @@ class StateManager:
                     self.store.delete(segment.name, uid=segment.uid)
 
     def _find_entry(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
+        """The entry if the head holds it or it moved out recently (constant cost)."""
         found = state.find_feedback(entry_id)
         if found is not None:
             return found
         n = state.moved_to_segment(entry_id)
-        if n is None:
-            return None
-        for segment in state.segments:
+        for segment in state.segments if n is not None else ():
             if segment.n == n:
-                for entry in self._segment_entries(state.task_id, segment.name, segment.uid):
-                    if entry.id == entry_id:
-                        return entry
+                return self._in_segment(state, segment, entry_id)
         return None
+
+    def _find_archived(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
+        """The entry wherever it is in the history; reads segments newest first.
+
+        Only resolving old feedback needs this, and it stops at the first hit.
+        """
+        found = self._find_entry(state, entry_id)
+        if found is not None:
+            return found
+        for segment in reversed(state.segments):
+            found = self._in_segment(state, segment, entry_id)
+            if found is not None:
+                return found
+        return None
+
+    def _in_segment(
+        self, state: TaskState, segment: SegmentRef, entry_id: str
+    ) -> FeedbackEntry | None:
+        for entry in self._segment_entries(state.task_id, segment):
+            if entry.id == entry_id:
+                return apply_resolutions((entry,), state.archived_resolutions)[0]
+        return None
+
+    def _fold(self, state: TaskState) -> TaskState:
+        """Fold the head's resolutions of archived entries into their segments.
+
+        Only when the head holds more than ``RESOLUTIONS_LIMIT`` of them. Each
+        segment is rewritten (a compare-and-swap on the segment itself) before
+        the head drops the folded ids and bumps the segments' ``rev`` in its own
+        compare-and-swap. If that one fails, the segments hold resolutions the
+        head still lists too: laying them over again changes nothing.
+        """
+        if len(state.archived_resolutions) <= RESOLUTIONS_LIMIT:
+            return state
+        folded_ns: list[int] = []
+        folded_ids: set[str] = set()
+        for ref in state.segments:
+            obj = self._segment_object(state.task_id, ref)
+            data = fold_segment(obj, state.archived_resolutions)
+            if data is None:
+                continue
+            if data != obj.data:
+                self.store.replace(dataclasses.replace(obj, data=data))
+            folded_ns.append(ref.n)
+            held = {e.id for e in decode_segment(obj).entries}
+            folded_ids.update(held.intersection(state.archived_resolutions))
+        return state.with_folded(folded_ns, folded_ids)
 
     # -- the cache of last-seen objects ----------------------------------------
 
@@ -816,34 +873,41 @@ class StateManager:
         with self._lock:
             self._seen.pop(task_id, None)
 
-    def _segment_entries(self, task_id: str, name: str, uid: str) -> tuple[FeedbackEntry, ...]:
-        """A segment's entries; segments are immutable, so they are cached by uid."""
-        key = f"{name}/{uid}"
+    def _segment_entries(self, task_id: str, ref: SegmentRef) -> tuple[FeedbackEntry, ...]:
+        """A segment's entries as stored (without the head's resolutions laid over).
+
+        Cached by ``(name, uid, rev)``: a fold of resolutions bumps ``rev`` in
+        the head, so a cached copy is never served for newer content.
+        """
+        key = ref.cache_key
         with self._lock:
             cached = self._segments.get(key)
             if cached is not None:
                 self._segments.move_to_end(key)
                 return cached
-        try:
-            obj = self._get(name)
-        except NotFound:
-            raise CorruptState(
-                f"history segment {name} of task {task_id!r} is missing",
-                task_id=task_id,
-                field="history_index",
-            ) from None
-        if uid and obj.uid != uid:
-            raise CorruptState(
-                f"history segment {name} of task {task_id!r} was replaced",
-                task_id=task_id,
-                field="history_index",
-            )
-        entries = decode_segment(obj).entries
+        entries = decode_segment(self._segment_object(task_id, ref)).entries
         with self._lock:
             self._segments[key] = entries
             while len(self._segments) > SEGMENT_CACHE_SIZE:
                 self._segments.popitem(last=False)
         return entries
+
+    def _segment_object(self, task_id: str, ref: SegmentRef) -> StoredObject:
+        try:
+            obj = self._get(ref.name)
+        except NotFound:
+            raise CorruptState(
+                f"history segment {ref.name} of task {task_id!r} is missing",
+                task_id=task_id,
+                field="history_index",
+            ) from None
+        if ref.uid and obj.uid != ref.uid:
+            raise CorruptState(
+                f"history segment {ref.name} of task {task_id!r} was replaced",
+                task_id=task_id,
+                field="history_index",
+            )
+        return obj
 
 
 _OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size"})
@@ -862,7 +926,7 @@ def _check_update(old: TaskState, new: object) -> None:
         raise InvalidInput("an update function must not change task_id")
     if new.iteration != old.iteration or new.iteration_history != old.iteration_history:
         raise InvalidInput("use increment_iteration to change the iteration counter")
-    if new.history != old.history:
+    if new.history != old.history or new.archived_resolutions != old.archived_resolutions:
         raise InvalidInput("an update function must not change the history index")
     known = {e.id for e in old.feedback_history}
     ids = [e.id for e in new.feedback_history]
