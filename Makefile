@@ -43,3 +43,8 @@ cluster: $(STAMP) controlplane
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+## bench: remstate against its peers on a local control plane; every figure a ratio
+.PHONY: bench
+bench: $(STAMP) controlplane
+	$(BIN)/python -m bench
