@@ -7,12 +7,54 @@ child processes, each of which opens its own connection to the same store.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client
 
 from remstate.store import Store
 
+if TYPE_CHECKING:
+    from tests.controlplane import ControlPlane
+
 BACKENDS = ("embedded", "kubernetes")
+
+
+def new_namespace(plane: ControlPlane, prefix: str = "t") -> str:
+    """Create a namespace of its own for one test.
+
+    Namespaces are never deleted: with no controller manager running they
+    would stay Terminating, and the whole plane is thrown away at the end.
+    """
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    with plane.api_client() as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        )
+    return name
+
+
+class RecordingApiClient(client.ApiClient):  # type: ignore[misc]
+    """The real client, recording every request it sends and every response it gets."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests: list[tuple[str, str]] = []
+        self.responses: list[Any] = []
+
+    @classmethod
+    def like(cls, plane: ControlPlane) -> RecordingApiClient:
+        """A recording client with the plane's admin configuration."""
+        with plane.api_client() as template:
+            return cls(template.configuration)
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        self.requests.append((method, url))
+        response = super().call_api(method, url, *args, **kwargs)
+        self.responses.append(response)
+        return response
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from remstate.store import Store
-from tests.backends import BACKENDS, StoreSpec
+from tests.backends import BACKENDS, StoreSpec, new_namespace
 from tests.controlplane import ControlPlane
 
 #: What the session ran against, for the summary at the end.
@@ -63,18 +62,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for backend, counted in counts.items():
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counted.items()))
         terminalreporter.write_line(f"{backend}: {summary or 'no tests'}")
-
-
-def new_namespace(plane: ControlPlane) -> str:
-    """Create a namespace of its own for one test."""
-    from kubernetes import client
-
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    with plane.api_client() as api:
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    return name
 
 
 @pytest.fixture(params=BACKENDS)

@@ -33,41 +33,15 @@ from remstate.errors import (
 )
 from remstate.store import Store, StoredObject
 from remstate.store.kubernetes import KubernetesStore, error_from_status, translate_error
+from tests.backends import RecordingApiClient, new_namespace
 from tests.controlplane import ISSUER, ControlPlane
 
 pytestmark = pytest.mark.kubernetes
 
 
-def make_namespace(plane: ControlPlane) -> str:
-    name = f"cp-{uuid.uuid4().hex[:10]}"
-    with plane.api_client() as api:
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    return name
-
-
-class RecordingApiClient(client.ApiClient):
-    """The real client, which keeps every response it received (to count and weigh them)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.responses: list[Any] = []
-
-    def call_api(self, *args: Any, **kwargs: Any) -> Any:
-        response = super().call_api(*args, **kwargs)
-        self.responses.append(response)
-        return response
-
-
-def recording_client(plane: ControlPlane) -> RecordingApiClient:
-    with plane.api_client() as template:
-        return RecordingApiClient(template.configuration)
-
-
 @pytest.fixture
 def namespace(controlplane: ControlPlane) -> str:
-    return make_namespace(controlplane)
+    return new_namespace(controlplane, prefix="cp")
 
 
 @pytest.fixture
@@ -203,7 +177,10 @@ class TestControlPlane:
 class TestKubernetesStore:
     def test_replace_is_one_request(self, controlplane: ControlPlane, namespace: str) -> None:
         """An uncontended replace costs exactly one HTTP request."""
-        with recording_client(controlplane) as api, KubernetesStore(namespace, api_client=api) as s:
+        with (
+            RecordingApiClient.like(controlplane) as api,
+            KubernetesStore(namespace, api_client=api) as s,
+        ):
             first = s.create(StoredObject(name="one", data={"n": "1"}))
             api.responses.clear()
             s.replace(
@@ -216,7 +193,10 @@ class TestKubernetesStore:
     ) -> None:
         """The metadata-only list's response body holds no data: it is a few hundred bytes."""
         marker = "DATA-MARKER-" + uuid.uuid4().hex
-        with recording_client(controlplane) as api, KubernetesStore(namespace, api_client=api) as s:
+        with (
+            RecordingApiClient.like(controlplane) as api,
+            KubernetesStore(namespace, api_client=api) as s,
+        ):
             s.create(StoredObject(name="big", data={"blob": marker + "x" * 500_000}))
             api.responses.clear()
             page = s.list(metadata_only=True)

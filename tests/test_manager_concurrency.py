@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from remstate import FeedbackEntry, MaxIterationsReached, NotFound, StateManager
 from remstate.store import Store
 from remstate.store.kubernetes import KubernetesStore
-from tests.backends import StoreSpec
+from tests.backends import RecordingApiClient, StoreSpec, new_namespace
 from tests.controlplane import ControlPlane
 
 WORKERS = 8
@@ -111,22 +110,9 @@ class TestConcurrentProcesses:
         assert store.get("task-shared-state").resource_version == version
 
 
-class CountingApiClient(client.ApiClient):  # type: ignore[misc]
-    """The real client, counting every HTTP request it sends."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.requests: list[tuple[str, str]] = []
-
-    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self.requests.append((method, url))
-        return super().call_api(method, url, *args, **kwargs)
-
-
 @pytest.fixture
-def counting_client(controlplane: ControlPlane) -> Iterator[CountingApiClient]:
-    with controlplane.api_client() as template:
-        api = CountingApiClient(template.configuration)
+def counting_client(controlplane: ControlPlane) -> Iterator[RecordingApiClient]:
+    api = RecordingApiClient.like(controlplane)
     try:
         yield api
     finally:
@@ -135,11 +121,9 @@ def counting_client(controlplane: ControlPlane) -> Iterator[CountingApiClient]:
 
 class TestHttpRequests:
     def test_an_uncontended_increment_is_one_http_request(
-        self, counting_client: CountingApiClient, controlplane: ControlPlane
+        self, counting_client: RecordingApiClient, controlplane: ControlPlane
     ) -> None:
         """Against the real API server, an uncontended increment sends exactly one PUT."""
-        from tests.conftest import new_namespace
-
         namespace = new_namespace(controlplane)
         manager = StateManager(api_client=counting_client, namespace=namespace, max_iterations=50)
         manager.increment_iteration("42")
@@ -152,11 +136,9 @@ class TestHttpRequests:
         assert manager.get_current_iteration("42") == 21
 
     def test_a_fresh_manager_reads_once_then_writes(
-        self, counting_client: CountingApiClient, controlplane: ControlPlane
+        self, counting_client: RecordingApiClient, controlplane: ControlPlane
     ) -> None:
         """A manager that has not seen the task yet costs one GET, then one PUT per write."""
-        from tests.conftest import new_namespace
-
         namespace = new_namespace(controlplane)
         with KubernetesStore(namespace, api_client=counting_client) as store:
             StateManager(store).increment_iteration("7")
@@ -166,8 +148,7 @@ class TestHttpRequests:
             fresh.increment_iteration("7")
         assert [m for m, _ in counting_client.requests] == ["GET", "PUT", "PUT"]
 
-
-    def test_a_missing_namespace_fails_at_once(self, counting_client: CountingApiClient) -> None:
+    def test_a_missing_namespace_fails_at_once(self, counting_client: RecordingApiClient) -> None:
         """A write into a namespace that does not exist raises NotFound after one try."""
         manager = StateManager(api_client=counting_client, namespace="no-such-namespace")
         with pytest.raises(NotFound) as caught:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import multiprocessing
 import sqlite3
 import threading
 import time
@@ -845,17 +844,6 @@ def _cas_increments(path: str, count: int, start_at: float) -> int:
 
 
 class TestConcurrency:
-    def test_eight_processes_of_fifty_increments_make_four_hundred(self, path: str) -> None:
-        """8 real processes x 50 compare-and-swap increments on one file end at exactly 400."""
-        with EmbeddedStore(path) as store:
-            store.create(StoredObject(name="counter", data={"n": "0"}))
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(8) as pool:
-            start_at = time.time() + 3
-            pool.starmap(_cas_increments, [(path, 50, start_at)] * 8)
-        with EmbeddedStore(path) as store:
-            assert store.get("counter").data == {"n": "400"}
-
     def test_threads_may_share_one_store(self, store: EmbeddedStore) -> None:
         """8 threads x 25 increments through one store object lose nothing."""
         store.create(StoredObject(name="counter", data={"n": "0"}))
