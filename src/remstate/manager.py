@@ -159,7 +159,9 @@ class StateManager:
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self._cache_size = cache_size
-        self._seen: OrderedDict[str, StoredObject] = OrderedDict()
+        # The last object seen of each task, and its decoded state once known:
+        # an uncontended write then costs one request and no decoding.
+        self._seen: OrderedDict[str, tuple[StoredObject, TaskState | None]] = OrderedDict()
         self._segments: OrderedDict[tuple[str, str, int], tuple[FeedbackEntry, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -226,7 +228,7 @@ class StateManager:
         obj = self._read(task_id)
         if obj is None:
             raise StateNotFound(task_id)
-        return decode_state(obj)
+        return self._decode(task_id, obj)
 
     def get_current_iteration(self, task_id: str) -> int:
         """The task's iteration counter (0 before the first increment).
@@ -320,7 +322,7 @@ class StateManager:
         normalize_json(dict(metadata or {}), what="metadata")
         obj = self._read(task_id)
         if obj is not None:
-            return decode_state(obj)
+            return self._decode(task_id, obj)
 
         def keep(state: TaskState) -> tuple[TaskState | None, None]:
             return None, None
@@ -682,7 +684,7 @@ class StateManager:
                 raise StateNotFound(task_id)
             state = TaskState.new(task_id, clock=self.clock, **create)
         else:
-            state = decode_state(obj)
+            state = self._decode(task_id, obj)
         try:
             new, result = mutation(state)
         except RemstateError:
@@ -737,7 +739,7 @@ class StateManager:
         except (Conflict, Unavailable):
             self._forget(task_id)
             raise
-        self._remember(task_id, written)
+        self._remember(task_id, written, state)
         return written
 
     def _compact(
@@ -856,15 +858,31 @@ class StateManager:
 
     def _last_seen(self, task_id: str) -> tuple[StoredObject | None, bool]:
         with self._lock:
-            obj = self._seen.get(task_id)
-            if obj is not None:
+            seen = self._seen.get(task_id)
+            if seen is not None:
                 self._seen.move_to_end(task_id)
-                return obj, True
+                return seen[0], True
         return self._read(task_id), False
 
-    def _remember(self, task_id: str, obj: StoredObject) -> None:
+    def _decode(self, task_id: str, obj: StoredObject) -> TaskState:
+        """The state of ``obj``, decoded once per resourceVersion."""
         with self._lock:
-            self._seen[task_id] = obj
+            seen = self._seen.get(task_id)
+        if seen is not None and seen[1] is not None and _same_version(seen[0], obj):
+            return seen[1]
+        state = decode_state(obj)
+        with self._lock:
+            seen = self._seen.get(task_id)
+            if seen is not None and _same_version(seen[0], obj):
+                self._seen[task_id] = (obj, state)
+        return state
+
+    def _remember(self, task_id: str, obj: StoredObject, state: TaskState | None = None) -> None:
+        with self._lock:
+            prev = self._seen.get(task_id)
+            if state is None and prev is not None and _same_version(prev[0], obj):
+                state = prev[1]  # a re-read of the version we know: keep its decoding
+            self._seen[task_id] = (obj, state)
             self._seen.move_to_end(task_id)
             while len(self._seen) > self._cache_size:
                 self._seen.popitem(last=False)
@@ -943,6 +961,10 @@ class _Operation(Generic[_R]):
     def __init__(self, op_id: str) -> None:
         self.id = op_id
         self.written: tuple[TaskState, _R] | None = None
+
+
+def _same_version(a: StoredObject, b: StoredObject) -> bool:
+    return a.uid == b.uid and a.resource_version == b.resource_version
 
 
 def _foreign(meta: Mapping[str, str]) -> dict[str, str]:
