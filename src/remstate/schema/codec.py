@@ -203,6 +203,11 @@ def _utf8(value: str, what: str) -> str:
     return value
 
 
+def _records_json(records: Iterable[IterationRecord | ErrorRecord]) -> str:
+    """A JSON array of records, from each record's cached JSON."""
+    return "[" + ",".join(r.to_json() for r in records) + "]"
+
+
 def _feedback_json(entries: Iterable[FeedbackEntry]) -> str:
     # Entries cache their own JSON: an append serialises only the new entry.
     return "[" + ",".join(e.to_json() for e in entries) + "]"
@@ -234,14 +239,14 @@ def encode_state(
         "iteration": str(state.iteration),
         "status": _utf8(str(state.status), "status"),
         "last_update": last_update,
-        "iteration_history": encode_json(
-            [r.to_dict() for r in state.iteration_history], compress_over=compress_over
+        "iteration_history": compress_json_text(
+            _records_json(state.iteration_history), compress_over=compress_over
         ),
         "feedback_history": compress_json_text(
             _feedback_json(state.feedback_history), compress_over=compress_over
         ),
-        "error_messages": encode_json(
-            [r.to_dict() for r in state.error_messages], compress_over=compress_over
+        "error_messages": compress_json_text(
+            _records_json(state.error_messages), compress_over=compress_over
         ),
         "metadata": encode_json(state.metadata, compress_over=compress_over),
     }

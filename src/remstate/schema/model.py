@@ -356,6 +356,10 @@ class IterationRecord:
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    # Compact JSON of to_dict(), computed once: records are immutable and carried
+    # from state to state, so a write re-serialises only the new one.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
     _KEYS = frozenset({"iteration", "started_at", "note"})
 
     def __post_init__(self) -> None:
@@ -383,6 +387,13 @@ class IterationRecord:
             out["note"] = self.note
         out.update(self.extra)
         return out
+
+    def to_json(self) -> str:
+        """Compact JSON of :meth:`to_dict`, computed once per record."""
+        if self._json is None:
+            _set(self, "_json", dumps(self.to_dict()))
+        assert self._json is not None
+        return self._json
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IterationRecord:
@@ -581,6 +592,10 @@ class ErrorRecord:
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    # Compact JSON of to_dict(), computed once: records are immutable and carried
+    # from state to state, so a write re-serialises only the new one.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
     _KEYS = frozenset({"timestamp", "message"})
 
     def __post_init__(self) -> None:
@@ -615,6 +630,13 @@ class ErrorRecord:
         out["message"] = self.message
         out.update(self.extra)
         return out
+
+    def to_json(self) -> str:
+        """Compact JSON of :meth:`to_dict`, computed once per record."""
+        if self._json is None:
+            _set(self, "_json", dumps(self.to_dict()))
+        assert self._json is not None
+        return self._json
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ErrorRecord:
