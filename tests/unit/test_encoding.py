@@ -93,6 +93,24 @@ class TestEncodeJson:
         text.encode("utf-8")
         assert decode_json(text, field="f") == value
 
+    @pytest.mark.parametrize(
+        "value",
+        ["\ud800\udfff", {"k": "a\udbff\udc00b"}, {"\ud800\udc00": 1}, ["ok", "x\ud83d\ude00"]],
+    )
+    def test_surrogate_pair_as_two_code_points_is_refused(self, value: Any) -> None:
+        """JSON would read a high-then-low pair back as one character: refused, not altered."""
+        assert json.loads(json.dumps(value)) != value  # why: the escapes merge on reading
+        with pytest.raises(InvalidInput, match="surrogate pair"):
+            encode_json(value)
+        with pytest.raises(InvalidInput, match="surrogate pair"):
+            normalize_json(value, what="metadata")
+
+    @pytest.mark.parametrize("value", ["\udfff\ud800", "\ud800!\udc00", ["\ud800", "\udc00"]])
+    def test_surrogates_that_do_not_pair_round_trip(self, value: Any) -> None:
+        """A low before a high, or surrogates apart, read back as they were."""
+        assert normalize_json(value, what="m") == value
+        assert decode_json(encode_json(value), field="f") == value
+
     def test_document_too_large_to_read_back_is_refused(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

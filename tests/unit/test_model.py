@@ -194,6 +194,14 @@ class TestFeedbackEntry:
         with pytest.raises(InvalidInput):
             entry(**changes)
 
+    def test_new_refuses_text_json_cannot_carry(self) -> None:
+        """A surrogate pair held as two code points would not read back: refused up front."""
+        with pytest.raises(InvalidInput, match="surrogate pair"):
+            entry(description="broken \ud83d\ude00 emoji")
+        with pytest.raises(InvalidInput, match="surrogate pair"):
+            TaskState.new("42", clock=clock, metadata={"k": "\ud83d\ude00"})
+        assert entry(description="lone \ud83d").description == "lone \ud83d"
+
     def test_limits_are_inclusive(self) -> None:
         """128-character IDs, 256-character authors and 64 KiB descriptions are fine."""
         entry(id="i" * 128, author="a" * 256, description="d" * 64 * 1024)

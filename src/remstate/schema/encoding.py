@@ -12,7 +12,9 @@ A value is self-describing, so a reader never guesses:
 JSON is written compactly and with ``ensure_ascii=False``, so sizes are UTF-8
 bytes, which is what the API server counts against its 1 MiB limit. A string
 that UTF-8 cannot carry (a lone surrogate) falls back to ASCII escapes, which
-read back to the very same string.
+read back to the very same string. One case cannot: a high surrogate followed
+by a low one, as two code points, reads back from JSON as the one character
+they encode in UTF-16, so it is refused (``InvalidInput``).
 
 Nesting is bounded: the values remstate keeps (metadata, the unknown keys of a
 record) may nest arrays and objects at most :data:`MAX_JSON_DEPTH` levels
@@ -73,6 +75,9 @@ MAX_DECODED_BYTES = 128 * 1024 * 1024
 #: remstate writes reads back on any reader.
 MAX_JSON_DEPTH = 64
 
+# A high then a low surrogate: JSON's \uXXXX\uXXXX reads back as one astral character.
+_SPLIT_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
 # Plain JSON never starts with a letter followed by ``word:``, so this is a marker.
 _MARKER = re.compile(r"[A-Za-z][A-Za-z0-9.+-]*:")
 # gzip level 6 is zlib's default: most of level 9's ratio at a fraction of its time.
@@ -83,8 +88,9 @@ def dumps(value: Any) -> str:
     """Compact JSON text of ``value``, readable UTF-8 where UTF-8 can carry it.
 
     Raises:
-        InvalidInput: the value is not JSON (a set, NaN, an object...), or is
-            nested too deeply for the JSON encoder.
+        InvalidInput: the value is not JSON (a set, NaN, an object...), is
+            nested too deeply for the JSON encoder, or holds a surrogate pair
+            as two code points (which would read back as one character).
     """
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -95,9 +101,19 @@ def dumps(value: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate: ASCII escapes carry it and read back identically.
+        # A lone surrogate: ASCII escapes carry it and read back identically,
+        # unless a low one follows a high one (inside one string: the encoder
+        # escapes only control characters, quotes and backslashes).
+        if _SPLIT_PAIR.search(text):
+            raise InvalidInput(_SPLIT_PAIR_MESSAGE) from None
         return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text
+
+
+_SPLIT_PAIR_MESSAGE = (
+    "a string holds a UTF-16 surrogate pair as two code points; "
+    "JSON would read it back as one character"
+)
 
 
 def utf8_len(text: str) -> int:
@@ -211,7 +227,8 @@ def normalize_json(value: Any, *, what: str) -> Any:
 
     Tuples become lists. Mapping keys must be strings; floats must be finite;
     only JSON types (and tuples) are accepted; arrays and objects may nest at
-    most :data:`MAX_JSON_DEPTH` levels deep (``value`` itself is level 1).
+    most :data:`MAX_JSON_DEPTH` levels deep (``value`` itself is level 1); no
+    string may hold a surrogate pair as two code points.
 
     Raises:
         InvalidInput: ``value`` holds something JSON cannot carry exactly, or
@@ -221,7 +238,11 @@ def normalize_json(value: Any, *, what: str) -> Any:
 
 
 def _normalize(value: Any, what: str, depth: int) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        if _SPLIT_PAIR.search(value):
+            raise InvalidInput(f"{what}: {_SPLIT_PAIR_MESSAGE}")
+        return value
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -237,6 +258,8 @@ def _normalize(value: Any, what: str, depth: int) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidInput(f"{what}: key {k!r} is not a string")
+            if _SPLIT_PAIR.search(k):
+                raise InvalidInput(f"{what}: key {k!r}: {_SPLIT_PAIR_MESSAGE}")
             out[k] = _normalize(v, f"{what}.{k}", depth + 1)
         return out
     if isinstance(value, list | tuple):

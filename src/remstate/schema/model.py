@@ -499,7 +499,7 @@ class FeedbackEntry:
         Raises:
             InvalidInput: an empty, long (over 128) or unprintable id; an author
                 over 256 characters; a description over 64 KiB; an unknown
-                severity or issue type.
+                severity or issue type; text JSON cannot carry exactly.
         """
         _check_feedback_id(self.id)
         if len(self.author) > MAX_AUTHOR_LENGTH:
@@ -509,6 +509,7 @@ class FeedbackEntry:
         _check_text(self.description, "description")
         parse_severity(self.severity, strict=True)
         parse_issue_type(self.issue_type, strict=True)
+        self.to_json()  # what JSON cannot carry exactly fails now (cached for the write)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
