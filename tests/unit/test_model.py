@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 from ulid import ULID
 
 from remstate.errors import CorruptState, InvalidInput
@@ -37,12 +36,6 @@ from remstate.schema.encoding import dumps
 from tests.unit.strategies import (
     FAST,
     aware_datetimes,
-    error_records,
-    feedback_entries,
-    history_indexes,
-    iteration_records,
-    segment_refs,
-    task_states,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -386,59 +379,6 @@ class TestTaskState:
         with pytest.raises(CorruptState) as info:
             TaskState.from_dict(data)
         assert info.value.field == "feedback_history[0].timestamp"
-
-
-class TestDictRoundTrips:
-    """``from_dict(json(to_dict(x))) == x`` for every type."""
-
-    @staticmethod
-    def through_json(value: dict[str, Any]) -> Any:
-        return json.loads(json.dumps(value, ensure_ascii=False))
-
-    @FAST
-    @given(record=iteration_records)
-    def test_iteration_record(self, record: IterationRecord) -> None:
-        """IterationRecord round-trips, unknown keys included."""
-        assert IterationRecord.from_dict(self.through_json(record.to_dict())) == record
-
-    @FAST
-    @given(e=feedback_entries)
-    def test_feedback_entry(self, e: FeedbackEntry) -> None:
-        """FeedbackEntry round-trips, unknown enum values and keys included."""
-        assert FeedbackEntry.from_dict(self.through_json(e.to_dict())) == e
-
-    @FAST
-    @given(record=error_records)
-    def test_error_record(self, record: ErrorRecord) -> None:
-        """ErrorRecord round-trips, with and without a time."""
-        assert ErrorRecord.from_dict(self.through_json(record.to_dict())) == record
-
-    @FAST
-    @given(ref=segment_refs)
-    def test_segment_ref(self, ref: SegmentRef) -> None:
-        """SegmentRef round-trips."""
-        assert SegmentRef.from_dict(self.through_json(ref.to_dict())) == ref
-
-    @FAST
-    @given(index=history_indexes)
-    def test_history_index_encoding(self, index: HistoryIndex) -> None:
-        """The index's grouped form keeps every ID and its segment."""
-        grouped = index.to_dict()["recent_moved"]
-        flat = {i: int(n) for n, ids in grouped.items() for i in ids}
-        assert flat == index.recent_moved_ids
-
-    @FAST
-    @given(state=task_states)
-    def test_task_state(self, state: TaskState) -> None:
-        """TaskState round-trips through its JSON form."""
-        assert TaskState.from_dict(self.through_json(state.to_dict())) == state
-
-    @FAST
-    @given(status=st.text(max_size=10))
-    def test_unknown_status_stays_a_string(self, status: str) -> None:
-        """A status we do not know is neither lost nor an error."""
-        state = TaskState("t", 0, status, T0)
-        assert TaskState.from_dict(state.to_dict()).status == status
 
 
 def archived(i: int, **changes: Any) -> FeedbackEntry:
