@@ -594,7 +594,7 @@ class ControlPlane:
             f"export KUBECONFIG={self.kubeconfig}",
             "kubectl get configmaps                        # as admin",
             "kubectl --context remstate-test-nobody get cm   # as nobody (forbidden)",
-            "remstate ls                                   # KUBECONFIG selects this cluster",
+            "remstate -s kubernetes://default increment 42  # KUBECONFIG selects this cluster",
             f"# server:  {self.server}",
             f"# CA file: {self.ca_file}",
         ]
