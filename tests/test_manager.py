@@ -370,6 +370,29 @@ class TestBadInput:
         with pytest.raises(InvalidInput):
             StateManager()
 
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda m: m.append_feedback_many("t", None),
+            lambda m: m.update_metadata("t", remove=None),
+            lambda m: m.update_metadata("t", [1]),
+            lambda m: m.get_or_create_state("t", metadata=[1]),
+            lambda m: m.update_state("t", None),
+            lambda m: m.get_feedback_history("t", cursor="W1s" * 10_000),
+            lambda m: StateManager.from_url(123),
+            lambda m: RetryPolicy(max_attempts="3"),
+        ],
+    )
+    def test_arguments_of_the_wrong_type_are_invalid_input(
+        self, manager: StateManager, store: Store, call: Any
+    ) -> None:
+        """Arguments of the wrong type raise InvalidInput, never TypeError; nothing is written."""
+        manager.get_or_create_state("t")
+        version = store.get(object_name("t")).resource_version
+        with pytest.raises(InvalidInput):
+            call(manager)
+        assert store.get(object_name("t")).resource_version == version
+
     def test_from_url_refuses_unknown_schemes(self) -> None:
         """from_url with an unknown scheme raises InvalidInput."""
         with pytest.raises(InvalidInput):
@@ -745,25 +768,101 @@ class TestResolvingArchivedFeedback:
         assert again.resolved is False
         assert not StateManager(store).get_feedback_history("r", limit=10).entries[3].resolved
 
-    def test_many_resolutions_fold_into_the_segments(
+    def test_past_the_overlay_limit_resolving_archived_entries_is_refused(
         self, manager: StateManager, store: Store, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Past the overlay's limit, resolutions move into the segments; every one is kept."""
+        """Past RESOLUTIONS_LIMIT, another archived resolution raises and writes nothing."""
         monkeypatch.setattr("remstate.manager.RESOLUTIONS_LIMIT", 8)
         self._archive(manager)
-        reader = StateManager(store)
-        assert reader.get_feedback_history("r", limit=50).entries  # warm the reader's cache
-        for i in range(0, 60, 3):
+        for i in range(8):
             manager.resolve_feedback("r", f"fb-{i:06d}")
-        state = manager.get_state("r")
-        assert len(state.archived_resolutions) <= 8
-        assert any(s.rev > 0 for s in state.segments)
-        for who in (manager, reader, StateManager(store)):
-            page = who.get_feedback_history("r", limit=60)
-            assert [e.resolved for e in page.entries] == [i % 3 == 0 for i in range(60)]
+        version = store.get(object_name("r")).resource_version
+        with pytest.raises(InvalidInput):
+            manager.resolve_feedback("r", "fb-000020")
+        assert store.get(object_name("r")).resource_version == version
+        manager.resolve_feedback("r", "fb-000003", resolved=False)  # one it holds: fine
+        page = StateManager(store).get_feedback_history("r", limit=10)
+        assert [e.resolved for e in page.entries] == [i < 8 and i != 3 for i in range(10)]
 
     def test_resolving_an_unknown_id_is_refused(self, manager: StateManager) -> None:
         """An id the task never had raises InvalidInput, even with an archived history."""
         self._archive(manager)
         with pytest.raises(InvalidInput):
             manager.resolve_feedback("r", "never-there")
+
+
+class TestSurprisesBetweenAttempts:
+    def test_a_refused_write_is_never_reported_as_done(self, store: Store, clock: Clock) -> None:
+        """A stale manager's batch, after the task was deleted meanwhile, is really stored."""
+        a = StateManager(store, clock=clock)
+        b = StateManager(store, clock=clock)
+        a.get_or_create_state("t")
+        b.delete_state("t")
+        stored = a.append_feedback_many("t", [_bulky(i) for i in range(300)])
+        assert len(stored) == 300
+        assert StateManager(store).get_state("t").feedback_total == 300
+
+    def test_a_lost_batch_is_found_after_many_newer_entries(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A batch committed unseen is not appended again, even after 5,000 newer entries."""
+        other = StateManager(store, clock=clock)
+        mine = [entry(i, id=f"mine-{i}") for i in range(2000)]
+
+        class LateRetry(LosesResponses):
+            """Loses the first head write's response; others write before the retry."""
+
+            def __getattr__(self, name: str) -> object:
+                attr = super().__getattr__(name)
+                if name != "get" or self.losses or not pending:
+                    return attr
+                pending.clear()
+                other.append_feedback_many("t", [entry(i) for i in range(5000)])
+                return attr
+
+        pending: list[bool] = []
+        lossy = LateRetry(store, losses=0, methods=frozenset({"replace"}))
+        manager = StateManager(lossy, clock=clock)  # type: ignore[arg-type]
+        manager.get_or_create_state("t")
+        lossy.losses = 1
+        pending.append(True)  # the first read after the lost write lets the others in
+        manager.append_feedback_many("t", mine)
+        ids = [e.id for e in StateManager(store).get_feedback_history("t", limit=10_000).entries]
+        assert ids[:2000] == [e.id for e in mine]
+        assert len(ids) == len(set(ids)) == 7000
+
+    def test_a_lost_delete_does_not_delete_the_task_created_since(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """If our delete went through unseen and the task was created again, it survives."""
+        StateManager(store, clock=clock).increment_iteration("t")
+        other = StateManager(store, clock=clock)
+
+        class RecreatedMeanwhile(LosesResponses):
+            def __getattr__(self, name: str) -> object:
+                attr = super().__getattr__(name)
+                if name == "get" and not self.losses and pending:
+                    pending.clear()
+                    other.increment_iteration("t")
+                return attr
+
+        pending = [True]
+        lossy = RecreatedMeanwhile(store, losses=1, methods=frozenset({"delete"}))
+        assert StateManager(lossy, clock=clock).delete_state("t") is True  # type: ignore[arg-type]
+        assert StateManager(store).get_state("t").iteration == 1
+
+    @pytest.mark.parametrize("newest_first", [False, True])
+    def test_a_segment_with_more_entries_than_its_index_is_corrupt(
+        self, manager: StateManager, store: Store, newest_first: bool
+    ) -> None:
+        """A segment holding more entries than its index says raises CorruptState, either way."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        [first, *_] = sorted(_segments(store), key=lambda o: o.name)
+        held = decode_segment(first)
+        extra = (*held.entries, _bulky(9999))
+        store.replace(
+            dataclasses.replace(first, data=encode_segment("h", held.n, held.first_seq, extra))
+        )
+        with pytest.raises(CorruptState):
+            StateManager(store).get_feedback_history("h", limit=10_000, newest_first=newest_first)

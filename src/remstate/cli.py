@@ -342,12 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (errors are one line on stderr)."""
     args = hoist_global_options(sys.argv[1:] if argv is None else list(argv))
     try:
-        app(args=args, prog_name="remstate", standalone_mode=False)
+        returned = app(args=args, prog_name="remstate", standalone_mode=False)
+        if isinstance(returned, int) and returned:
+            return returned  # click returns a typer.Exit's code when not standalone
     except RemstateError as e:
         typer.echo(f"remstate: {e}", err=True)
         return exit_code(e)
-    except typer.Exit as e:
-        return int(e.exit_code)
     except typer.Abort:
         typer.echo("remstate: aborted", err=True)
         return Exit.ERROR

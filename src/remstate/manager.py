@@ -51,13 +51,13 @@ from remstate.schema import (
     LABEL_MANAGED_BY,
     RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
+    SCHEMA_VERSION,
     Clock,
     ErrorRecord,
     FeedbackEntry,
     IterationRecord,
     SegmentRef,
     Severity,
-    StateTooLarge,
     Status,
     TaskState,
     apply_compaction,
@@ -65,7 +65,6 @@ from remstate.schema import (
     decode_segment,
     decode_state,
     encode_state,
-    fold_segment,
     object_name,
     owner_reference,
     parse_status,
@@ -179,6 +178,8 @@ class StateManager:
         Raises:
             InvalidInput: the URL's scheme is not one of these.
         """
+        if not isinstance(url, str):
+            raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
@@ -260,6 +261,8 @@ class StateManager:
         """
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit must be between 1 and 10000, not {limit!r}")
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidInput("cursor must be a string from an earlier page")
         state = self.get_state(task_id)
         total = state.feedback_total
         if cursor is not None:
@@ -302,6 +305,13 @@ class StateManager:
                 field="history_index",
             )
         entries = self._segment_entries(state.task_id, segment)
+        if len(entries) != segment.count:
+            raise CorruptState(
+                f"history segment {segment.name} of task {state.task_id!r} holds "
+                f"{len(entries)} entries, not the {segment.count} its index says",
+                task_id=state.task_id,
+                field="history_index",
+            )
         return apply_resolutions(entries, state.archived_resolutions), segment.first_seq
 
     # -- writes ---------------------------------------------------------------
@@ -320,7 +330,7 @@ class StateManager:
         """
         validate_task_id(task_id)
         parse_status(status, strict=True)
-        normalize_json(dict(metadata or {}), what="metadata")
+        _metadata(metadata)
         obj = self._read(task_id)
         if obj is not None:
             return self._decode(task_id, obj)
@@ -342,6 +352,9 @@ class StateManager:
             InvalidInput: ``fn`` returned something that is not a valid state.
         """
 
+        if not callable(fn):
+            raise InvalidInput("update_state needs a function of the state")
+
         def apply(state: TaskState) -> tuple[TaskState | None, None]:
             new = fn(state)
             _check_update(state, new)
@@ -357,24 +370,27 @@ class StateManager:
         """
         validate_task_id(task_id)
         segments: list[tuple[str, str]] = []
-        unknown_outcome = False  # an earlier attempt's delete may have gone through
+        unknown: str | None = None  # the uid of a delete that may have gone through
 
         def attempt() -> bool:
-            nonlocal segments, unknown_outcome
+            nonlocal segments, unknown
             obj = self._read(task_id)
             if obj is None:
-                return unknown_outcome
+                return unknown is not None
+            if unknown is not None and obj.uid != unknown:
+                # Ours went through, and the task was created again since: keep that one.
+                return True
             try:
                 segments = [(s.name, s.uid) for s in decode_state(obj).segments]
             except RemstateError:
-                segments = []  # unreadable: the owner references still collect them
+                segments = []  # unreadable: cleanup (or, in a cluster, GC) removes them
             self._forget(task_id)
             try:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
-                return unknown_outcome
+                return unknown is not None
             except Unavailable:
-                unknown_outcome = True
+                unknown = obj.uid
                 raise
             return True
 
@@ -466,6 +482,8 @@ class StateManager:
         Raises:
             InvalidInput: a bad entry; nothing is written.
         """
+        if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Iterable):
+            raise InvalidInput("entries must be a list of FeedbackEntry")
         batch = list(entries)
         for entry in batch:
             if not isinstance(entry, FeedbackEntry):
@@ -479,15 +497,25 @@ class StateManager:
         return stored
 
     def _append_batch(self, task_id: str, batch: list[FeedbackEntry]) -> list[FeedbackEntry]:
-        # A retry after a lost response finds every entry of the batch again:
-        # in the head, or among the ids moved out by that write (at most the
-        # head's entries plus this batch, within the RECENT_MOVED_LIMIT window).
+        # An id is found in the head, or among the ids recently moved out of it.
+        # Beyond that window, a retry also looks at every entry appended since
+        # its first attempt looked (by anyone): an earlier attempt of ours that
+        # committed unseen is among them, however many landed after it.
+        floor: list[int] = []  # the history's length when the first attempt looked
+
         def append(state: TaskState) -> tuple[TaskState | None, list[FeedbackEntry]]:
+            if not floor:
+                floor.append(state.feedback_total)
+            since = self._ids_since(state, floor[0])
             stored: list[FeedbackEntry] = []
             new: list[FeedbackEntry] = []
             pending: dict[str, FeedbackEntry] = {}
             for entry in batch:
-                found = pending.get(entry.id) or self._find_entry(state, entry.id)
+                found = (
+                    pending.get(entry.id)
+                    or self._find_entry(state, entry.id)
+                    or since.get(entry.id)
+                )
                 if found is not None:
                     stored.append(found)
                     continue
@@ -509,12 +537,13 @@ class StateManager:
         """Mark a feedback entry resolved (or not) and return it.
 
         An entry that moved to a history segment is resolved in the head's
-        overlay of resolutions, which is folded into the segments now and then,
-        so the segments' entries never change under a reader.
+        overlay of resolutions, laid over the segment's entries when read: the
+        segments themselves never change. The overlay holds at most
+        ``RESOLUTIONS_LIMIT`` (1024) entries.
 
         Raises:
             StateNotFound: the task has no state.
-            InvalidInput: the task has no feedback with that id.
+            InvalidInput: the task has no feedback with that id, or the overlay is full.
         """
 
         def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
@@ -534,6 +563,14 @@ class StateManager:
                 raise InvalidInput(f"task {state.task_id!r} has no feedback with id {entry_id!r}")
             if archived.resolved == resolved:
                 return None, archived
+            if (
+                entry_id not in state.archived_resolutions
+                and len(state.archived_resolutions) >= RESOLUTIONS_LIMIT
+            ):
+                raise InvalidInput(
+                    f"task {state.task_id!r} already holds {RESOLUTIONS_LIMIT} resolutions of "
+                    "archived feedback, the most its head object keeps"
+                )
             at = self.clock() if resolved else None
             resolutions = {**state.archived_resolutions, entry_id: at}
             return (
@@ -593,8 +630,12 @@ class StateManager:
         Raises:
             InvalidInput: values that are not JSON; nothing is written.
         """
-        updates = normalize_json(dict(updates or {}), what="metadata")
-        if isinstance(remove, str) or not all(isinstance(k, str) for k in remove):
+        updates = _metadata(updates)
+        if (
+            isinstance(remove, str)
+            or not isinstance(remove, Sequence)
+            or not all(isinstance(k, str) for k in remove)
+        ):
             raise InvalidInput("remove must be a list of metadata keys")
 
         def apply(state: TaskState) -> tuple[TaskState | None, dict[str, Any]]:
@@ -634,34 +675,31 @@ class StateManager:
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
-        if (
-            obj is not None
-            and op.written is not None
-            and obj.annotations.get(ANNOTATION_WRITE_ID) == op.id
-        ):
-            return op.written  # an earlier attempt committed; its response was lost
+        if obj is not None and op.unknown:
+            committed = op.unknown.get(obj.annotations.get(ANNOTATION_WRITE_ID, ""))
+            if committed is not None:
+                return committed  # an earlier attempt committed; its response was lost
         state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
         if new is None:
             return state, result
         new = dataclasses.replace(new, last_update=self.clock())
-        if obj is None:
-            if plan_compaction(new) is not None:
-                # Segments need the head's uid: create the bare head first.
-                self._write(task_id, None, state, op.id)
-                raise _Stale("created the head; now the history")
-            op.written = (new, result)
-            self._write(task_id, None, new, op.id)
-            return new, result
+        write_id = op.next_write_id()
+        if obj is None and plan_compaction(new) is not None:
+            # Segments need the head's uid: create the bare head first.
+            self._write(task_id, None, state, write_id)
+            raise _Stale("created the head; now the history")
         created: list[StoredObject] = []
         try:
-            new = self._compact(obj, self._fold(new), created)
-            op.written = (new, result)
-            self._write(task_id, obj, new, op.id)
+            if obj is not None:
+                new = self._compact(obj, new, created)
+            self._write(task_id, obj, new, write_id)
         except Unavailable:
-            # The head write may yet commit and refer to our segments: keep them.
-            # If it did not, they are orphans, which cleanup removes.
+            # The write may yet commit (and refer to our segments): keep both.
+            # If it did not, the segments are orphans, which cleanup removes.
+            op.unknown[write_id] = (new, result)
             raise
-        except BaseException:
+        except RemstateError:
+            # Refused for certain. The head, read afresh, says which segments it took.
             if created:
                 self._discard_unreferenced(task_id, created)
             raise
@@ -740,7 +778,8 @@ class StateManager:
         except (Conflict, Unavailable):
             self._forget(task_id)
             raise
-        self._remember(task_id, written, state)
+        # What we wrote is the current schema, whatever version it was read at.
+        self._remember(task_id, written, dataclasses.replace(state, schema_version=SCHEMA_VERSION))
         return written
 
     def _compact(
@@ -794,6 +833,20 @@ class StateManager:
                 return self._in_segment(state, segment, entry_id)
         return None
 
+    def _ids_since(self, state: TaskState, floor: int) -> dict[str, FeedbackEntry]:
+        """The entries that moved to segments after position ``floor``, by id.
+
+        Usually none: between two attempts new entries stay in the head.
+        """
+        found: dict[str, FeedbackEntry] = {}
+        for segment in state.segments:
+            if segment.first_seq + segment.count > floor:
+                entries = self._segment_entries(state.task_id, segment)
+                found.update(
+                    (e.id, e) for e in apply_resolutions(entries, state.archived_resolutions)
+                )
+        return found
+
     def _find_archived(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
         """The entry wherever it is in the history; reads segments newest first.
 
@@ -815,35 +868,6 @@ class StateManager:
             if entry.id == entry_id:
                 return apply_resolutions((entry,), state.archived_resolutions)[0]
         return None
-
-    def _fold(self, state: TaskState) -> TaskState:
-        """Fold the head's resolutions of archived entries into their segments.
-
-        Only when the head holds more than ``RESOLUTIONS_LIMIT`` of them. Each
-        segment is rewritten (a compare-and-swap on the segment itself) before
-        the head drops the folded ids and bumps the segments' ``rev`` in its own
-        compare-and-swap. If that one fails, the segments hold resolutions the
-        head still lists too: laying them over again changes nothing.
-        """
-        if len(state.archived_resolutions) <= RESOLUTIONS_LIMIT:
-            return state
-        folded_ns: list[int] = []
-        folded_ids: set[str] = set()
-        for ref in state.segments:
-            obj = self._segment_object(state.task_id, ref)
-            try:
-                data = fold_segment(obj, state.archived_resolutions)
-            except StateTooLarge:
-                # Only a segment already near 1 MiB: its resolutions stay in the head.
-                continue
-            if data is None:
-                continue
-            if data != obj.data:
-                self.store.replace(dataclasses.replace(obj, data=data))
-            folded_ns.append(ref.n)
-            held = {e.id for e in decode_segment(obj).entries}
-            folded_ids.update(held.intersection(state.archived_resolutions))
-        return state.with_folded(folded_ns, folded_ids)
 
     # -- the cache of last-seen objects ----------------------------------------
 
@@ -961,11 +985,31 @@ def _check_update(old: TaskState, new: object) -> None:
 
 
 class _Operation(Generic[_R]):
-    """One call's identity across its attempts, and what its last write would return."""
+    """One call across its attempts: the writes whose outcome is unknown, by write id.
+
+    Each attempt writes with an id of its own. A write that failed for certain
+    is forgotten; one that timed out is kept, so that if it (or a late copy of
+    it) committed, a later attempt that reads it back returns its result.
+    """
 
     def __init__(self, op_id: str) -> None:
         self.id = op_id
-        self.written: tuple[TaskState, _R] | None = None
+        self.attempts = 0
+        self.unknown: dict[str, tuple[TaskState, _R]] = {}
+
+    def next_write_id(self) -> str:
+        self.attempts += 1
+        return f"{self.id}.{self.attempts}"
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    """Metadata given by a caller, checked: a mapping of JSON values, or nothing."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
+    normalized: dict[str, Any] = normalize_json(dict(value), what="metadata")
+    return normalized
 
 
 def _same_version(a: StoredObject, b: StoredObject) -> bool:
@@ -989,7 +1033,7 @@ def _decode_cursor(cursor: str) -> tuple[int, bool]:
         padded = cursor + "=" * (-len(cursor) % 4)
         body = json.loads(base64.urlsafe_b64decode(padded.encode()))
         seq, newest_first = body["seq"], body.get("newest_first", False)
-    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as e:
         raise InvalidInput(f"not a feedback cursor: {cursor!r}") from e
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise InvalidInput(f"not a feedback cursor: {cursor!r}")

@@ -43,6 +43,9 @@ class RetryPolicy:
     retry_transient: bool = True
 
     def __post_init__(self) -> None:
+        numbers = (self.max_attempts, self.deadline, self.initial_backoff, self.max_backoff)
+        if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
+            raise InvalidInput("retry policy values must be numbers")
         if self.max_attempts < 1:
             raise InvalidInput("max_attempts must be at least 1")
         if self.deadline <= 0 or self.initial_backoff < 0 or self.max_backoff < 0:
