@@ -343,9 +343,12 @@ class StateManager:
     def update_state(self, task_id: str, fn: Callable[[TaskState], TaskState]) -> TaskState:
         """Apply ``fn`` to the state and write the result, retrying on conflicts.
 
-        ``fn`` must be a pure function of the state: on a conflict, or after a
-        write whose outcome was unknown, it is applied again to the state read
-        back. Return the state unchanged to write nothing.
+        ``fn`` must be a pure function of the state: on a conflict it is applied
+        again to the state read back. After a write whose outcome was unknown,
+        the write id it left on the object tells that it committed, as long as
+        no other write landed after it; otherwise ``fn`` is applied again, so
+        make it idempotent where that matters. Return the state unchanged to
+        write nothing.
 
         Raises:
             StateNotFound: the task has no state.
