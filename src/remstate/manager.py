@@ -900,9 +900,11 @@ class StateManager:
         """The state of ``obj``, decoded once per resourceVersion."""
         with self._lock:
             seen = self._seen.get(task_id)
-        if seen is not None and seen[1] is not None and _same_version(seen[0], obj):
-            return seen[1]
-        state = decode_state(obj)
+        previous = seen[1] if seen is not None else None
+        if previous is not None and seen is not None and _same_version(seen[0], obj):
+            return previous
+        # A newer version mostly repeats what we decoded before: reuse those records.
+        state = decode_state(obj, previous=previous)
         with self._lock:
             seen = self._seen.get(task_id)
             if seen is not None and _same_version(seen[0], obj):

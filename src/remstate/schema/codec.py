@@ -62,6 +62,7 @@ from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
     compress_json_text,
+    decode_text,
     decode_value,
     encode_json,
     normalize_json,
@@ -660,7 +661,41 @@ def _read_resolutions(value: Any, reader: _Reader) -> dict[str, datetime | None]
     return out
 
 
-def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
+def _reuse_prefix(
+    text: str | None,
+    known: Sequence[IterationRecord | FeedbackEntry | ErrorRecord],
+    key: str,
+    read: Callable[[Any, str, int], _T],
+    reader: _Reader,
+) -> list[_T] | None:
+    """The records of an array that begins with ``known``'s, reusing those; or None.
+
+    Histories grow at the end, so a newer version of a head mostly repeats
+    records already decoded: their canonical JSON is a prefix of the stored
+    text. Only the records after it are parsed, so reading a new version costs
+    what changed, not the history's length. Anything else (another writer's
+    formatting, a changed record, a broken value) reads in full.
+    """
+    if text is None or not known:
+        return None
+    try:
+        body = decode_text(text)
+        prefix = "[" + ",".join(r.to_json() for r in known)
+        rest = body[len(prefix) :] if body.startswith(prefix) else ""
+        if rest == "]":
+            return list(known)  # type: ignore[arg-type]  # the same records, as read before
+        tail = json.loads("[" + rest[1:]) if rest.startswith(",") else None
+    except (MalformedError, ValueError, RecursionError):
+        return None
+    if not isinstance(tail, list):
+        return None
+    added = reader.items(tail, key, lambda item, path, i: read(item, path, i + len(known)))
+    return [*known, *added]  # type: ignore[list-item]
+
+
+def _read_state(
+    obj: StoredObject, reader: _Reader, previous: TaskState | None = None
+) -> TaskState | None:
     """Read the head object. Strict readers raise; collecting readers return what they can."""
     data = obj.data
     if data is None:
@@ -684,8 +719,16 @@ def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
         if key not in data and (version >= 1 or key != "iteration_history"):
             _missing(reader, key, fatal=False)
 
-    iterations = reader.items(
-        reader.json(data, "iteration_history"), "iteration_history", _each(IterationRecord._read)
+    def array(key: str, read: Callable[[Any, str, int], _T], known: Sequence[Any]) -> list[_T]:
+        reused = _reuse_prefix(data.get(key), known, key, read, reader) if version else None
+        if reused is not None:
+            return reused
+        return reader.items(reader.json(data, key), key, read)
+
+    iterations = array(
+        "iteration_history",
+        _each(IterationRecord._read),
+        previous.iteration_history if previous else (),
     )
 
     def read_entry(raw: Any, path: str, index: int) -> FeedbackEntry:
@@ -694,9 +737,9 @@ def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
         default_id = _v0_id(index, raw) if version == 0 else None
         return FeedbackEntry._read(raw, path, default_id=default_id)
 
-    feedback = reader.items(reader.json(data, "feedback_history"), "feedback_history", read_entry)
-    errors = reader.items(
-        reader.json(data, "error_messages"), "error_messages", _each(ErrorRecord._read)
+    feedback = array("feedback_history", read_entry, previous.feedback_history if previous else ())
+    errors = array(
+        "error_messages", _each(ErrorRecord._read), previous.error_messages if previous else ()
     )
     metadata = _read_metadata(data, reader)
     history = _read_index(reader.json(data, KEY_HISTORY_INDEX), reader)
@@ -734,8 +777,11 @@ def _read_state(obj: StoredObject, reader: _Reader) -> TaskState | None:
     return reader.attempt(build)
 
 
-def decode_state(obj: StoredObject) -> TaskState:
+def decode_state(obj: StoredObject, *, previous: TaskState | None = None) -> TaskState:
     """The state held in a head object; version 0 objects are migrated.
+
+    ``previous``: a state of the same task read earlier. Records it already
+    decoded are reused where the stored arrays still begin with them.
 
     Tolerant: a missing JSON key reads as empty, a missing ``iteration`` is
     counted from the history, a missing ``last_update`` comes from its
@@ -748,7 +794,7 @@ def decode_state(obj: StoredObject) -> TaskState:
         UnsupportedSchemaVersion: written by a newer remstate.
         InvalidInput: ``obj`` came from a metadata-only read.
     """
-    state = _strictly(obj, lambda: _read_state(obj, _Reader(collect=False)))
+    state = _strictly(obj, lambda: _read_state(obj, _Reader(collect=False), previous))
     assert state is not None  # a strict reader raises instead
     return state
 

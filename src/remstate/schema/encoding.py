@@ -163,6 +163,23 @@ def _reject_constant(name: str) -> Any:
 
 def decode_value(text: str) -> Any:
     """Internal: decode one value, raising ``MalformedError`` (with an empty field) on failure."""
+    text = decode_text(text)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:  # JSONDecodeError, and ints too long to convert
+        raise MalformedError(ProblemCode.MALFORMED_JSON, "", f"malformed JSON: {e}") from e
+    except RecursionError as e:  # "[[[[...": the C scanner recurses per level
+        raise MalformedError(
+            ProblemCode.MALFORMED_JSON, "", "malformed JSON: arrays or objects nested too deeply"
+        ) from e
+
+
+def decode_text(text: str) -> str:
+    """Internal: the JSON text of a stored value, inflated if compressed; not parsed.
+
+    Raises:
+        MalformedError: a broken compressed form, or an unknown encoding marker.
+    """
     if text.startswith(GZIP_MARKER):
         try:
             packed = base64.b64decode(text[len(GZIP_MARKER) :], validate=True)
@@ -194,14 +211,7 @@ def decode_value(text: str) -> Any:
             "",
             f"unknown encoding {marker!r}: written by a newer remstate?",
         )
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as e:  # JSONDecodeError, and ints too long to convert
-        raise MalformedError(ProblemCode.MALFORMED_JSON, "", f"malformed JSON: {e}") from e
-    except RecursionError as e:  # "[[[[...": the C scanner recurses per level
-        raise MalformedError(
-            ProblemCode.MALFORMED_JSON, "", "malformed JSON: arrays or objects nested too deeply"
-        ) from e
+    return text
 
 
 def decode_json(text: str, *, field: str, task_id: str | None = None) -> Any:
