@@ -472,3 +472,13 @@ class TestGlobalOptionsAnywhere:
         result = run_bare("increment", TASK, "--store", store_url, "--max-iterations", "1")
         assert result.code == Exit.MAX_ITERATIONS
         assert len(result.err_lines) == 1
+
+    def test_a_subcommand_value_that_looks_like_an_option_stays(
+        self, run_bare: Run, store_url: str
+    ) -> None:
+        """`--note -o` keeps "-o" as the note; only the later `-o json` is the output option."""
+        result = run_bare("increment", TASK, "--note", "-o", "-o", "json", "--store", store_url)
+        assert result.code == Exit.OK, result.err
+        assert result.json() == {"task_id": TASK, "iteration": 1}
+        state = run_bare("get", TASK, "-o", "json", "--store", store_url).json()
+        assert state["iteration_history"][0]["note"] == "-o"

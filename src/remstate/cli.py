@@ -311,13 +311,34 @@ def exit_code(exc: BaseException) -> Exit:
 _GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations"})
 
 
+def _subcommand_value_options() -> frozenset[str]:
+    """Every subcommand option that takes a value: its value is never moved."""
+
+    # Typer carries its own copy of click, so walk the command tree by shape.
+    def walk(command: Any) -> set[str]:
+        names = {
+            name
+            for param in command.params
+            if getattr(param, "is_flag", True) is False
+            for name in param.opts
+        }
+        for sub in getattr(command, "commands", {}).values():
+            names |= walk(sub)
+        return names
+
+    root = typer.main.get_command(app)
+    return frozenset(walk(root) - {n for p in root.params for n in p.opts})
+
+
 def hoist_global_options(argv: list[str]) -> list[str]:
     """Move the group's options to the front, wherever they were given.
 
     Click (under typer) only takes a group's options before the subcommand,
     but ``remstate increment 42 -o json`` is what a workflow author writes.
-    No option of a subcommand shares these names, so moving them is safe.
+    No option of a subcommand shares these names, and the value of a
+    subcommand's option (``--note -o``) stays where it is.
     """
+    keep_value = _subcommand_value_options()
     front: list[str] = []
     rest: list[str] = []
     i = 0
@@ -331,6 +352,9 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             i += 1
         elif arg in _GLOBAL_OPTIONS and i + 1 < len(argv):
             front.extend(argv[i : i + 2])
+            i += 2
+        elif arg in keep_value:
+            rest.extend(argv[i : i + 2])
             i += 2
         else:
             rest.append(arg)
