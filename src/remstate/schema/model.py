@@ -338,6 +338,14 @@ def _check_feedback_id(value: object, what: str = "feedback id") -> str:
     return value
 
 
+def _json_once(record: IterationRecord | ErrorRecord) -> str:
+    """A record's compact JSON, computed on first use and kept on the (frozen) record."""
+    if record._json is None:
+        _set(record, "_json", dumps(record.to_dict()))
+    assert record._json is not None
+    return record._json
+
+
 def _set(obj: object, name: str, value: object) -> None:
     # Normalising a frozen dataclass in __post_init__ is the documented way.
     object.__setattr__(obj, name, value)
@@ -390,10 +398,7 @@ class IterationRecord:
 
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`, computed once per record."""
-        if self._json is None:
-            _set(self, "_json", dumps(self.to_dict()))
-        assert self._json is not None
-        return self._json
+        return _json_once(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IterationRecord:
@@ -634,10 +639,7 @@ class ErrorRecord:
 
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`, computed once per record."""
-        if self._json is None:
-            _set(self, "_json", dumps(self.to_dict()))
-        assert self._json is not None
-        return self._json
+        return _json_once(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ErrorRecord:
