@@ -10,13 +10,15 @@ The write path is optimistic concurrency (DESIGN.md, rules 1-3):
 - on a Conflict the object is read again and the function applied again, with
   bounded, exponential, jittered backoff (``RetryPolicy``);
 - a write whose outcome is unknown (a timeout, a lost response) is retried the
-  same way, and every operation recognises its own earlier success in the
-  state it reads back: feedback by entry id, an increment by its operation id,
-  an error record by its id. A retry never duplicates.
+  same way, and the retry recognises its own earlier success in the object it
+  reads back: by the write id the attempt left on it, or, if another write
+  landed since, by the ids the operation stores: feedback by entry id, an
+  increment by its operation id, an error record by its id.
 
 History that outgrows one object moves to immutable segment objects: the
 segment is written first, then the head takes it with its compare-and-swap, so
-a crash leaves at worst an orphan segment that no head refers to.
+a crash leaves at worst an orphan segment that no head refers to. Resolutions
+of entries in segments are an overlay in the head; the segments never change.
 """
 
 from __future__ import annotations
