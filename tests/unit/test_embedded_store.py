@@ -818,31 +818,6 @@ class TestNoSqliteErrorEscapes:
         assert caught.value.status.code == 500
 
 
-def _cas_increments(path: str, count: int, start_at: float) -> int:
-    """In a child process: `count` compare-and-swap increments; returns the conflicts seen."""
-    conflicts = 0
-    with EmbeddedStore(path) as store:
-        # All processes start together, whatever their start-up time was.
-        time.sleep(max(0.0, start_at - time.time()))
-        done = 0
-        while done < count:
-            current = store.get("counter")
-            value = int((current.data or {})["n"])
-            try:
-                store.replace(
-                    StoredObject(
-                        name="counter",
-                        data={"n": str(value + 1)},
-                        resource_version=current.resource_version,
-                    )
-                )
-            except Conflict:
-                conflicts += 1
-                continue
-            done += 1
-    return conflicts
-
-
 class TestConcurrency:
     def test_threads_may_share_one_store(self, store: EmbeddedStore) -> None:
         """8 threads x 25 increments through one store object lose nothing."""
