@@ -130,21 +130,16 @@ def _regex_error(msg: str, fmt: str, *examples: str) -> str:
 # --- single values -------------------------------------------------------------------------
 
 
-def is_dns1123_subdomain(value: str) -> list[str]:
-    """The server's messages for a name that is not a DNS-1123 subdomain (``util/validation``)."""
+def is_dns1123_subdomain(value: str, *, length_in_bytes: bool = False) -> list[str]:
+    """The server's messages for a name that is not a DNS-1123 subdomain (``util/validation``).
+
+    ``length_in_bytes``: word the length error as ``api/validate/content`` does
+    (label-key prefixes), "bytes" rather than "characters"; the rule is the same.
+    """
     errs = []
     if _byte_len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
-        errs.append(_max_len_characters(DNS1123_SUBDOMAIN_MAX_LENGTH))
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def _content_is_dns1123_subdomain(value: str) -> list[str]:
-    # api/validate/content.IsDNS1123Subdomain: the same rule, measured in "bytes".
-    errs = []
-    if _byte_len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
-        errs.append(_max_len_bytes(DNS1123_SUBDOMAIN_MAX_LENGTH))
+        too_long = _max_len_bytes if length_in_bytes else _max_len_characters
+        errs.append(too_long(DNS1123_SUBDOMAIN_MAX_LENGTH))
     if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
         errs.append(_regex_error(_DNS1123_SUBDOMAIN_ERR, _DNS1123_SUBDOMAIN_FMT, "example.com"))
     return errs
@@ -196,7 +191,8 @@ def is_qualified_name(value: str) -> list[str]:
         if not prefix:
             errs.append("prefix part must be non-empty")
         else:
-            errs.extend("prefix part " + m for m in _content_is_dns1123_subdomain(prefix))
+            prefix_errs = is_dns1123_subdomain(prefix, length_in_bytes=True)
+            errs.extend("prefix part " + m for m in prefix_errs)
     else:
         return [
             "a valid label key "
