@@ -23,7 +23,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "ObjectList",
@@ -45,6 +45,29 @@ class OwnerReference:
     uid: str
     controller: bool = False
     block_owner_deletion: bool = False
+
+    def to_manifest(self) -> dict[str, Any]:
+        """metav1.OwnerReference as JSON (both flags always sent)."""
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": self.controller,
+            "blockOwnerDeletion": self.block_owner_deletion,
+        }
+
+    @classmethod
+    def from_manifest(cls, ref: Mapping[str, Any]) -> OwnerReference:
+        """The JSON form read back; absent fields are empty or false, as in Go."""
+        return cls(
+            api_version=str(ref.get("apiVersion", "")),
+            kind=str(ref.get("kind", "")),
+            name=str(ref.get("name", "")),
+            uid=str(ref.get("uid", "")),
+            controller=bool(ref.get("controller", False)),
+            block_owner_deletion=bool(ref.get("blockOwnerDeletion", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)

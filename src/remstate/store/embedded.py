@@ -351,17 +351,7 @@ def _dumps(value: Any) -> str:
 
 
 def _owners_json(refs: Sequence[OwnerReference]) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": ref.api_version,
-            "kind": ref.kind,
-            "name": ref.name,
-            "uid": ref.uid,
-            "controller": ref.controller,
-            "blockOwnerDeletion": ref.block_owner_deletion,
-        }
-        for ref in refs
-    ]
+    return [ref.to_manifest() for ref in refs]
 
 
 # The columns hold compact JSON that we wrote: the decoder's own entry point skips
@@ -384,17 +374,7 @@ def _map_from_json(text: str) -> dict[str, str]:
 def _owners_from_json(text: str) -> tuple[OwnerReference, ...]:
     if text == "[]":
         return ()
-    return tuple(
-        OwnerReference(
-            api_version=ref["apiVersion"],
-            kind=ref["kind"],
-            name=ref["name"],
-            uid=ref["uid"],
-            controller=ref["controller"],
-            block_owner_deletion=ref["blockOwnerDeletion"],
-        )
-        for ref in _from_json(text)
-    )
+    return tuple(OwnerReference.from_manifest(ref) for ref in _from_json(text))
 
 
 def _format_time(moment: datetime) -> str:

@@ -188,17 +188,7 @@ def _format_time(value: datetime) -> str:
 def _to_stored(item: Mapping[str, Any], *, metadata_only: bool = False) -> StoredObject:
     """A ConfigMap (or PartialObjectMetadata) as the server sent it -> StoredObject."""
     meta: Mapping[str, Any] = item.get("metadata") or {}
-    owners = tuple(
-        OwnerReference(
-            api_version=str(ref.get("apiVersion", "")),
-            kind=str(ref.get("kind", "")),
-            name=str(ref.get("name", "")),
-            uid=str(ref.get("uid", "")),
-            controller=bool(ref.get("controller", False)),
-            block_owner_deletion=bool(ref.get("blockOwnerDeletion", False)),
-        )
-        for ref in meta.get("ownerReferences") or ()
-    )
+    owners = tuple(OwnerReference.from_manifest(ref) for ref in meta.get("ownerReferences") or ())
     return StoredObject(
         name=str(meta.get("name", "")),
         data=None if metadata_only else dict(item.get("data") or {}),
@@ -233,17 +223,7 @@ def _to_manifest(obj: StoredObject, *, namespace: str, with_version: bool) -> di
     if obj.creation_timestamp is not None:
         meta["creationTimestamp"] = _format_time(obj.creation_timestamp)
     if obj.owner_references:
-        meta["ownerReferences"] = [
-            {
-                "apiVersion": ref.api_version,
-                "kind": ref.kind,
-                "name": ref.name,
-                "uid": ref.uid,
-                "controller": ref.controller,
-                "blockOwnerDeletion": ref.block_owner_deletion,
-            }
-            for ref in obj.owner_references
-        ]
+        meta["ownerReferences"] = [ref.to_manifest() for ref in obj.owner_references]
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
 
 

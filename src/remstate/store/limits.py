@@ -378,18 +378,6 @@ def validate_annotations(
     return errs
 
 
-def _owner_json(ref: OwnerReference) -> dict[str, Any]:
-    # metav1.OwnerReference as our Kubernetes backend sends it (both flags always set).
-    return {
-        "apiVersion": ref.api_version,
-        "kind": ref.kind,
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": ref.controller,
-        "blockOwnerDeletion": ref.block_owner_deletion,
-    }
-
-
 def validate_owner_references(
     refs: Sequence[OwnerReference], path: str = "metadata.ownerReferences"
 ) -> list[FieldError]:
@@ -415,7 +403,7 @@ def validate_owner_references(
             errs.append(_required(f"{at}.uid", "must not be empty"))
         if (group, version, ref.kind) == ("", "v1", "Event"):
             errs.append(
-                _invalid(at, _owner_json(ref), "/v1, Kind=Event is disallowed from being an owner")
+                _invalid(at, ref.to_manifest(), "/v1, Kind=Event is disallowed from being an owner")
             )
         if ref.controller:
             current = f"{ref.kind}/{ref.name}"
@@ -423,7 +411,7 @@ def validate_owner_references(
                 errs.append(
                     _invalid(
                         path,
-                        [_owner_json(r) for r in refs],
+                        [r.to_manifest() for r in refs],
                         "Only one reference can have Controller set to true. "
                         f'Found "true" in references for {first_controller} and {current}',
                     )
