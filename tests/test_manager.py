@@ -490,6 +490,15 @@ class TestRequests:
             manager.append_feedback("q", entry(i))
         assert counting.calls == ["replace"] * 10
 
+    def test_get_or_create_reads_once(self, store: Store, clock: Clock) -> None:
+        """get_or_create_state is one read (and one create when the task is new)."""
+        counting = CountingStore(store)
+        StateManager(counting, clock=clock).get_or_create_state("g")  # type: ignore[arg-type]
+        assert counting.calls == ["get", "create"]
+        counting.calls.clear()
+        StateManager(counting, clock=clock).get_or_create_state("g")  # type: ignore[arg-type]
+        assert counting.calls == ["get"]
+
 
 class TestRestart:
     def test_a_new_process_reads_exactly_what_was_written(

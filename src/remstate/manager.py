@@ -333,12 +333,10 @@ class StateManager:
         validate_task_id(task_id)
         parse_status(status, strict=True)
         _metadata(metadata)
-        obj = self._read(task_id)
-        if obj is not None:
-            return self._decode(task_id, obj)
 
         def keep(state: TaskState) -> tuple[TaskState | None, None]:
-            return None, None
+            return None, None  # an existing state is read, never written
+
 
         return self._mutate(task_id, keep, create={"status": status, "metadata": metadata})[0]
 
