@@ -337,7 +337,6 @@ class StateManager:
         def keep(state: TaskState) -> tuple[TaskState | None, None]:
             return None, None  # an existing state is read, never written
 
-
         return self._mutate(task_id, keep, create={"status": status, "metadata": metadata})[0]
 
     def update_state(self, task_id: str, fn: Callable[[TaskState], TaskState]) -> TaskState:
