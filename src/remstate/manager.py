@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ from remstate.schema import (
 )
 from remstate.schema.encoding import normalize_json
 from remstate.store import Store, StoredObject
+from remstate.turns import ANNOTATION_TURN, Turns
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -667,7 +669,11 @@ class StateManager:
         """
         validate_task_id(task_id)
         op: _Operation[_R] = _Operation(str(ULID()))
-        return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        try:
+            return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        finally:
+            if op.turns.holding:
+                self._give_back_turn(task_id, op.turns)
 
     def _attempt(
         self,
@@ -677,6 +683,10 @@ class StateManager:
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
+        if obj is not None:
+            waited = self._await_turn(task_id, obj, op.turns)
+            from_cache = from_cache and waited is obj
+            obj = waited
         if obj is not None and op.unknown:
             committed = op.unknown.get(obj.annotations.get(ANNOTATION_WRITE_ID, ""))
             if committed is not None:
@@ -700,12 +710,59 @@ class StateManager:
             # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
             raise
-        except RemstateError:
+        except RemstateError as e:
+            if isinstance(e, Conflict):
+                op.turns.lost()
             # Refused for certain. The head, read afresh, says which segments it took.
             if created:
                 self._discard_unreferenced(task_id, created)
             raise
+        op.turns.holding = False  # our write dropped the turn annotation
         return new, result
+
+    def _await_turn(self, task_id: str, obj: StoredObject, turns: Turns) -> StoredObject | None:
+        """The object to write from, once no other writer holds the task's turn.
+
+        While another operation's turn is in sight, read again after a short
+        pause (within the retry deadline). Once this operation has lost for a
+        while, take the turn: the merge patch returns the object, in place of
+        a read. See ``remstate.turns`` for why.
+        """
+        current: StoredObject | None = obj
+        while current is not None and turns.must_wait(current.annotations):
+            if time.monotonic() - turns.started >= self.retry.deadline:
+                return current  # the deadline holds: try, and let the retry policy stop
+            time.sleep(turns.pause())
+            current = self._read(task_id)
+        if current is None or not turns.should_take(current.annotations):
+            return current
+        try:
+            taken = self.store.annotate(object_name(task_id), {ANNOTATION_TURN: turns.token})
+        except NotFound:
+            self._forget(task_id)
+            raise _Stale("deleted meanwhile") from None
+        turns.holding = True
+        self._remember(task_id, taken)
+        return taken
+
+    def _give_back_turn(self, task_id: str, turns: Turns) -> None:
+        """Best effort: drop our turn after an operation that did not write.
+
+        A compare-and-swap from the last object seen, so it cannot remove a
+        turn that another writer took since. If it fails, the turn expires.
+        """
+        with self._lock:
+            seen = self._seen.get(task_id)
+        obj = seen[0] if seen is not None else None
+        if obj is None or obj.annotations.get(ANNOTATION_TURN) != turns.token:
+            return
+        annotations = {k: v for k, v in obj.annotations.items() if k != ANNOTATION_TURN}
+        try:
+            self._remember(
+                task_id, self.store.replace(dataclasses.replace(obj, annotations=annotations))
+            )
+        except RemstateError:
+            self._forget(task_id)
 
     def _decide(
         self,
@@ -1000,6 +1057,7 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        self.turns = Turns(op_id)
 
     def next_write_id(self) -> str:
         self.attempts += 1

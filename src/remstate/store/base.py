@@ -8,6 +8,8 @@ Semantics follow the API server:
 
 - ``resource_version`` is opaque. ``replace`` sends the version it read; a
   stale one raises ``Conflict``. ``create`` ignores it.
+- ``annotate`` merges annotations with no precondition (a merge patch): it
+  cannot conflict, and changes the resourceVersion as any write does.
 - ``delete`` may carry preconditions on uid and resourceVersion; a mismatch
   raises ``Conflict`` and deletes nothing.
 - ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
@@ -145,6 +147,20 @@ class Store(Protocol):
             Conflict: the object changed since that version.
             NotFound: the object is gone.
             Invalid: as for ``create``.
+        """
+        ...
+
+    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is; return it.
+
+        A value of ``None`` removes the key. Nothing else changes, and the write
+        cannot conflict (on the API server it is a JSON merge patch): it is for
+        marks that do not depend on the object's content, such as a writer
+        taking its turn. A patch that changes nothing keeps the resourceVersion.
+
+        Raises:
+            NotFound: there is no such object.
+            Invalid: the annotations break the API's rules.
         """
         ...
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -888,6 +889,35 @@ class EmbeddedStore:
                 return write.stored(head[_RV], head[_UID], head[_CREATED])
             rv = self._append(conn, write, _MODIFIED, head[_UID], head[_CREATED])
         return write.stored(rv, head[_UID], head[_CREATED])
+
+    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is; return it.
+
+        As the API server does a JSON merge patch: ``None`` removes a key, and a
+        patch that changes nothing writes nothing and keeps the resourceVersion.
+
+        Raises:
+            NotFound: there is no such object.
+            Invalid: the annotations break the API's rules.
+        """
+        _check_path_name(name)
+        with self._transaction(write=True) as conn:
+            row = conn.execute(_SELECT_HEAD_WITH_DATA, (self._namespace, name)).fetchone()
+            if row is None or row[_EVENT] == _DELETED:
+                raise _not_found(name)
+            current = _object(name, row, data=row[_DATA])
+            merged = dict(current.annotations)
+            for key, value in annotations.items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            write = _Write.of(dataclasses.replace(current, annotations=merged))
+            limits.raise_if_invalid(write.name, write.errors(self._namespace, update=True))
+            if write.annotations_json == row[_ANNOTATIONS]:
+                return current
+            rv = self._append(conn, write, _MODIFIED, row[_UID], row[_CREATED])
+        return write.stored(rv, row[_UID], row[_CREATED])
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None

@@ -68,6 +68,7 @@ k8s_config: Any = _k8s_config
 _CONFIGMAPS: Final = "/api/v1/namespaces/{namespace}/configmaps"
 _CONFIGMAP: Final = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 _JSON: Final = "application/json"
+_MERGE_PATCH: Final = "application/merge-patch+json"
 #: Content negotiation for metadata only: the server strips everything but metadata.
 _METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 #: Shown by ``kubectl get cm -o yaml --show-managed-fields`` as the writer.
@@ -361,6 +362,7 @@ class KubernetesStore:
         query: Iterable[tuple[str, str]] = (),
         body: Any = None,
         accept: str = _JSON,
+        content_type: str = _JSON,
         timeout: Any = None,
     ) -> Any:
         """Send one request; return the client's unread response (status checked by callers)."""
@@ -369,7 +371,7 @@ class KubernetesStore:
             path_params["name"] = name
         headers = {"Accept": accept}
         if body is not None:
-            headers["Content-Type"] = _JSON
+            headers["Content-Type"] = content_type
         method, url, headers, body, post = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -441,6 +443,30 @@ class KubernetesStore:
                 name=obj.name,
                 query=[("fieldManager", _FIELD_MANAGER)],
                 body=body,
+            )
+        )
+
+    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is: one PATCH.
+
+        A JSON merge patch with no resourceVersion in it, so it cannot conflict;
+        ``None`` removes a key.
+
+        Raises:
+            NotFound: there is no such object.
+            Invalid: the annotations break the API's rules.
+        """
+        if name in _UNADDRESSABLE:
+            raise _not_found(name)
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return _to_stored(
+            self._request(
+                "PATCH",
+                _CONFIGMAP,
+                name=name,
+                query=[("fieldManager", _FIELD_MANAGER)],
+                body=body,
+                content_type=_MERGE_PATCH,
             )
         )
 

@@ -1,0 +1,145 @@
+"""Fairness under sustained contention: no writer starves, and none fails.
+
+Writer processes (real ones, each with its own connection and manager)
+increment one task in a tight loop. Before remstate took turns, the writer
+that had just won kept the freshest object cached and wrote again at once
+with one request, while a loser needed a read and then a write: the winner
+kept winning, and losers ran out of attempts (issue 6, defect 11: 6 writers
+for 60 s gave [1061, 1, 1, 3262, 253, 738] successes and 5 failures).
+
+The claims are about counts, not speed: no failed operation, Jain's fairness
+index over the writers' successes at least 0.8, and every acknowledged
+increment in the counter exactly once. The figures are printed (``-s``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+from remstate import RemstateError, StateManager
+from remstate.errors import Conflict, Invalid, NotFound
+from remstate.store import Store, StoredObject
+from tests.backends import StoreSpec
+
+WRITERS = 6
+#: The issue's goal is 60 s against the real API server. The embedded store
+#: is some 4 times faster per write; 15 s gives it as many contested writes.
+SECONDS = {"kubernetes": 60.0, "embedded": 15.0}
+#: A guard on the history's growth: each increment adds a record to the head.
+MAX_TOTAL = 12_000
+TASK = "hot"
+
+
+def _writer(spec: StoreSpec, seconds: float, start: Any, total: Any, results: Any) -> None:
+    """In a child process: increment until the time is up; report numbers and failures."""
+    numbers: list[int] = []
+    failures: list[str] = []
+    with spec.open() as store, StateManager(store, max_iterations=1_000_000) as manager:
+        manager.get_current_iteration(TASK)  # warm: the connection and the last-seen object
+        start.wait()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and total.value < MAX_TOTAL:
+            try:
+                numbers.append(manager.increment_iteration(TASK))
+            except RemstateError as e:
+                failures.append(f"{type(e).__name__}: {str(e)[:200]}")
+            with total.get_lock():
+                total.value += 1
+    results.put((numbers, failures))
+
+
+def jain(counts: list[int]) -> float:
+    """Jain's fairness index: 1 when all are equal, 1/n when one writer has everything."""
+    return sum(counts) ** 2 / (len(counts) * sum(c * c for c in counts)) if any(counts) else 0.0
+
+
+def contend(spec: StoreSpec, seconds: float) -> list[tuple[list[int], list[str]]]:
+    """Run the writers; each one's (increment numbers, failures)."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(WRITERS + 1)
+    total = ctx.Value("q", 0)
+    results = ctx.Queue()
+    processes = [
+        ctx.Process(target=_writer, args=(spec, seconds, start, total, results), daemon=True)
+        for _ in range(WRITERS)
+    ]
+    for p in processes:
+        p.start()
+    try:
+        start.wait(timeout=180)
+        # An operation still in flight at the end may take the retry deadline (60 s).
+        reports = [results.get(timeout=seconds + 180) for _ in processes]
+    finally:
+        for p in processes:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+    return reports
+
+
+class TestSustainedContention:
+    def test_six_writers_share_one_task_fairly_and_none_fails(
+        self, store_spec: StoreSpec, store: Store
+    ) -> None:
+        """6 processes in a tight increment loop: no failure, Jain >= 0.8, each number once."""
+        StateManager(store, max_iterations=1_000_000).get_or_create_state(TASK)
+        reports = contend(store_spec, SECONDS[store_spec.kind])
+
+        counts = [len(numbers) for numbers, _ in reports]
+        failures = [f for _, failed in reports for f in failed]
+        index = jain(counts)
+        print(
+            f"\n{store_spec.kind}: {WRITERS} writers, {SECONDS[store_spec.kind]:.0f} s: "
+            f"successes {counts} (total {sum(counts)}), Jain {index:.3f}, "
+            f"failed {len(failures)} {failures[:3]}"
+        )
+        numbers = sorted(n for numbers, _ in reports for n in numbers)
+        final = StateManager(store).get_current_iteration(TASK)
+        assert numbers == list(range(1, len(numbers) + 1))  # each number returned once
+        assert final == len(numbers)  # nothing lost, nothing doubled
+        assert failures == []
+        assert index >= 0.8, f"successes per writer {counts}"
+
+
+class TestAnnotate:
+    """The store operation that taking a turn needs: a write that cannot conflict."""
+
+    def test_merges_annotations_at_any_version(self, store: Store) -> None:
+        """Adds, replaces and removes keys; data and other metadata stay; the version moves."""
+        created = store.create(
+            StoredObject(name="cm", data={"k": "v"}, labels={"l": "1"}, annotations={"a": "1"})
+        )
+        store.replace(dataclasses.replace(created, data={"k": "w"}))  # `created` is stale now
+
+        patched = store.annotate("cm", {"b": "2", "a": None})
+        assert patched.annotations == {"b": "2"}
+        assert patched.data == {"k": "w"}
+        assert patched.labels == {"l": "1"}
+        assert patched.uid == created.uid
+        assert store.get("cm") == patched
+        with pytest.raises(Conflict):
+            store.replace(dataclasses.replace(created, data={"k": "x"}))
+
+    def test_a_patch_that_changes_nothing_keeps_the_version(self, store: Store) -> None:
+        """Removing a key that is not there writes nothing."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}))
+        assert store.annotate("cm", {"a": None}).resource_version == created.resource_version
+
+    def test_a_missing_object_is_not_found(self, store: Store) -> None:
+        """Annotating an object that does not exist raises NotFound and creates nothing."""
+        with pytest.raises(NotFound):
+            store.annotate("absent", {"a": "1"})
+        with pytest.raises(NotFound):
+            store.get("absent")
+
+    def test_a_bad_key_is_invalid(self, store: Store) -> None:
+        """An annotation key the API refuses raises Invalid; nothing changes."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}))
+        with pytest.raises(Invalid):
+            store.annotate("cm", {"not a key!": "1"})
+        assert store.get("cm").resource_version == created.resource_version
