@@ -684,7 +684,7 @@ class StateManager:
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
         if obj is not None:
-            waited = self._await_turn(task_id, obj, op.turns)
+            waited = self._await_turn(task_id, obj, op.turns, fresh=not from_cache)
             from_cache = from_cache and waited is obj
             obj = waited
         if obj is not None and op.unknown:
@@ -720,49 +720,68 @@ class StateManager:
         op.turns.holding = False  # our write dropped the turn annotation
         return new, result
 
-    def _await_turn(self, task_id: str, obj: StoredObject, turns: Turns) -> StoredObject | None:
-        """The object to write from, once no other writer holds the task's turn.
+    def _await_turn(
+        self, task_id: str, obj: StoredObject, turns: Turns, *, fresh: bool
+    ) -> StoredObject | None:
+        """The object to write from: ``obj``, or, under sustained contention, ours by turn.
 
-        While another operation's turn is in sight, read again after a short
-        pause (within the retry deadline). Once this operation has lost for a
-        while, take the turn: the merge patch returns the object, in place of
-        a read. See ``remstate.turns`` for why.
+        An operation that queues (see ``remstate.turns``) first sleeps out its
+        patience, with no reads. Then it takes the turn if it is free (or has
+        expired in our sight), with a patch that tests the turn is still as we
+        saw it and returns the object, in place of a read. While a fresh read
+        shows another writer's turn, it reads again after short pauses. All
+        within the retry deadline.
         """
+        if not turns.queued(obj.annotations):
+            return obj
         current: StoredObject | None = obj
-        while current is not None and turns.must_wait(current.annotations):
-            if time.monotonic() - turns.started >= self.retry.deadline:
-                return current  # the deadline holds: try, and let the retry policy stop
-            time.sleep(turns.pause())
-            current = self._read(task_id)
-        if current is None or not turns.should_take(current.annotations):
-            return current
-        try:
-            taken = self.store.annotate(object_name(task_id), {ANNOTATION_TURN: turns.token})
-        except NotFound:
-            self._forget(task_id)
-            raise _Stale("deleted meanwhile") from None
-        turns.holding = True
-        self._remember(task_id, taken)
-        return taken
+        rest = min(turns.patience_left(), self._time_left(turns))
+        if rest > 0:
+            time.sleep(rest)
+            fresh = False  # what we hold is from before the sleep
+        name = object_name(task_id)
+        while current is not None and self._time_left(turns) > 0:
+            holder = current.annotations.get(ANNOTATION_TURN)
+            if fresh and holder == turns.token:
+                return current
+            if fresh and turns.must_wait(current.annotations):
+                time.sleep(turns.pause())
+                current, fresh = self._read(task_id), True
+                continue
+            try:
+                # A stale view may hide a turn taken since: then expect none, and learn.
+                expected = holder if fresh else None
+                taken = self.store.annotate(
+                    name, {ANNOTATION_TURN: turns.token}, expect={ANNOTATION_TURN: expected}
+                )
+            except Conflict:
+                current, fresh = self._read(task_id), True  # another writer took it first
+                continue
+            except NotFound:
+                self._forget(task_id)
+                raise _Stale("deleted meanwhile") from None
+            turns.holding = True
+            self._remember(task_id, taken)
+            return taken
+        return current  # the deadline holds: try, and let the retry policy stop
+
+    def _time_left(self, turns: Turns) -> float:
+        return turns.started + self.retry.deadline - time.monotonic()
 
     def _give_back_turn(self, task_id: str, turns: Turns) -> None:
         """Best effort: drop our turn after an operation that did not write.
 
-        A compare-and-swap from the last object seen, so it cannot remove a
-        turn that another writer took since. If it fails, the turn expires.
+        Only if it is still ours; if this fails, the turn expires.
         """
-        with self._lock:
-            seen = self._seen.get(task_id)
-        obj = seen[0] if seen is not None else None
-        if obj is None or obj.annotations.get(ANNOTATION_TURN) != turns.token:
-            return
-        annotations = {k: v for k, v in obj.annotations.items() if k != ANNOTATION_TURN}
-        try:
+        with contextlib.suppress(RemstateError):
             self._remember(
-                task_id, self.store.replace(dataclasses.replace(obj, annotations=annotations))
+                task_id,
+                self.store.annotate(
+                    object_name(task_id),
+                    {ANNOTATION_TURN: None},
+                    expect={ANNOTATION_TURN: turns.token},
+                ),
             )
-        except RemstateError:
-            self._forget(task_id)
 
     def _decide(
         self,

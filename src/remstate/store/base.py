@@ -8,8 +8,9 @@ Semantics follow the API server:
 
 - ``resource_version`` is opaque. ``replace`` sends the version it read; a
   stale one raises ``Conflict``. ``create`` ignores it.
-- ``annotate`` merges annotations with no precondition (a merge patch): it
-  cannot conflict, and changes the resourceVersion as any write does.
+- ``annotate`` merges annotations with no precondition on the resourceVersion
+  (a merge patch; with expected values, a JSON patch that tests them first),
+  and changes the resourceVersion as any write does.
 - ``delete`` may carry preconditions on uid and resourceVersion; a mismatch
   raises ``Conflict`` and deletes nothing.
 - ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from remstate.errors import InvalidInput
+
 __all__ = [
     "ObjectList",
     "OwnerReference",
@@ -34,6 +37,7 @@ __all__ = [
     "StoredObject",
     "WatchEvent",
     "WatchEventType",
+    "check_expectations",
 ]
 
 
@@ -114,6 +118,24 @@ class WatchEvent:
     object: StoredObject
 
 
+def check_expectations(
+    annotations: Mapping[str, str | None], expect: Mapping[str, str | None] | None
+) -> None:
+    """Refuse an ``annotate`` that removes a key its expectations do not hold present.
+
+    A JSON patch cannot remove a key that is absent; both backends refuse it
+    alike, before sending anything.
+
+    Raises:
+        InvalidInput: such a key is removed.
+    """
+    if not expect:
+        return
+    for key, value in annotations.items():
+        if value is None and expect.get(key) is None:
+            raise InvalidInput(f"annotation {key!r} is removed but not expected present")
+
+
 @runtime_checkable
 class Store(Protocol):
     """The operations every backend provides, in one namespace."""
@@ -150,17 +172,27 @@ class Store(Protocol):
         """
         ...
 
-    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
         """Merge ``annotations`` into the object, at whatever version it is; return it.
 
-        A value of ``None`` removes the key. Nothing else changes, and the write
-        cannot conflict (on the API server it is a JSON merge patch): it is for
-        marks that do not depend on the object's content, such as a writer
-        taking its turn. A patch that changes nothing keeps the resourceVersion.
+        A value of ``None`` removes the key. Nothing else changes, and the
+        object's resourceVersion is no precondition: it is for marks that do
+        not depend on the object's content, such as a writer taking its turn.
+        With ``expect``, the write happens only if each of those annotations
+        has that value now (``None``: absent); a key removed must be expected
+        present. A patch that changes nothing keeps the resourceVersion.
 
         Raises:
             NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
             Invalid: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
         """
         ...
 

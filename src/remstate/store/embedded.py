@@ -64,6 +64,7 @@ from remstate.store.base import (
     StoredObject,
     WatchEvent,
     WatchEventType,
+    check_expectations,
 )
 from remstate.store.limits import go_quote
 
@@ -890,22 +891,35 @@ class EmbeddedStore:
             rv = self._append(conn, write, _MODIFIED, head[_UID], head[_CREATED])
         return write.stored(rv, head[_UID], head[_CREATED])
 
-    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
         """Merge ``annotations`` into the object, at whatever version it is; return it.
 
-        As the API server does a JSON merge patch: ``None`` removes a key, and a
-        patch that changes nothing writes nothing and keeps the resourceVersion.
+        As the API server does a merge patch (or, with ``expect``, a JSON patch
+        that tests first): ``None`` removes a key, and a patch that changes
+        nothing writes nothing and keeps the resourceVersion.
 
         Raises:
             NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
             Invalid: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
         """
         _check_path_name(name)
+        check_expectations(annotations, expect)
         with self._transaction(write=True) as conn:
             row = conn.execute(_SELECT_HEAD_WITH_DATA, (self._namespace, name)).fetchone()
             if row is None or row[_EVENT] == _DELETED:
                 raise _not_found(name)
             current = _object(name, row, data=row[_DATA])
+            for key, value in (expect or {}).items():
+                if current.annotations.get(key) != value:
+                    raise _conflict(name, f"annotation {key} is not as expected")
             merged = dict(current.annotations)
             for key, value in annotations.items():
                 if value is None:

@@ -55,6 +55,7 @@ from remstate.store.base import (
     StoredObject,
     WatchEvent,
     WatchEventType,
+    check_expectations,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ _CONFIGMAPS: Final = "/api/v1/namespaces/{namespace}/configmaps"
 _CONFIGMAP: Final = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 _JSON: Final = "application/json"
 _MERGE_PATCH: Final = "application/merge-patch+json"
+_JSON_PATCH: Final = "application/json-patch+json"
 #: Content negotiation for metadata only: the server strips everything but metadata.
 _METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 #: Shown by ``kubectl get cm -o yaml --show-managed-fields`` as the writer.
@@ -446,29 +448,65 @@ class KubernetesStore:
             )
         )
 
-    def annotate(self, name: str, annotations: Mapping[str, str | None]) -> StoredObject:
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
         """Merge ``annotations`` into the object, at whatever version it is: one PATCH.
 
-        A JSON merge patch with no resourceVersion in it, so it cannot conflict;
-        ``None`` removes a key.
+        With no ``expect``, a JSON merge patch with no resourceVersion in it, so
+        it cannot conflict; ``None`` removes a key. With ``expect``, a JSON patch
+        whose ``test`` operations check those values first (a ``null`` value
+        tests that the key is absent).
 
         Raises:
             NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
             Invalid: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
         """
         if name in _UNADDRESSABLE:
             raise _not_found(name)
-        body = {"metadata": {"annotations": dict(annotations)}}
-        return _to_stored(
-            self._request(
-                "PATCH",
-                _CONFIGMAP,
-                name=name,
-                query=[("fieldManager", _FIELD_MANAGER)],
-                body=body,
-                content_type=_MERGE_PATCH,
+        check_expectations(annotations, expect)
+        query = [("fieldManager", _FIELD_MANAGER)]
+        if not expect:
+            body: Any = {"metadata": {"annotations": dict(annotations)}}
+            return _to_stored(
+                self._request(
+                    "PATCH",
+                    _CONFIGMAP,
+                    name=name,
+                    query=query,
+                    body=body,
+                    content_type=_MERGE_PATCH,
+                )
             )
-        )
+
+        def path(key: str) -> str:
+            return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+        body = [{"op": "test", "path": path(k), "value": v} for k, v in expect.items()]
+        for key, value in annotations.items():
+            if value is None:
+                body.append({"op": "remove", "path": path(key)})
+            else:
+                body.append({"op": "add", "path": path(key), "value": value})
+        try:
+            return _to_stored(
+                self._request(
+                    "PATCH", _CONFIGMAP, name=name, query=query, body=body, content_type=_JSON_PATCH
+                )
+            )
+        except Invalid as e:
+            # A failed test is a bare 422 with no causes; a refused value names its field.
+            if e.status.details.get("causes"):
+                raise
+            raise Conflict(
+                f"annotations of configmaps {name!r} are not as expected", status=e.status
+            ) from e
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None
