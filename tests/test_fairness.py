@@ -22,14 +22,17 @@ from typing import Any
 import pytest
 
 from remstate import RemstateError, StateManager
-from remstate.errors import Conflict, Invalid, NotFound
+from remstate.errors import Conflict, Invalid, InvalidInput, NotFound
+from remstate.schema import object_name
 from remstate.store import Store, StoredObject
-from tests.backends import StoreSpec
+from remstate.turns import ANNOTATION_TURN
+from tests.backends import LosesResponses, StoreSpec
 
 WRITERS = 6
-#: The issue's goal is 60 s against the real API server. The embedded store
-#: is some 4 times faster per write; 15 s gives it as many contested writes.
-SECONDS = {"kubernetes": 60.0, "embedded": 15.0}
+#: The issue's goal is 60 s against the real API server. Writers take turns
+#: about once a second each, so the count of turns, not of writes, sets how
+#: even the shares can be: the embedded store needs its 30 s too.
+SECONDS = {"kubernetes": 60.0, "embedded": 30.0}
 #: A guard on the history's growth: each increment adds a record to the head.
 MAX_TOTAL = 12_000
 TASK = "hot"
@@ -130,6 +133,28 @@ class TestAnnotate:
         created = store.create(StoredObject(name="cm", data={"k": "v"}))
         assert store.annotate("cm", {"a": None}).resource_version == created.resource_version
 
+    def test_expected_values_are_tested_first(self, store: Store) -> None:
+        """With ``expect``, the patch applies only if those annotations are as given."""
+        store.create(StoredObject(name="cm", data={"k": "v"}, annotations={"a": "1"}))
+        taken = store.annotate("cm", {"turn": "me"}, expect={"turn": None, "a": "1"})
+        assert taken.annotations == {"a": "1", "turn": "me"}
+
+        with pytest.raises(Conflict):  # present, where absent was expected
+            store.annotate("cm", {"turn": "you"}, expect={"turn": None})
+        with pytest.raises(Conflict):  # another value
+            store.annotate("cm", {"turn": "you"}, expect={"turn": "someone"})
+        assert store.get("cm") == taken
+
+        given_back = store.annotate("cm", {"turn": None}, expect={"turn": "me"})
+        assert given_back.annotations == {"a": "1"}
+
+    def test_removing_a_key_not_expected_present_is_refused(self, store: Store) -> None:
+        """A conditional patch may remove only a key it expects present (JSON patch's rule)."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}, annotations={"a": "1"}))
+        with pytest.raises(InvalidInput):
+            store.annotate("cm", {"a": None}, expect={"b": None})
+        assert store.get("cm").resource_version == created.resource_version
+
     def test_a_missing_object_is_not_found(self, store: Store) -> None:
         """Annotating an object that does not exist raises NotFound and creates nothing."""
         with pytest.raises(NotFound):
@@ -143,3 +168,30 @@ class TestAnnotate:
         with pytest.raises(Invalid):
             store.annotate("cm", {"not a key!": "1"})
         assert store.get("cm").resource_version == created.resource_version
+
+
+class TestTurns:
+    """The turn annotation: taken under sustained contention, dropped by the write, expiring."""
+
+    def test_after_two_lost_races_the_write_takes_the_turn_and_drops_it(self, store: Store) -> None:
+        """Two Conflicts, then a patch takes the turn; the write that follows removes it."""
+        StateManager(store).increment_iteration("t")
+        # Lost races: the writes raise Conflict and nothing of ours lands.
+        losing = LosesResponses(
+            store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
+        )
+        manager = StateManager(losing)
+        assert manager.increment_iteration("t") == 2
+        assert losing.calls.count("annotate") == 1
+        assert losing.calls[-2:] == ["annotate", "replace"]
+        head = store.get(object_name("t"))
+        assert ANNOTATION_TURN not in head.annotations
+        assert StateManager(store).get_current_iteration("t") == 2
+
+    def test_a_turn_whose_holder_is_gone_expires(self, store: Store) -> None:
+        """A turn left by a writer that died holds others back for a moment only."""
+        StateManager(store).increment_iteration("t")
+        store.annotate(object_name("t"), {ANNOTATION_TURN: "a-writer-that-died"})
+        manager = StateManager(store)
+        assert manager.increment_iteration("t") == 2
+        assert ANNOTATION_TURN not in store.get(object_name("t")).annotations

@@ -79,7 +79,7 @@ from remstate.schema import (
 )
 from remstate.schema.encoding import normalize_json
 from remstate.store import Store, StoredObject
-from remstate.turns import ANNOTATION_TURN, Turns
+from remstate.turns import ANNOTATION_TURN, TURN_TTL, Turns
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -726,36 +726,43 @@ class StateManager:
         """The object to write from: ``obj``, or, under sustained contention, ours by turn.
 
         An operation that queues (see ``remstate.turns``) first sleeps out its
-        patience, with no reads. Then it takes the turn if it is free (or has
-        expired in our sight), with a patch that tests the turn is still as we
-        saw it and returns the object, in place of a read. While a fresh read
-        shows another writer's turn, it reads again after short pauses. All
-        within the retry deadline.
+        patience, with no reads. Then it takes the turn with a patch that
+        applies only if the turn is free, and returns the object in place of a
+        read. While another writer holds it, the patch is refused (a small
+        answer, where a read would carry the whole object) and tried again
+        after short pauses; now and then a read tells who holds it, so that a
+        turn that stays in sight for ``TURN_TTL`` is taken over. All within
+        the retry deadline.
         """
         if not turns.queued(obj.annotations):
             return obj
-        current: StoredObject | None = obj
         rest = min(turns.patience_left(), self._time_left(turns))
         if rest > 0:
             time.sleep(rest)
-            fresh = False  # what we hold is from before the sleep
+        elif fresh and obj.annotations.get(ANNOTATION_TURN) == turns.token:
+            return obj  # we took it before, and a write of ours lost to an older turn
         name = object_name(task_id)
-        while current is not None and self._time_left(turns) > 0:
-            holder = current.annotations.get(ANNOTATION_TURN)
-            if fresh and holder == turns.token:
-                return current
-            if fresh and turns.must_wait(current.annotations):
-                time.sleep(turns.pause())
-                current, fresh = self._read(task_id), True
-                continue
+        expected: str | None = None  # free; or a turn that has expired in our sight
+        last_read = time.monotonic() if fresh and rest <= 0 else None
+        while self._time_left(turns) > 0:
             try:
-                # A stale view may hide a turn taken since: then expect none, and learn.
-                expected = holder if fresh else None
                 taken = self.store.annotate(
                     name, {ANNOTATION_TURN: turns.token}, expect={ANNOTATION_TURN: expected}
                 )
             except Conflict:
-                current, fresh = self._read(task_id), True  # another writer took it first
+                expected = None
+                now = time.monotonic()
+                if last_read is None or now - last_read >= TURN_TTL / 2:
+                    current, last_read = self._read(task_id), now
+                    if current is None:
+                        return None
+                    holder = current.annotations.get(ANNOTATION_TURN)
+                    if holder == turns.token:
+                        return current
+                    if holder is None or not turns.must_wait(current.annotations):
+                        expected = holder
+                        continue
+                time.sleep(turns.pause())
                 continue
             except NotFound:
                 self._forget(task_id)
@@ -763,7 +770,7 @@ class StateManager:
             turns.holding = True
             self._remember(task_id, taken)
             return taken
-        return current  # the deadline holds: try, and let the retry policy stop
+        return obj  # the deadline holds: try, and let the retry policy stop
 
     def _time_left(self, turns: Turns) -> float:
         return turns.started + self.retry.deadline - time.monotonic()
