@@ -9,6 +9,9 @@ The write path is optimistic concurrency (DESIGN.md, rules 1-3):
   one API request;
 - on a Conflict the object is read again and the function applied again, with
   bounded, exponential, jittered backoff (``RetryPolicy``);
+- under sustained contention writers take turns (``remstate.turns``): the
+  writer that has just won holds the freshest object and would otherwise keep
+  winning, and losers would run out of attempts;
 - a write whose outcome is unknown (a timeout, a lost response) is retried the
   same way, and the retry recognises its own earlier success in the object it
   reads back: by the write id the attempt left on it, or, if another write

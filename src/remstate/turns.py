@@ -6,16 +6,23 @@ loser must read and then write, a longer window. The winner keeps winning;
 measured, 6 writers for 60 s got [1061, 1, 1, 3262, 253, 738] successes and
 5 ran out of attempts.
 
-How: a writer that has lost for a while (``TAKE_AFTER_LOSSES`` lost races, or
-``TAKE_AFTER`` seconds since its first setback) takes the turn with a write
-that cannot conflict: a merge patch of one annotation, ``remstate.io/turn``,
-which returns the object and so stands in for the re-read it would have made.
-The patch changes the resourceVersion, so every other writer's cached object
-is stale: its next write conflicts, it reads again, sees another writer's turn
-and waits, reading now and then, until the holder has written (every write of
-ours drops the annotation) or the turn has been in sight for ``TURN_TTL``
-seconds (its holder died or gave up). An uncontended writer never sees a turn
-and keeps its one request per write.
+How: once contention is sustained for an operation (it lost two races, or it
+sees another writer's turn on the object), it queues: it sleeps out its
+patience (``PATIENCE``, jittered) with no requests at all, then takes the turn
+with a patch of one annotation, ``remstate.io/turn``, that applies only if no
+one holds the turn (``Store.annotate`` with ``expect``; a JSON patch with a
+``test`` on the API server). The patch does not depend on the resourceVersion,
+so the writer in front cannot make it fail; it returns the object, in place
+of a re-read; and it changes the resourceVersion, so the writer in front loses
+its next race, reads, sees the turn and queues in its turn. The holder then
+writes (every write of ours drops the annotation) and becomes the writer in
+front, winning with one request per write until the next queued writer's
+patience runs out. While another writer holds the turn, a queued writer tries
+its patch again after short pauses (a refusal is a small answer; a read would
+carry the whole object), and reads only now and then, to see who holds it: a
+turn in its sight for ``TURN_TTL`` seconds (its holder died or gave up) is
+taken over. An uncontended writer never sees a turn and keeps its one request
+per write; a single lost race is retried at once, as before.
 
 Correctness never rests on turns: every data write is still a compare-and-swap
 from the object read, and a turn is only an annotation. Expiry is measured from
