@@ -383,7 +383,8 @@ class StateManager:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
             try:
-                segments = [(s.name, s.uid) for s in decode_state(obj).segments]
+                # An inconsistent state is still deleted, with its segments.
+                segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
             except RemstateError:
                 segments = []  # unreadable: cleanup (or, in a cluster, GC) removes them
             self._forget(task_id)
@@ -816,7 +817,9 @@ class StateManager:
         """
         try:
             head = self._read(task_id)
-            referenced = set() if head is None else {s.uid for s in decode_state(head).segments}
+            referenced = (
+                set() if head is None else {s.uid for s in decode_state(head, check=False).segments}
+            )
         except RemstateError:
             return  # cannot tell: leave them as orphans for cleanup
         for segment in segments:
