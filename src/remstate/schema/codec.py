@@ -891,9 +891,9 @@ def validate_object(obj: StoredObject) -> list[Problem]:
 
     Checks: unsupported or unreadable schema version; missing keys; malformed
     JSON; unknown or broken encodings; entries of the wrong shape; bad
-    timestamps; ``iteration`` against ``iteration_history``; duplicate
-    feedback IDs; the history index; the resolutions of archived feedback;
-    the annotations cleanup relies on.
+    timestamps; ``task_id`` against the object's name; ``iteration`` against
+    ``iteration_history``; duplicate feedback IDs; the history index; the
+    resolutions of archived feedback; the annotations cleanup relies on.
     """
     return salvage_state(obj)[1]
 
