@@ -44,7 +44,9 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
+    RetriesExhausted,
     StateNotFound,
     Unavailable,
 )
@@ -667,7 +669,19 @@ class StateManager:
         """
         validate_task_id(task_id)
         op: _Operation[_R] = _Operation(str(ULID()))
-        return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        try:
+            return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        except (Unavailable, RetriesExhausted) as e:
+            if not op.maybe_applied or isinstance(e, OutcomeUnknown):
+                raise
+            # A write of ours went unanswered and no later read found it: say so,
+            # so that a caller does not repeat a step that may have been done.
+            unknown = OutcomeUnknown(
+                f"a write to task {task_id!r} may have committed: its answer never came "
+                f"before retries ran out ({e})"
+            )
+            unknown.attempts = e.attempts
+            raise unknown from e
 
     def _attempt(
         self,
@@ -695,10 +709,11 @@ class StateManager:
             if obj is not None:
                 new = self._compact(obj, new, created)
             self._write(task_id, obj, new, write_id)
-        except Unavailable:
+        except Unavailable as e:
             # The write may yet commit (and refer to our segments): keep both.
             # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
+            op.maybe_applied = op.maybe_applied or e.maybe_applied
             raise
         except RemstateError:
             # Refused for certain. The head, read afresh, says which segments it took.
@@ -1000,6 +1015,8 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
+        self.maybe_applied = False
 
     def next_write_id(self) -> str:
         self.attempts += 1
