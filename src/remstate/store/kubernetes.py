@@ -530,6 +530,8 @@ class KubernetesStore:
     def _timeouts(self) -> tuple[float | None, float | None]:
         """(connect, read) timeouts: the store's, capped at the retry deadline's remainder."""
         connect, read = self._connect_timeout, self._timeout
+        if connect is None or (read is not None and read < connect):
+            connect = read  # a request timeout bounds the whole request, connecting included
         left = remaining()
         if left is None:
             return connect, read
