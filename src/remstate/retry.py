@@ -40,6 +40,10 @@ _T = TypeVar("_T")
 #: An outage's waits start this many times longer than a conflict's: a server
 #: that is restarting needs a second or so, a lost race a few milliseconds.
 _TRANSIENT_SCALE = 20
+#: Seconds kept for a last attempt: a wait is cut short so that one starts this
+#: long before the deadline, rather than giving up early because the next wait
+#: would have crossed it. Enough for a refused connection or a quick answer.
+_LAST_ATTEMPT = 0.25
 
 #: The monotonic time by which the innermost running ``RetryPolicy.call`` gives up.
 _DEADLINE: ContextVar[float | None] = ContextVar("remstate_retry_deadline", default=None)
@@ -56,14 +60,17 @@ def remaining() -> float | None:
 
 
 class _StopAt(tenacity.stop.stop_base):
-    """Stop when the next wait would end past an absolute deadline (``stop_after_delay``
-    counts from the call's own start, so it cannot honour an enclosing call's)."""
+    """Stop once the time for a last attempt has begun, by an absolute deadline.
+
+    Not ``stop_after_delay``: that counts from the call's own start, so it
+    cannot honour an enclosing call's deadline.
+    """
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
+        return time.monotonic() >= self.deadline - _LAST_ATTEMPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +118,8 @@ class RetryPolicy:
     def call(self, fn: Callable[[], _T], *, sleep: Callable[[float], None] | None = None) -> _T:
         """Call ``fn`` until it returns, retrying Conflict and (if enabled) Unavailable.
 
-        No attempt starts, and no wait ends, after the deadline (or an
-        enclosing call's deadline, if that is earlier).
+        No attempt starts after the deadline (or an enclosing call's deadline,
+        if that is earlier); the last starts shortly before it.
 
         Raises:
             Unavailable: the last attempt failed on an outage; ``.attempts`` says
@@ -137,7 +144,7 @@ class RetryPolicy:
         def wait(state: tenacity.RetryCallState) -> float:
             failure = state.outcome.exception() if state.outcome else None
             chosen = transient_wait if isinstance(failure, Unavailable) else conflict_wait
-            return chosen(state)
+            return min(chosen(state), max(0.0, deadline - _LAST_ATTEMPT - time.monotonic()))
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.max_attempts) | _StopAt(deadline),
