@@ -298,6 +298,7 @@ class TestLostAnswer:
         error = failure[0]
         assert isinstance(error, OutcomeUnknown), repr(error)
         assert "may have committed" in str(error)
+        assert error.task_id == "t"
         assert iteration_of(plane, namespace, "t") == 2  # it did
 
 

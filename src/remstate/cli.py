@@ -174,7 +174,7 @@ def _main(
             min=0.001,
             metavar="SECONDS",
             help="give up on an unavailable store after this long "
-            f"[default: {READ_TIMEOUT:g} for reads, {WRITE_TIMEOUT:g} for writes]",
+            f"(default: {READ_TIMEOUT:g} for reads, {WRITE_TIMEOUT:g} for writes)",
             show_default=False,
         ),
     ] = None,

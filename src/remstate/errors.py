@@ -206,8 +206,11 @@ class OutcomeUnknown(Unavailable):
     ``op_id``), which recognises a write that committed.
     """
 
-    def __init__(self, message: str, *, status: ApiStatus | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: ApiStatus | None = None, task_id: str | None = None
+    ) -> None:
         super().__init__(message, status=status, maybe_applied=True)
+        self.task_id = task_id
 
 
 class StateError(RemstateError):

@@ -678,7 +678,8 @@ class StateManager:
             # so that a caller does not repeat a step that may have been done.
             unknown = OutcomeUnknown(
                 f"a write to task {task_id!r} may have committed: its answer never came "
-                f"before retries ran out ({e})"
+                f"before retries ran out ({e})",
+                task_id=task_id,
             )
             unknown.attempts = e.attempts
             raise unknown from e
