@@ -305,6 +305,23 @@ class TestLostAnswer:
 # --- etcd stops and starts again under a writer -----------------------------------------
 
 
+class TestEtcdDown:
+    def test_a_write_sent_while_etcd_is_down_is_outcome_unknown(
+        self, plane: ControlPlane, namespace: str
+    ) -> None:
+        """The API server takes the PUT and cannot answer: past the deadline, OutcomeUnknown."""
+        with manager_at(plane, namespace, deadline=3) as manager:
+            manager.increment_iteration("u")
+            plane.stop_etcd()
+            try:
+                with pytest.raises(Unavailable) as caught:
+                    manager.increment_iteration("u")
+            finally:
+                plane.start_etcd()
+        assert isinstance(caught.value, OutcomeUnknown), repr(caught.value)
+        assert plane.server in str(caught.value)
+
+
 class TestEtcdRestart:
     def test_a_writer_rides_out_an_etcd_restart(self, plane: ControlPlane, namespace: str) -> None:
         """etcd down for 3 s under a writer: no failed increment, none lost, none doubled."""

@@ -393,12 +393,23 @@ class StateManager:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
                 return unknown is not None
-            except Unavailable:
+            except Unavailable as e:
                 unknown = obj.uid
+                maybe_applied.append(e.maybe_applied)
                 raise
             return True
 
-        deleted = self.retry.call(attempt)
+        maybe_applied: list[bool] = []
+        try:
+            deleted = self.retry.call(attempt)
+        except (Unavailable, RetriesExhausted) as e:
+            if not any(maybe_applied) or isinstance(e, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"the delete of task {task_id!r} may have gone through: its answer never "
+                f"came before retries ran out ({e})",
+                task_id=task_id,
+            ) from e
         # Best effort: a segment left behind is an orphan, which cleanup removes.
         for name, uid in segments if deleted else ():
             with contextlib.suppress(RemstateError):
