@@ -186,7 +186,10 @@ def translate_error(exc: BaseException, *, server: str = "") -> StoreError:
         where = f"the API server at {server}" if server else "the API server"
         return Unavailable(f"cannot reach {where}: {cause}", maybe_applied=maybe_applied)
     if isinstance(exc, UnicodeDecodeError | json.JSONDecodeError):
-        return Unavailable(f"the API server sent a body that is not JSON: {exc}")
+        # Only a 2xx body is decoded: the request was carried out.
+        return Unavailable(
+            f"the API server sent a body that is not JSON: {exc}", maybe_applied=True
+        )
     if isinstance(exc, ValueError | TypeError):
         # The client's own validation (ApiValueError, pydantic) or an unserialisable value.
         return Invalid(f"the request was refused before it was sent: {exc}")
@@ -223,6 +226,8 @@ def _transport_cause(exc: BaseException) -> tuple[str, bool]:
     """
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason  # only when a caller's own client still retries
+    if isinstance(exc, ApiException) and not str(exc.reason or "").startswith("SSLError"):
+        return str(exc.reason or "the client failed").splitlines()[0][:200], False
     if isinstance(exc, ApiException | urllib3.exceptions.SSLError):
         return _tls_cause(str(exc.reason if isinstance(exc, ApiException) else exc)), False
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError) and _raised_in(
