@@ -23,7 +23,9 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RetriesExhausted,
+    ServerFault,
     StateNotFound,
     StoreError,
     Unavailable,
@@ -59,6 +61,7 @@ def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No REMSTATE_* setting of the developer's shell reaches a test."""
     monkeypatch.delenv("REMSTATE_STORE", raising=False)
     monkeypatch.delenv("REMSTATE_MAX_ITERATIONS", raising=False)
+    monkeypatch.delenv("REMSTATE_TIMEOUT", raising=False)
 
 
 @pytest.fixture
@@ -402,6 +405,23 @@ class TestStoreOption:
         assert_one_error_line(result)
 
 
+class TestTimeout:
+    def test_timeout_after_the_command_is_taken(self, run: Run) -> None:
+        """``--timeout`` is a global option, accepted after the command like ``-o``."""
+        result = run("increment", TASK, "--timeout", "5")
+        assert (result.code, result.out) == (0, "1\n")
+
+    @pytest.mark.parametrize("value", ["0", "-1", "soon"])
+    def test_a_bad_timeout_exits_2_and_writes_nothing(
+        self, run: Run, store_url: str, value: str
+    ) -> None:
+        """A timeout that is not a positive number of seconds is refused before any write."""
+        result = run("--timeout", value, "increment", TASK)
+        assert result.code == Exit.INVALID
+        assert_one_error_line(result)
+        assert stored_state(store_url) is None
+
+
 class TestExitCode:
     @pytest.mark.parametrize(
         ("error", "code"),
@@ -412,6 +432,8 @@ class TestExitCode:
             (NotFound("gone"), 3),
             (RetriesExhausted("too many conflicts", attempts=8), 5),
             (Unavailable("down"), 6),
+            (OutcomeUnknown("may have committed"), 9),
+            (ServerFault("etcd is full"), 10),
             (Forbidden("no"), 7),
             (CorruptState("garbled"), 8),
             (UnsupportedSchemaVersion(2, 1), 8),

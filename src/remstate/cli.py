@@ -9,10 +9,20 @@ so a workflow step can branch on it without parsing text:
     2  bad input or usage; nothing was written
     3  not found: the task has no state
     4  max iterations reached; nothing was written
-    5  conflicts or transient errors outlasted the retry policy
-    6  the store is unavailable
+    5  conflicts outlasted the retry policy: other writers kept winning; nothing was written
+    6  the store is unavailable (refused, timed out, 5xx) until the timeout ran out
     7  forbidden: RBAC or authentication refused the request
     8  the stored state is corrupt, or written by a newer remstate
+    9  outcome unknown: a write was sent, its answer never came before the timeout
+       ran out, and it may have committed; read the state (or repeat the step with
+       the same --id) before doing it again
+   10  the server cannot carry the request out until an operator acts (for
+       example etcd's database is full); retrying will not help
+
+How long a command waits for an unavailable store: reads (``get``, ``feedback
+list``) give up after 10 seconds, writes after 30, unless ``--timeout`` says
+otherwise. No single request outlasts that: connect and read timeouts are
+capped at what is left of it.
 """
 
 from __future__ import annotations
@@ -33,13 +43,16 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
     RetriesExhausted,
+    ServerFault,
     StateError,
     StoreError,
     Unavailable,
 )
 from remstate.manager import StateManager
+from remstate.retry import RetryPolicy
 from remstate.schema import FeedbackEntry, TaskState
 
 __all__ = ["EXIT_CODES", "app", "main"]
@@ -61,6 +74,14 @@ class Exit(enum.IntEnum):
     UNAVAILABLE = 6
     FORBIDDEN = 7
     CORRUPT = 8
+    OUTCOME_UNKNOWN = 9
+    SERVER_FAULT = 10
+
+
+#: Seconds a read, and a write, goes on retrying an unavailable store by default.
+#: A read is an operator or a step looking; a write is worth waiting out a restart.
+READ_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
 
 
 #: The documented exit codes, most specific error class first.
@@ -69,7 +90,9 @@ EXIT_CODES: list[tuple[type[BaseException], Exit]] = [
     (InvalidInput, Exit.INVALID),
     (NotFound, Exit.NOT_FOUND),
     (RetriesExhausted, Exit.RETRIES_EXHAUSTED),
+    (OutcomeUnknown, Exit.OUTCOME_UNKNOWN),
     (Unavailable, Exit.UNAVAILABLE),
+    (ServerFault, Exit.SERVER_FAULT),
     (Forbidden, Exit.FORBIDDEN),
     (StateError, Exit.CORRUPT),
     (StoreError, Exit.ERROR),
@@ -93,14 +116,23 @@ app.add_typer(feedback_app, name="feedback")
 
 
 class _Context:
-    def __init__(self, store_url: str, output: Output, max_iterations: int) -> None:
+    def __init__(
+        self, store_url: str, output: Output, max_iterations: int, timeout: float | None
+    ) -> None:
         self.store_url = store_url
         self.output = output
         self.max_iterations = max_iterations
+        self.timeout = timeout
 
     @contextmanager
-    def manager(self) -> Iterator[StateManager]:
-        with StateManager.from_url(self.store_url, max_iterations=self.max_iterations) as m:
+    def manager(self, *, read: bool = False) -> Iterator[StateManager]:
+        """A manager whose retries give up after the command's timeout."""
+        deadline = self.timeout or (READ_TIMEOUT if read else WRITE_TIMEOUT)
+        with StateManager.from_url(
+            self.store_url,
+            max_iterations=self.max_iterations,
+            retry=RetryPolicy(deadline=deadline),
+        ) as m:
             yield m
 
     def emit(self, value: Any, text: Callable[[], str]) -> None:
@@ -134,6 +166,18 @@ def _main(
             "--max-iterations", envvar="REMSTATE_MAX_ITERATIONS", min=1, help="iteration limit"
         ),
     ] = 10,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            envvar="REMSTATE_TIMEOUT",
+            min=0.001,
+            metavar="SECONDS",
+            help="give up on an unavailable store after this long "
+            f"(default: {READ_TIMEOUT:g} for reads, {WRITE_TIMEOUT:g} for writes)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     url = store or _default_store()
     if url.startswith("sqlite://"):
@@ -143,7 +187,7 @@ def _main(
         # OSError traceback.
         with suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = _Context(url, output, max_iterations)
+    ctx.obj = _Context(url, output, max_iterations, timeout)
 
 
 def _summary(state: TaskState) -> str:
@@ -158,7 +202,7 @@ def _summary(state: TaskState) -> str:
 def get(ctx: typer.Context, task_id: str) -> None:
     """Show a task's state."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager(read=True) as m:
         state = m.get_state(task_id)
     c.emit(state.to_dict(), lambda: _summary(state))
 
@@ -240,7 +284,7 @@ def feedback_list(
 ) -> None:
     """List feedback, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager(read=True) as m:
         page = m.get_feedback_history(
             task_id, limit=limit, cursor=cursor, newest_first=newest_first
         )
@@ -299,6 +343,13 @@ def demo(ctx: typer.Context, task_id: str = "demo") -> None:
     c.emit(state.to_dict(), lambda: f"store: {c.store_url}\n{_summary(state)}")
 
 
+def _describe(exc: RemstateError) -> str:
+    """The error's one line; an outage says first that the store is unavailable."""
+    if isinstance(exc, Unavailable) and not isinstance(exc, OutcomeUnknown):
+        return f"the store is unavailable: {exc}"
+    return str(exc)
+
+
 def exit_code(exc: BaseException) -> Exit:
     """The documented exit code for an error."""
     for kind, code in EXIT_CODES:
@@ -308,7 +359,7 @@ def exit_code(exc: BaseException) -> Exit:
 
 
 #: The group's options that take a value, accepted after the command too.
-_GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations"})
+_GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations", "--timeout"})
 
 
 def _subcommand_value_options() -> frozenset[str]:
@@ -370,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(returned, int) and returned:
             return returned  # click returns a typer.Exit's code when not standalone
     except RemstateError as e:
-        typer.echo(f"remstate: {e}", err=True)
+        typer.echo(f"remstate: {_describe(e)}", err=True)
         return exit_code(e)
     except typer.Abort:
         typer.echo("remstate: aborted", err=True)

@@ -44,7 +44,9 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
+    RetriesExhausted,
     StateNotFound,
     Unavailable,
 )
@@ -393,12 +395,23 @@ class StateManager:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
                 return unknown is not None
-            except Unavailable:
+            except Unavailable as e:
                 unknown = obj.uid
+                maybe_applied.append(e.maybe_applied)
                 raise
             return True
 
-        deleted = self.retry.call(attempt)
+        maybe_applied: list[bool] = []
+        try:
+            deleted = self.retry.call(attempt)
+        except (Unavailable, RetriesExhausted) as e:
+            if not any(maybe_applied) or isinstance(e, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"the delete of task {task_id!r} may have gone through: its answer never "
+                f"came before retries ran out ({e})",
+                task_id=task_id,
+            ) from e
         # Best effort: a segment left behind is an orphan, which cleanup removes.
         for name, uid in segments if deleted else ():
             with contextlib.suppress(RemstateError):
@@ -671,7 +684,20 @@ class StateManager:
         """
         validate_task_id(task_id)
         op: _Operation[_R] = _Operation(str(ULID()))
-        return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        try:
+            return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        except (Unavailable, RetriesExhausted) as e:
+            if not op.maybe_applied or isinstance(e, OutcomeUnknown):
+                raise
+            # A write of ours went unanswered and no later read found it: say so,
+            # so that a caller does not repeat a step that may have been done.
+            unknown = OutcomeUnknown(
+                f"a write to task {task_id!r} may have committed: its answer never came "
+                f"before retries ran out ({e})",
+                task_id=task_id,
+            )
+            unknown.attempts = e.attempts
+            raise unknown from e
 
     def _attempt(
         self,
@@ -699,10 +725,11 @@ class StateManager:
             if obj is not None:
                 new = self._compact(obj, new, created)
             self._write(task_id, obj, new, write_id)
-        except Unavailable:
+        except Unavailable as e:
             # The write may yet commit (and refer to our segments): keep both.
             # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
+            op.maybe_applied = op.maybe_applied or e.maybe_applied
             raise
         except RemstateError:
             # Refused for certain. The head, read afresh, says which segments it took.
@@ -1006,6 +1033,8 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
+        self.maybe_applied = False
 
     def next_write_id(self) -> str:
         self.attempts += 1
