@@ -13,7 +13,8 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   ├── Invalid                  422: too large, bad name, bad label, bad key
     │   ├── Forbidden                403 (and 401 Unauthorized)
     │   ├── Gone                     410: continue token or watch resourceVersion expired
-    │   └── Unavailable              5xx, 429, timeouts, refused connections: transient
+    │   ├── Unavailable              5xx, 429, timeouts, refused connections: transient
+    │   └── CorruptStore             500: the store's own file is damaged, or newer than us
     ├── StateError                   the state itself is not usable
     │   ├── CorruptState             a stored field cannot be read
     │   └── UnsupportedSchemaVersion written by a newer remstate than this one
@@ -36,6 +37,7 @@ __all__ = [
     "ApiStatus",
     "Conflict",
     "CorruptState",
+    "CorruptStore",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -157,6 +159,16 @@ class Unavailable(StoreError):
 
     code = 503
     reason = "ServiceUnavailable"
+
+
+class CorruptStore(StoreError):
+    """The store's own file cannot be read: damaged, not a store, or from a newer remstate.
+
+    Retrying does not help. The message names the file.
+    """
+
+    code = 500
+    reason = "InternalError"
 
 
 class StateError(RemstateError):

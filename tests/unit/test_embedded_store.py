@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -25,7 +26,8 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.store import embedded
+from remstate.manager import StateManager
+from remstate.store import embedded, limits
 from remstate.store.base import (
     OwnerReference,
     Store,
@@ -34,6 +36,7 @@ from remstate.store.base import (
     WatchEventType,
 )
 from remstate.store.embedded import EmbeddedStore
+from remstate.store.embedded_compaction import COMPACT_EVERY
 
 MiB = 1_048_576
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -608,7 +611,7 @@ class TestList:
             store.create(cm("a"))
             store.create(cm("b"))
             token = store.list(limit=1).continue_token
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             with pytest.raises(Gone) as caught:
                 store.list(limit=1, continue_token=token)
@@ -738,7 +741,7 @@ class TestWatch:
         with EmbeddedStore(path, history=1) as store:
             start = store.list().resource_version
             store.create(cm("a"))
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             with pytest.raises(Gone) as caught:
                 events(store, resource_version=start)
@@ -776,18 +779,125 @@ class TestCompaction:
         """Superseded revisions beyond the history are removed; the objects stay whole."""
         with EmbeddedStore(path, history=10) as store:
             store.create(cm("a", {"n": "0"}))
-            for i in range(3 * embedded._COMPACT_EVERY):
+            for i in range(3 * COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             store.create(cm("gone"))
             store.delete("gone")
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": f"x{i}"}))
-            assert store.get("a").data == {"n": f"x{embedded._COMPACT_EVERY - 1}"}
+            assert store.get("a").data == {"n": f"x{COMPACT_EVERY - 1}"}
             with pytest.raises(NotFound):
                 store.get("gone")
         with raw(path) as conn:
             (rows,) = conn.execute("SELECT COUNT(*) FROM revisions").fetchone()
-        assert rows <= 10 + embedded._COMPACT_EVERY + 1
+        assert rows <= 10 + COMPACT_EVERY + 1
+
+
+class Clock:
+    """A clock the test moves by hand: compaction by age is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def on_disk(path: str) -> int:
+    """Bytes of the database file and its write-ahead log."""
+    wal = Path(f"{path}-wal")
+    return Path(path).stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+class TestWatchWindow:
+    def test_revisions_before_the_previous_tick_are_gone(self, path: str) -> None:
+        """As the API server's compactor: every 5 minutes, to the previous tick's revision."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            start = store.list().resource_version
+            first = store.create(cm("a")).resource_version
+            clock.advance(minutes=5)
+            second = store.replace(cm("a", {"n": "1"})).resource_version
+            with pytest.raises(Gone) as caught:
+                events(store, resource_version=start)
+            assert caught.value.status.reason == "Expired"
+            assert [rv for _, _, rv in events(store, resource_version=first)] == [second]
+            clock.advance(minutes=4)
+            store.replace(cm("a", {"n": "2"}))
+            assert len(events(store, resource_version=first)) == 2
+            clock.advance(minutes=1)
+            store.replace(cm("a", {"n": "3"}))
+            with pytest.raises(Gone):
+                events(store, resource_version=first)
+            assert len(events(store, resource_version=second)) == 2
+
+    def test_window_is_bounded_in_bytes(self, path: str) -> None:
+        """Past ``history_bytes`` of revisions, the oldest are compacted; the newest stay."""
+        with EmbeddedStore(path, history_bytes=MiB) as store:
+            start = store.list().resource_version
+            versions = [store.create(cm("a")).resource_version]
+            for i in range(12):
+                data = {"blob": f"{i}" * 200_000}
+                versions.append(store.replace(cm("a", data)).resource_version)
+            with pytest.raises(Gone):
+                events(store, resource_version=start)
+            assert len(events(store, resource_version=versions[-4])) == 3
+            assert store.get("a").data == {"blob": "11" * 200_000}
+
+    def test_bounds_must_be_positive(self, path: str) -> None:
+        """A window of no bytes or no time is refused before the file is opened."""
+        with pytest.raises(InvalidInput):
+            EmbeddedStore(path, history_bytes=0)
+        with pytest.raises(InvalidInput):
+            EmbeddedStore(path, history_age=timedelta(0))
+        assert not Path(path).exists()
+
+
+class TestDiskBound:
+    #: The bound the README states: the file and its WAL stay within
+    #: 2 x live data + 1.5 x history_bytes + 8 MiB.
+    @staticmethod
+    def bound(live: int, history_bytes: int = 32 * MiB) -> float:
+        return 2 * live + 1.5 * history_bytes + 8 * MiB
+
+    def test_12000_appends_stay_within_the_stated_bound(self, path: str) -> None:
+        """12,000 feedback appends (2.4 MB of descriptions) keep the file within its bound."""
+        rnd = random.Random(6)
+        worst = 0.0
+        with EmbeddedStore(path) as store:
+            manager = StateManager(store)
+            for i in range(12_000):
+                manager.append_feedback(
+                    "t",
+                    author="reviewer",
+                    severity="low",
+                    issue_type="bug",
+                    description=rnd.randbytes(100).hex(),
+                    id=f"n{i}",
+                )
+                if i % 500 == 499:
+                    live = sum(limits.data_size(o.data or {}) for o in store.list().items)
+                    worst = max(worst, on_disk(path) / self.bound(live))
+            assert manager.get_feedback_history("t", limit=1).total == 12_000
+        assert worst <= 1.0
+
+    def test_space_is_given_back(self, path: str) -> None:
+        """Deleted objects' pages return to the file system once compaction passes them."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            for i in range(40):
+                store.create(cm(f"big-{i}", {"blob": "x" * 512 * 1024}))
+            filled = on_disk(path)
+            for i in range(40):
+                store.delete(f"big-{i}")
+            for _ in range(2):
+                clock.advance(minutes=5)
+                store.create(cm(f"small-{clock.now.minute}"))
+            assert on_disk(path) < filled / 4
+            assert [o.name for o in store.list().items] == ["small-14", "small-9"]
 
 
 class TestNoSqliteErrorEscapes:
