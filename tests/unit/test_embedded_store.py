@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +19,8 @@ import pytest
 from remstate.errors import (
     AlreadyExists,
     Conflict,
+    CorruptStore,
+    Forbidden,
     Gone,
     Invalid,
     InvalidInput,
@@ -37,6 +39,7 @@ from remstate.store.base import (
 )
 from remstate.store.embedded import EmbeddedStore
 from remstate.store.embedded_compaction import COMPACT_EVERY
+from tests.embedded_files import DAMAGES, as_nobody, filled_store, newer_layout, reachable_dir
 
 MiB = 1_048_576
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -127,6 +130,135 @@ class TestOpening:
             created = store.create(cm("a"))
         with EmbeddedStore(path) as store:
             assert store.get("a") == created
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    with reachable_dir() as made:
+        yield made
+
+
+class TestReadOnly:
+    @pytest.mark.parametrize(
+        ("file_mode", "dir_mode"),
+        [(0o444, 0o777), (0o666, 0o755)],
+        ids=["read-only file", "read-only directory"],
+    )
+    def test_reader_without_write_access_reads_and_cannot_write(
+        self, open_dir: Path, file_mode: int, dir_mode: int
+    ) -> None:
+        """A read-only file or directory (for a user, not root) is read; a write is Forbidden."""
+        path = open_dir / "state.db"
+        with EmbeddedStore(path) as store:
+            created = store.create(cm("a"))
+        path.chmod(file_mode)
+        open_dir.chmod(dir_mode)
+
+        def read() -> object:
+            with EmbeddedStore(path) as store:
+                return store.get("a") == created and [o.name for o in store.list().items]
+
+        def write() -> object:
+            with EmbeddedStore(path) as store:
+                store.create(cm("b"))
+            return "written"
+
+        assert as_nobody(read) == ("ok", ["a"])
+        kind, message = as_nobody(write)
+        assert kind == "Forbidden"
+        assert str(path) in str(message)
+        assert "read-only" in str(message)
+        with EmbeddedStore(path, mode="ro") as store:
+            assert [o.name for o in store.list().items] == ["a"]
+
+    def test_read_only_mode_reads_and_refuses_writes(self, path: str) -> None:
+        """Mode "ro" reads the file, and a write raises Forbidden (403) and writes nothing."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+        with EmbeddedStore(path, mode="ro") as store:
+            assert store.get("a").data == {"k": "v"}
+            with pytest.raises(Forbidden) as caught:
+                store.create(cm("b"))
+        assert caught.value.status.code == 403
+        assert path in caught.value.status.message
+        with EmbeddedStore(path) as store:
+            assert [o.name for o in store.list().items] == ["a"]
+
+    def test_opening_writes_nothing(self, path: str) -> None:
+        """Opening an existing store, in any mode, leaves the file's bytes as they were."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+        before = Path(path).read_bytes()
+        for mode in ("rwc", "rw", "ro"):
+            with raw(path) as conn:
+                conn.execute("BEGIN EXCLUSIVE")  # any write on open would wait, then fail
+                try:
+                    with EmbeddedStore(path, mode=mode) as store:  # type: ignore[arg-type]
+                        assert store.namespace == "default"
+                finally:
+                    conn.execute("ROLLBACK")
+        assert Path(path).read_bytes() == before
+
+
+class TestMissingFile:
+    @pytest.mark.parametrize("mode", ["rw", "ro"])
+    def test_is_not_created(self, tmp_path: Path, mode: str) -> None:
+        """Modes "rw" and "ro" raise NotFound naming the file; they create no file or directory."""
+        path = tmp_path / "typo" / "state.db"
+        with pytest.raises(NotFound) as caught:
+            EmbeddedStore(path, mode=mode)  # type: ignore[arg-type]
+        assert str(path) in str(caught.value)
+        assert "does not exist" in str(caught.value)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_url_mode_reads_without_creating(self, tmp_path: Path) -> None:
+        """``sqlite://...?mode=ro`` never creates the file, even if the option allows it."""
+        path = tmp_path / "state.db"
+        with pytest.raises(NotFound):
+            StateManager.from_url(f"sqlite://{path}?mode=ro", mode="rwc")
+        assert not path.exists()
+
+    def test_empty_file_is_no_store_to_read(self, path: str) -> None:
+        """An empty file is NotFound ("is empty") read-only; opened to write, it becomes a store."""
+        Path(path).touch()
+        with pytest.raises(NotFound, match="is empty"):
+            EmbeddedStore(path, mode="ro")
+        with EmbeddedStore(path, mode="rw") as store:
+            store.create(cm("a"))
+
+
+class TestDamagedFile:
+    @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__.strip("_"))
+    def test_is_corrupt_store_naming_the_file(
+        self, path: str, damage: Callable[[str], None]
+    ) -> None:
+        """A damaged file, a foreign one or a newer layout raises CorruptStore naming the file."""
+        filled_store(path)
+        damage(path)
+
+        # Opening finds some damage, reading the rest.
+        with pytest.raises(CorruptStore) as caught, EmbeddedStore(path) as store:  # noqa: PT012
+            store.get("obj-1")
+            store.list()
+        assert path in str(caught.value)
+        assert caught.value.status.code == 500
+        assert not isinstance(caught.value.__cause__, CorruptStore)
+
+    def test_newer_layout_says_so(self, path: str) -> None:
+        """A layout newer than this remstate's is refused by name, before anything is read."""
+        filled_store(path)
+        newer_layout(path)
+        with pytest.raises(CorruptStore, match="newer remstate"):
+            EmbeddedStore(path, mode="ro")
+
+    def test_unopenable_file_names_itself(self, tmp_path: Path) -> None:
+        """A path SQLite cannot open raises Unavailable (503) whose message names the file."""
+        path = tmp_path / "state.db"
+        path.mkdir()
+        with pytest.raises(Unavailable) as caught:
+            EmbeddedStore(path)
+        assert str(path) in caught.value.status.message
+        assert caught.value.status.code == 503
 
 
 class TestCreateAndGet:

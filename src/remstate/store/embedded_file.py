@@ -155,11 +155,17 @@ def _sqlite(target: str, busy_timeout: float, *, uri: bool = True) -> sqlite3.Co
     conn = sqlite3.connect(
         target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
     )
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    # Durable against a crash of the process; the last commits may be lost only
-    # if the machine itself stops.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        # Durable against a crash of the process; the last commits may be lost only
+        # if the machine itself stops.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+        # The first read sets up the shared-memory file beside the database.
+        conn.execute(_SELECT_TABLES).fetchall()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -167,6 +173,8 @@ def _connect(path: str, mode: OpenMode, busy_timeout: float) -> sqlite3.Connecti
     if path == ":memory:":
         return _sqlite(path, busy_timeout, uri=False)
     try:
+        if os.path.isdir(path):
+            raise _unavailable(f"cannot open the embedded store {shown(path)}: it is a directory")
         os.stat(path)
     except FileNotFoundError:
         if mode != "rwc":
@@ -174,16 +182,12 @@ def _connect(path: str, mode: OpenMode, busy_timeout: float) -> sqlite3.Connecti
     except OSError as e:
         raise _unavailable(f"cannot open the embedded store {shown(path)}: {e.strerror}") from e
     uri = Path(path).absolute().as_uri()
-    conn = _sqlite(f"{uri}?mode={mode}", busy_timeout)
     try:
-        # The first read sets up the shared-memory file beside the database.
-        conn.execute(_SELECT_TABLES).fetchall()
+        return _sqlite(f"{uri}?mode={mode}", busy_timeout)
     except sqlite3.OperationalError as e:
-        conn.close()
         if e.sqlite_errorcode != _READONLY_DIRECTORY:
             raise
-        return _open_immutable(path, uri, busy_timeout)
-    return conn
+    return _open_immutable(path, uri, busy_timeout)
 
 
 def _open_immutable(path: str, uri: str, busy_timeout: float) -> sqlite3.Connection:
