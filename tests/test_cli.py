@@ -484,6 +484,22 @@ class TestEmbeddedStoreFile:
         assert_one_error_line(result)
         assert str(path) in result.err
 
+    def test_read_only_url_refuses_writes_with_7(
+        self, run_bare: Run, tmp_path: Path, store_url: str
+    ) -> None:
+        """``?mode=ro`` reads; a write exits 7 and writes nothing; a missing file stays missing."""
+        assert run_bare("-s", store_url, "increment", TASK).code == Exit.OK
+        assert run_bare("-s", f"{store_url}?mode=ro", "get", TASK).code == Exit.OK
+        result = run_bare("-s", f"{store_url}?mode=ro", "increment", TASK)
+        assert result.code == Exit.FORBIDDEN == 7
+        assert_one_error_line(result)
+        stored = stored_state(store_url)
+        assert stored is not None
+        assert stored.iteration == 1
+        missing = tmp_path / "new" / "state.db"
+        assert run_bare("-s", f"sqlite://{missing}?mode=ro", "increment", TASK).code == 3
+        assert not missing.parent.exists()
+
     def test_read_only_file_reads_and_refuses_writes_with_7(self) -> None:
         """A file its user may not write: ``get`` works; a write exits 7 naming it, and fails."""
         with reachable_dir() as directory:

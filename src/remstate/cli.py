@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
@@ -110,8 +111,10 @@ class _Context:
     @contextmanager
     def manager(self, mode: str) -> Iterator[StateManager]:
         """The manager on the store, opened in ``mode`` (for the embedded store)."""
-        if mode == "rwc" and self.store_url.startswith("sqlite://"):
-            path = Path(self.store_url.removeprefix("sqlite://").split("?", 1)[0])
+        url = urlsplit(self.store_url)
+        asked = parse_qs(url.query).get("mode", ["rwc"])
+        if mode == "rwc" and url.scheme == "sqlite" and asked == ["rwc"]:
+            path = Path(unquote(url.netloc + url.path))
             # A directory we cannot make is left for the store to report when it
             # opens the file: one translated line and a documented code, not an
             # OSError traceback.
@@ -156,7 +159,7 @@ def _main(
         typer.Option(
             "--store",
             "-s",
-            help="sqlite:///path/state.db or kubernetes://NAMESPACE "
+            help="sqlite:///path/state.db (?mode=ro: read-only) or kubernetes://NAMESPACE "
             "[env REMSTATE_STORE; default: the embedded store in your data directory]",
             show_default=False,
         ),
