@@ -154,10 +154,9 @@ class StateManager:
             if api_client is not None:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
-        if not isinstance(cache_size, int) or cache_size < 0:
-            raise InvalidInput(f"cache_size must be a non-negative integer, not {cache_size!r}")
-        if not isinstance(max_iterations, int) or max_iterations < 1:
-            raise InvalidInput(f"max_iterations must be a positive integer, not {max_iterations!r}")
+        _check_settings(
+            max_iterations=max_iterations, retry=retry, clock=clock, cache_size=cache_size
+        )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.retry = retry or RetryPolicy()
@@ -192,6 +191,8 @@ class StateManager:
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
+        # Before the store is opened: a bad option must not leave a database behind.
+        _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
         parts = urlsplit(url)
         mode = options.pop("mode", "rwc")
         if parts.scheme == "sqlite":
@@ -270,10 +271,10 @@ class StateManager:
             InvalidInput: a bad limit or cursor.
             CorruptState: the history index promises entries that are not there.
         """
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidInput(f"limit must be between 1 and 10000, not {limit!r}")
+        _int_argument(limit, "limit", low=1, high=10_000)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInput("cursor must be a string from an earlier page")
+        _bool_argument(newest_first, "newest_first")
         state = self.get_state(task_id)
         total = state.feedback_total
         if cursor is not None:
@@ -392,7 +393,8 @@ class StateManager:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
             try:
-                segments = [(s.name, s.uid) for s in decode_state(obj).segments]
+                # An inconsistent state is still deleted, with its segments.
+                segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
             except RemstateError:
                 segments = []  # unreadable: cleanup (or, in a cluster, GC) removes them
             self._forget(task_id)
@@ -556,6 +558,8 @@ class StateManager:
             StateNotFound: the task has no state.
             InvalidInput: the task has no feedback with that id, or the overlay is full.
         """
+
+        _bool_argument(resolved, "resolved")
 
         def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
             history = list(state.feedback_history)
@@ -825,7 +829,9 @@ class StateManager:
         """
         try:
             head = self._read(task_id)
-            referenced = set() if head is None else {s.uid for s in decode_state(head).segments}
+            referenced = (
+                set() if head is None else {s.uid for s in decode_state(head, check=False).segments}
+            )
         except RemstateError:
             return  # cannot tell: leave them as orphans for cleanup
         for segment in segments:
@@ -1036,6 +1042,37 @@ def _metadata(value: object) -> dict[str, Any]:
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
     normalized: dict[str, Any] = normalize_json(dict(value), what="metadata")
     return normalized
+
+
+def _check_settings(
+    *,
+    max_iterations: object = 10,
+    retry: object = None,
+    clock: object = utc_now,
+    cache_size: object = DEFAULT_CACHE_SIZE,
+) -> None:
+    """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
+    _int_argument(max_iterations, "max_iterations", low=1)
+    _int_argument(cache_size, "cache_size", low=0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+    if not callable(clock):
+        raise InvalidInput("clock must be a function returning an aware datetime")
+
+
+def _int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:
+    """Refuse what is not an int in ``low..high``; a bool is an int to Python, not to us."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer, not {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"{what} must be {bounds}, not {value!r}")
+
+
+def _bool_argument(value: object, what: str) -> None:
+    """Refuse what is not a bool: ``"no"`` or ``0`` must not silently mean anything."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {type(value).__name__} {value!r}")
 
 
 def _same_version(a: StoredObject, b: StoredObject) -> bool:

@@ -43,9 +43,16 @@ class RetryPolicy:
     retry_transient: bool = True
 
     def __post_init__(self) -> None:
-        numbers = (self.max_attempts, self.deadline, self.initial_backoff, self.max_backoff)
+        # A bool is an int to Python: True would mean one attempt, or one second.
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise InvalidInput(f"max_attempts must be an integer, not {self.max_attempts!r}")
+        numbers = (self.deadline, self.initial_backoff, self.max_backoff)
         if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in numbers):
             raise InvalidInput("retry policy values must be numbers")
+        if not isinstance(self.retry_transient, bool):
+            raise InvalidInput(
+                f"retry_transient must be True or False, not {self.retry_transient!r}"
+            )
         if self.max_attempts < 1:
             raise InvalidInput("max_attempts must be at least 1")
         if self.deadline <= 0 or self.initial_backoff < 0 or self.max_backoff < 0:
