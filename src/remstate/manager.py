@@ -191,10 +191,10 @@ class StateManager:
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
+        mode = options.pop("mode", "rwc")
         # Before the store is opened: a bad option must not leave a database behind.
         _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
         parts = urlsplit(url)
-        mode = options.pop("mode", "rwc")
         if parts.scheme == "sqlite":
             path = unquote(parts.netloc + parts.path)
             if not path:
