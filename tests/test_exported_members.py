@@ -22,7 +22,14 @@ REQUIRED = {
 }
 
 #: The errors a caller branches on when the store is down, full or contended.
-OUTAGE_ERRORS = {"Unavailable", "OutcomeUnknown", "ServerFault", "RetriesExhausted"}
+#: ``CorruptStore`` is what a damaged embedded store file gives.
+OUTAGE_ERRORS = {
+    "Unavailable",
+    "OutcomeUnknown",
+    "ServerFault",
+    "RetriesExhausted",
+    "CorruptStore",
+}
 
 #: The exception classes ``__all__`` exports.
 EXPORTED_EXCEPTIONS = [
@@ -70,7 +77,7 @@ class TestAll:
         assert sorted(_defined_public_names() - set(remstate.__all__)) == []
 
     def test_the_outage_errors_are_listed(self) -> None:
-        """Unavailable, OutcomeUnknown, ServerFault and RetriesExhausted are exported."""
+        """The errors of an outage, a full server, contention and a damaged file are exported."""
         assert sorted(OUTAGE_ERRORS - set(remstate.__all__)) == []
 
     @pytest.mark.parametrize("name", EXPORTED_EXCEPTIONS)

@@ -6,13 +6,17 @@ so a workflow step can branch on it without parsing text:
 
     0  success
     1  an unexpected error
-    2  bad input or usage; nothing was written
-    3  not found: the task has no state
+    2  bad input or usage (an empty --store too); nothing was written
+    3  not found: the task has no state (or the embedded store's file does not exist)
     4  max iterations reached; nothing was written
     5  conflicts outlasted the retry policy: other writers kept winning; nothing was written
-    6  the store is unavailable (refused, timed out, 5xx) until the timeout ran out
-    7  forbidden: RBAC or authentication refused the request
-    8  the stored state is corrupt, or written by a newer remstate
+    6  the store is unavailable (refused, timed out, 5xx) until the timeout ran out;
+       for the embedded store, its file cannot be opened
+    7  forbidden: RBAC or authentication refused the request, or the embedded
+       store's file is read-only for this process; nothing was written
+    8  the stored state is corrupt or inconsistent, or written by a newer remstate
+       (so is the embedded store's file: not a database, damaged, or laid out by a
+       newer one); nothing was written
     9  outcome unknown: a write was sent, its answer never came before the timeout
        ran out, and it may have committed; read the state (or repeat the step with
        the same --id) before doing it again
@@ -23,6 +27,11 @@ How long a command waits for an unavailable store: reads (``get``, ``feedback
 list``) give up after 10 seconds, writes after 30, unless ``--timeout`` says
 otherwise. No single request outlasts that: connect and read timeouts are
 capped at what is left of it.
+
+Commands that only read (``get``, ``feedback list``) open the embedded store
+read-only and never create it; ``delete`` and ``feedback resolve`` need an
+existing file; only the commands that add state create the file and its
+directory.
 """
 
 from __future__ import annotations
@@ -35,10 +44,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
 from remstate.errors import (
+    CorruptStore,
     Forbidden,
     InvalidInput,
     MaxIterationsReached,
@@ -95,6 +106,7 @@ EXIT_CODES: list[tuple[type[BaseException], Exit]] = [
     (ServerFault, Exit.SERVER_FAULT),
     (Forbidden, Exit.FORBIDDEN),
     (StateError, Exit.CORRUPT),
+    (CorruptStore, Exit.CORRUPT),
     (StoreError, Exit.ERROR),
 ]
 
@@ -125,13 +137,26 @@ class _Context:
         self.timeout = timeout
 
     @contextmanager
-    def manager(self, *, read: bool = False) -> Iterator[StateManager]:
-        """A manager whose retries give up after the command's timeout."""
-        deadline = self.timeout or (READ_TIMEOUT if read else WRITE_TIMEOUT)
+    def manager(self, mode: str) -> Iterator[StateManager]:
+        """The manager on the store, opened in ``mode`` (for the embedded store).
+
+        Its retries give up after the command's timeout: a read (``ro``) sooner.
+        """
+        deadline = self.timeout or (READ_TIMEOUT if mode == "ro" else WRITE_TIMEOUT)
+        url = urlsplit(self.store_url)
+        asked = parse_qs(url.query).get("mode", ["rwc"])
+        if mode == "rwc" and url.scheme == "sqlite" and asked == ["rwc"]:
+            path = Path(unquote(url.netloc + url.path))
+            # A directory we cannot make is left for the store to report when it
+            # opens the file: one translated line and a documented code, not an
+            # OSError traceback.
+            with suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
         with StateManager.from_url(
             self.store_url,
             max_iterations=self.max_iterations,
             retry=RetryPolicy(deadline=deadline),
+            mode=mode,
         ) as m:
             yield m
 
@@ -142,8 +167,23 @@ class _Context:
             typer.echo(text())
 
 
-def _default_store() -> str:
-    return os.environ.get("REMSTATE_STORE") or f"sqlite://{DEFAULT_DB}"
+def _store_url(option: str | None) -> str:
+    """The store to use: ``--store``, else REMSTATE_STORE, else the default file.
+
+    Raises:
+        InvalidInput: the one given is empty (a template with an unset
+            variable, say): the default file is no stand-in for it.
+    """
+    if option is not None:
+        if not option.strip():
+            raise InvalidInput("--store is empty; give a store URL, or leave the option out")
+        return option
+    env = os.environ.get("REMSTATE_STORE")
+    if env is not None:
+        if not env.strip():
+            raise InvalidInput("REMSTATE_STORE is empty; give a store URL, or unset it")
+        return env
+    return f"sqlite://{DEFAULT_DB}"
 
 
 @app.callback()
@@ -154,7 +194,7 @@ def _main(
         typer.Option(
             "--store",
             "-s",
-            help="sqlite:///path/state.db or kubernetes://NAMESPACE "
+            help="sqlite:///path/state.db (?mode=ro: read-only) or kubernetes://NAMESPACE "
             "[env REMSTATE_STORE; default: the embedded store in your data directory]",
             show_default=False,
         ),
@@ -179,15 +219,7 @@ def _main(
         ),
     ] = None,
 ) -> None:
-    url = store or _default_store()
-    if url.startswith("sqlite://"):
-        path = Path(url.removeprefix("sqlite://"))
-        # A directory we cannot make is left for the store to report when it
-        # opens the file: one translated line and a documented code, not an
-        # OSError traceback.
-        with suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = _Context(url, output, max_iterations, timeout)
+    ctx.obj = _Context(_store_url(store), output, max_iterations, timeout)
 
 
 def _summary(state: TaskState) -> str:
@@ -202,7 +234,7 @@ def _summary(state: TaskState) -> str:
 def get(ctx: typer.Context, task_id: str) -> None:
     """Show a task's state."""
     c: _Context = ctx.obj
-    with c.manager(read=True) as m:
+    with c.manager("ro") as m:
         state = m.get_state(task_id)
     c.emit(state.to_dict(), lambda: _summary(state))
 
@@ -215,7 +247,7 @@ def increment(
 ) -> None:
     """Add one iteration; exit 4 at the maximum."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         number = m.increment_iteration(task_id, note=note)
     c.emit({"task_id": task_id, "iteration": number}, lambda: str(number))
 
@@ -224,7 +256,7 @@ def increment(
 def status(ctx: typer.Context, task_id: str, value: str) -> None:
     """Set a task's status (pending, in_progress, awaiting_review, completed, failed, cancelled)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         state = m.set_status(task_id, value)
     c.emit(state.to_dict(), lambda: _summary(state))
 
@@ -233,7 +265,7 @@ def status(ctx: typer.Context, task_id: str, value: str) -> None:
 def error(ctx: typer.Context, task_id: str, message: str) -> None:
     """Record an error message for a task."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         record = m.record_error(task_id, message)
     c.emit(record.to_dict(), lambda: "recorded")
 
@@ -242,7 +274,7 @@ def error(ctx: typer.Context, task_id: str, message: str) -> None:
 def delete(ctx: typer.Context, task_id: str) -> None:
     """Delete a task's state and its history; exit 3 if it had none."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rw") as m:
         if not m.delete_state(task_id):
             raise NotFound(f"no state for task {task_id!r}")
     c.emit({"task_id": task_id, "deleted": True}, lambda: "deleted")
@@ -262,7 +294,7 @@ def feedback_add(  # noqa: PLR0917 - typer maps options to parameters
 ) -> None:
     """Append a feedback entry (idempotent by --id)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         entry = m.append_feedback(
             task_id,
             author=author,
@@ -284,7 +316,7 @@ def feedback_list(
 ) -> None:
     """List feedback, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
-    with c.manager(read=True) as m:
+    with c.manager("ro") as m:
         page = m.get_feedback_history(
             task_id, limit=limit, cursor=cursor, newest_first=newest_first
         )
@@ -315,7 +347,7 @@ def _feedback_line(entry: FeedbackEntry) -> str:
 def feedback_resolve(ctx: typer.Context, task_id: str, entry_id: str) -> None:
     """Mark a feedback entry resolved."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rw") as m:
         entry = m.resolve_feedback(task_id, entry_id)
     c.emit(entry.to_dict(), lambda: _feedback_line(entry))
 
@@ -324,7 +356,7 @@ def feedback_resolve(ctx: typer.Context, task_id: str, entry_id: str) -> None:
 def demo(ctx: typer.Context, task_id: str = "demo") -> None:
     """Run one small remediation loop on the store and print its state."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         m.delete_state(task_id)
         m.set_status(task_id, "in_progress")
         m.increment_iteration(task_id, note="first attempt")

@@ -13,6 +13,7 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   ├── Invalid                  422: too large, bad name, bad label, bad key
     │   ├── Forbidden                403 (and 401 Unauthorized)
     │   ├── Gone                     410: continue token or watch resourceVersion expired
+    │   ├── CorruptStore             500: the store's own file is damaged, or newer than us
     │   ├── ServerFault              a server error that retrying will not mend (etcd full, 501)
     │   └── Unavailable              5xx, 429, timeouts, refused connections: transient;
     │       │                        raised as itself once retries run out on an outage
@@ -45,6 +46,7 @@ __all__ = [
     "ApiStatus",
     "Conflict",
     "CorruptState",
+    "CorruptStore",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -211,6 +213,16 @@ class OutcomeUnknown(Unavailable):
     ) -> None:
         super().__init__(message, status=status, maybe_applied=True)
         self.task_id = task_id
+
+
+class CorruptStore(StoreError):
+    """The store's own file cannot be read: damaged, not a store, or from a newer remstate.
+
+    Retrying does not help. The message names the file.
+    """
+
+    code = 500
+    reason = "InternalError"
 
 
 class StateError(RemstateError):

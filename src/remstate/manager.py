@@ -32,8 +32,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ulid import ULID
 
@@ -83,6 +83,8 @@ from remstate.store import Store, StoredObject
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from remstate.store.embedded_file import OpenMode
 
 __all__ = ["FeedbackPage", "StateManager"]
 
@@ -173,19 +175,25 @@ class StateManager:
         """Build a manager from a URL.
 
         - ``sqlite:///path/to/state.db`` (or ``sqlite://relative.db``): the embedded store;
+          ``?mode=ro`` opens it read-only, ``?mode=rw`` only if the file exists;
         - ``kubernetes://NAMESPACE``: ConfigMaps, with the kubeconfig (or in-cluster
           config) taken from the environment. ``kubernetes://`` alone uses ``default``.
 
-        Other keyword options go to the constructor.
+        The option ``mode`` ("rwc", "rw" or "ro") opens the embedded store so, or
+        more strictly if the URL asks; the Kubernetes store ignores it. Other
+        keyword options go to the constructor.
 
         Raises:
             InvalidInput: the URL's scheme is not one of these.
+            NotFound: the embedded store's file does not exist, and the mode may not create it.
+            CorruptStore, Unavailable: the embedded store's file cannot be used.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
+        mode = options.pop("mode", "rwc")
         # Before the store is opened: a bad option must not leave a database behind.
         _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
         parts = urlsplit(url)
@@ -196,7 +204,8 @@ class StateManager:
             from remstate.store.embedded import EmbeddedStore
 
             namespace = options.pop("namespace", "default")
-            manager = cls(EmbeddedStore(path, namespace=namespace), **options)
+            store = EmbeddedStore(path, namespace=namespace, mode=_sqlite_mode(url, mode))
+            manager = cls(store, **options)
         elif parts.scheme in ("kubernetes", "k8s"):
             from remstate.store.kubernetes import KubernetesStore
 
@@ -994,7 +1003,20 @@ class StateManager:
         return obj
 
 
-_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size"})
+_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
+_SQLITE_MODES = ("ro", "rw", "rwc")
+
+
+def _sqlite_mode(url: str, option: object) -> OpenMode:
+    """The stricter of the ``mode`` option and the URL's ``?mode=`` (read-only first)."""
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    if set(query) - {"mode"} or len(query.get("mode", ())) > 1:
+        raise InvalidInput(f"a sqlite store URL takes one query parameter, mode: {url!r}")
+    modes = [option, *query.get("mode", ())]
+    for mode in modes:
+        if mode not in _SQLITE_MODES:
+            raise InvalidInput(f"mode must be one of ro, rw or rwc, not {mode!r}")
+    return cast("OpenMode", min(modes, key=_SQLITE_MODES.index))
 
 
 def _check_update(old: TaskState, new: object) -> None:
