@@ -36,8 +36,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ulid import ULID
 
@@ -48,11 +48,13 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
+    RetriesExhausted,
     StateNotFound,
     Unavailable,
 )
-from remstate.retry import RetryPolicy
+from remstate.retry import RetryPolicy, remaining
 from remstate.schema import (
     LABEL_MANAGED_BY,
     RECENT_MOVED_LIMIT,
@@ -87,6 +89,8 @@ from remstate.turns import ANNOTATION_TURN, TURN_TTL, Turns
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+    from remstate.store.embedded_file import OpenMode
+
 __all__ = ["FeedbackPage", "StateManager"]
 
 _R = TypeVar("_R")
@@ -98,6 +102,8 @@ ANNOTATION_WRITE_ID = "remstate.io/write-id"
 #: find them all again, in the head or in its window of recently moved ids.
 MAX_BATCH = RECENT_MOVED_LIMIT // 2
 
+#: Seconds of the retry deadline kept for the write after a wait for a turn.
+_WRITE_MARGIN = 0.5
 #: How many tasks' last-seen objects a manager remembers.
 DEFAULT_CACHE_SIZE = 1024
 #: How many immutable history segments a manager keeps decoded, for paging.
@@ -157,10 +163,9 @@ class StateManager:
             if api_client is not None:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
-        if not isinstance(cache_size, int) or cache_size < 0:
-            raise InvalidInput(f"cache_size must be a non-negative integer, not {cache_size!r}")
-        if not isinstance(max_iterations, int) or max_iterations < 1:
-            raise InvalidInput(f"max_iterations must be a positive integer, not {max_iterations!r}")
+        _check_settings(
+            max_iterations=max_iterations, retry=retry, clock=clock, cache_size=cache_size
+        )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.retry = retry or RetryPolicy()
@@ -177,19 +182,27 @@ class StateManager:
         """Build a manager from a URL.
 
         - ``sqlite:///path/to/state.db`` (or ``sqlite://relative.db``): the embedded store;
+          ``?mode=ro`` opens it read-only, ``?mode=rw`` only if the file exists;
         - ``kubernetes://NAMESPACE``: ConfigMaps, with the kubeconfig (or in-cluster
           config) taken from the environment. ``kubernetes://`` alone uses ``default``.
 
-        Other keyword options go to the constructor.
+        The option ``mode`` ("rwc", "rw" or "ro") opens the embedded store so, or
+        more strictly if the URL asks; the Kubernetes store ignores it. Other
+        keyword options go to the constructor.
 
         Raises:
             InvalidInput: the URL's scheme is not one of these.
+            NotFound: the embedded store's file does not exist, and the mode may not create it.
+            CorruptStore, Unavailable: the embedded store's file cannot be used.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
+        mode = options.pop("mode", "rwc")
+        # Before the store is opened: a bad option must not leave a database behind.
+        _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
         parts = urlsplit(url)
         if parts.scheme == "sqlite":
             path = unquote(parts.netloc + parts.path)
@@ -198,7 +211,8 @@ class StateManager:
             from remstate.store.embedded import EmbeddedStore
 
             namespace = options.pop("namespace", "default")
-            manager = cls(EmbeddedStore(path, namespace=namespace), **options)
+            store = EmbeddedStore(path, namespace=namespace, mode=_sqlite_mode(url, mode))
+            manager = cls(store, **options)
         elif parts.scheme in ("kubernetes", "k8s"):
             from remstate.store.kubernetes import KubernetesStore
 
@@ -266,10 +280,10 @@ class StateManager:
             InvalidInput: a bad limit or cursor.
             CorruptState: the history index promises entries that are not there.
         """
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InvalidInput(f"limit must be between 1 and 10000, not {limit!r}")
+        _int_argument(limit, "limit", low=1, high=10_000)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidInput("cursor must be a string from an earlier page")
+        _bool_argument(newest_first, "newest_first")
         state = self.get_state(task_id)
         total = state.feedback_total
         if cursor is not None:
@@ -388,7 +402,8 @@ class StateManager:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
             try:
-                segments = [(s.name, s.uid) for s in decode_state(obj).segments]
+                # An inconsistent state is still deleted, with its segments.
+                segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
             except RemstateError:
                 segments = []  # unreadable: cleanup (or, in a cluster, GC) removes them
             self._forget(task_id)
@@ -396,12 +411,23 @@ class StateManager:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
                 return unknown is not None
-            except Unavailable:
+            except Unavailable as e:
                 unknown = obj.uid
+                maybe_applied.append(e.maybe_applied)
                 raise
             return True
 
-        deleted = self.retry.call(attempt)
+        maybe_applied: list[bool] = []
+        try:
+            deleted = self.retry.call(attempt)
+        except (Unavailable, RetriesExhausted) as e:
+            if not any(maybe_applied) or isinstance(e, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"the delete of task {task_id!r} may have gone through: its answer never "
+                f"came before retries ran out ({e})",
+                task_id=task_id,
+            ) from e
         # Best effort: a segment left behind is an orphan, which cleanup removes.
         for name, uid in segments if deleted else ():
             with contextlib.suppress(RemstateError):
@@ -553,6 +579,8 @@ class StateManager:
             InvalidInput: the task has no feedback with that id, or the overlay is full.
         """
 
+        _bool_argument(resolved, "resolved")
+
         def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
             history = list(state.feedback_history)
             for i, entry in enumerate(history):
@@ -674,6 +702,18 @@ class StateManager:
         op: _Operation[_R] = _Operation(str(ULID()))
         try:
             return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        except (Unavailable, RetriesExhausted) as e:
+            if not op.maybe_applied or isinstance(e, OutcomeUnknown):
+                raise
+            # A write of ours went unanswered and no later read found it: say so,
+            # so that a caller does not repeat a step that may have been done.
+            unknown = OutcomeUnknown(
+                f"a write to task {task_id!r} may have committed: its answer never came "
+                f"before retries ran out ({e})",
+                task_id=task_id,
+            )
+            unknown.attempts = e.attempts
+            raise unknown from e
         finally:
             if op.turns.holding:
                 self._give_back_turn(task_id, op.turns)
@@ -708,10 +748,11 @@ class StateManager:
             if obj is not None:
                 new = self._compact(obj, new, created)
             self._write(task_id, obj, new, write_id)
-        except Unavailable:
+        except Unavailable as e:
             # The write may yet commit (and refer to our segments): keep both.
             # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
+            op.maybe_applied = op.maybe_applied or e.maybe_applied
             raise
         except RemstateError as e:
             if isinstance(e, Conflict):
@@ -776,7 +817,11 @@ class StateManager:
         return obj  # the deadline holds: try, and let the retry policy stop
 
     def _time_left(self, turns: Turns) -> float:
-        return turns.started + self.retry.deadline - time.monotonic()
+        """Seconds left to wait for a turn: to the retry deadline, less time for the write."""
+        left = remaining()
+        if left is None:
+            left = turns.started + self.retry.deadline - time.monotonic()
+        return left - _WRITE_MARGIN
 
     def _give_back_turn(self, task_id: str, turns: Turns) -> None:
         """Best effort: drop our turn after an operation that did not write.
@@ -902,7 +947,9 @@ class StateManager:
         """
         try:
             head = self._read(task_id)
-            referenced = set() if head is None else {s.uid for s in decode_state(head).segments}
+            referenced = (
+                set() if head is None else {s.uid for s in decode_state(head, check=False).segments}
+            )
         except RemstateError:
             return  # cannot tell: leave them as orphans for cleanup
         for segment in segments:
@@ -1047,7 +1094,20 @@ class StateManager:
         return obj
 
 
-_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size"})
+_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
+_SQLITE_MODES = ("ro", "rw", "rwc")
+
+
+def _sqlite_mode(url: str, option: object) -> OpenMode:
+    """The stricter of the ``mode`` option and the URL's ``?mode=`` (read-only first)."""
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    if set(query) - {"mode"} or len(query.get("mode", ())) > 1:
+        raise InvalidInput(f"a sqlite store URL takes one query parameter, mode: {url!r}")
+    modes = [option, *query.get("mode", ())]
+    for mode in modes:
+        if mode not in _SQLITE_MODES:
+            raise InvalidInput(f"mode must be one of ro, rw or rwc, not {mode!r}")
+    return cast("OpenMode", min(modes, key=_SQLITE_MODES.index))
 
 
 def _check_update(old: TaskState, new: object) -> None:
@@ -1086,6 +1146,8 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
+        self.maybe_applied = False
         self.turns = Turns(op_id)
 
     def next_write_id(self) -> str:
@@ -1101,6 +1163,37 @@ def _metadata(value: object) -> dict[str, Any]:
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
     normalized: dict[str, Any] = normalize_json(dict(value), what="metadata")
     return normalized
+
+
+def _check_settings(
+    *,
+    max_iterations: object = 10,
+    retry: object = None,
+    clock: object = utc_now,
+    cache_size: object = DEFAULT_CACHE_SIZE,
+) -> None:
+    """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
+    _int_argument(max_iterations, "max_iterations", low=1)
+    _int_argument(cache_size, "cache_size", low=0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+    if not callable(clock):
+        raise InvalidInput("clock must be a function returning an aware datetime")
+
+
+def _int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:
+    """Refuse what is not an int in ``low..high``; a bool is an int to Python, not to us."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer, not {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"{what} must be {bounds}, not {value!r}")
+
+
+def _bool_argument(value: object, what: str) -> None:
+    """Refuse what is not a bool: ``"no"`` or ``0`` must not silently mean anything."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {type(value).__name__} {value!r}")
 
 
 def _same_version(a: StoredObject, b: StoredObject) -> bool:
