@@ -22,7 +22,7 @@ from remstate import RemstateError, StateManager
 from remstate.errors import Conflict
 from remstate.schema import object_name
 from remstate.store import Store
-from remstate.turns import ANNOTATION_TURN
+from remstate.turns import ANNOTATION_TURN, FREE_WRITES
 from tests.backends import LosesResponses, StoreSpec
 
 WRITERS = 6
@@ -131,3 +131,27 @@ class TestTurns:
         manager = StateManager(store)
         assert manager.increment_iteration("t") == 2
         assert ANNOTATION_TURN not in store.get(object_name("t")).annotations
+
+    def test_after_a_contended_turn_a_writer_steps_aside_after_its_free_writes(
+        self, store: Store
+    ) -> None:
+        """The turn's holder writes FREE_WRITES times with one request each, then queues again."""
+        StateManager(store).increment_iteration("t")
+        losing = LosesResponses(
+            store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
+        )
+        manager = StateManager(losing, max_iterations=1000)
+        manager.increment_iteration("t")  # two lost races, then a turn
+        losing.calls.clear()
+        for _ in range(FREE_WRITES):
+            manager.increment_iteration("t")
+        assert losing.calls == ["replace"] * FREE_WRITES
+        losing.calls.clear()
+        manager.increment_iteration("t")
+        assert losing.calls == ["annotate", "replace"]
+        # Uncontended since: the turn it took then gives it no free-write count again.
+        losing.calls.clear()
+        for _ in range(FREE_WRITES + 5):
+            manager.increment_iteration("t")
+        assert losing.calls == ["replace"] * (FREE_WRITES + 5)
+        assert StateManager(store).get_current_iteration("t") == 2 * FREE_WRITES + 8

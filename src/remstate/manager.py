@@ -84,7 +84,7 @@ from remstate.schema import (
 )
 from remstate.schema.encoding import normalize_json
 from remstate.store import Store, StoredObject
-from remstate.turns import ANNOTATION_TURN, TURN_TTL, Turns
+from remstate.turns import ANNOTATION_TURN, FREE_WRITES, TURN_TTL, Turns
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -176,6 +176,8 @@ class StateManager:
         self._seen: OrderedDict[str, tuple[StoredObject, TaskState | None]] = OrderedDict()
         self._segments: OrderedDict[tuple[str, str, int], tuple[FeedbackEntry, ...]] = OrderedDict()
         self._lock = threading.Lock()
+        #: Tasks this manager took a contended turn on: writes left before it steps aside.
+        self._free_writes: dict[str, int] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> StateManager:
@@ -726,6 +728,8 @@ class StateManager:
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
+        if op.attempts == 0 and not op.turns.stepped_aside and self._free_writes_spent(task_id):
+            op.turns.step_aside()
         if obj is not None:
             waited = self._await_turn(task_id, obj, op.turns, fresh=not from_cache)
             from_cache = from_cache and waited is obj
@@ -762,6 +766,9 @@ class StateManager:
                 self._discard_unreferenced(task_id, created)
             raise
         op.turns.holding = False  # our write dropped the turn annotation
+        if op.turns.took and op.turns.contended:
+            with self._lock:
+                self._free_writes[task_id] = FREE_WRITES
         return new, result
 
     def _await_turn(
@@ -811,10 +818,22 @@ class StateManager:
             except NotFound:
                 self._forget(task_id)
                 raise _Stale("deleted meanwhile") from None
-            turns.holding = True
+            turns.holding = turns.took = True
             self._remember(task_id, taken)
             return taken
         return obj  # the deadline holds: try, and let the retry policy stop
+
+    def _free_writes_spent(self, task_id: str) -> bool:
+        """Count one write made after a contended turn of ours; True when none is left."""
+        with self._lock:
+            left = self._free_writes.get(task_id)
+            if left is None:
+                return False
+            if left <= 0:
+                del self._free_writes[task_id]
+                return True
+            self._free_writes[task_id] = left - 1
+            return False
 
     def _time_left(self, turns: Turns) -> float:
         """Seconds left to wait for a turn: to the retry deadline, less time for the write."""

@@ -60,6 +60,14 @@ QUEUE_AFTER_LOSSES: Final = 2
 #: 0.4 s left the queue never empty (a handover after every write or two,
 #: goodput 0.22 of one writer's) where 1 s gave 0.61.
 PATIENCE: Final = 1.0
+#: Writes a writer makes after a contended turn of its own, before it steps
+#: aside and queues again. The writer in front is not always displaced in
+#: time: the embedded store's write lock is not fair either, and a writer in a
+#: tight loop keeps taking it. Well above what a turn gives on the API server
+#: (some 20 writes, with 8 writers), so that stepping aside seldom leaves the
+#: store idle there; measured on the embedded store with 6 writers for 30 s,
+#: Jain's index 0.78 without it, 0.92 with it.
+FREE_WRITES: Final = 50
 #: Jittered pauses between reads while another writer holds the turn.
 POLL_MIN: Final = 0.01
 POLL_MAX: Final = 0.04
@@ -76,6 +84,11 @@ class Turns:
     first_setback: float | None = None
     #: True from taking the turn until a write of ours (which drops it) lands.
     holding: bool = False
+    #: True once we took the turn; ``contended``: once we lost a race or saw another's turn.
+    took: bool = False
+    contended: bool = False
+    #: True when the writer stepped aside after its free writes (``FREE_WRITES``).
+    stepped_aside: bool = False
     # S311: jitter, not cryptography.
     patience: float = field(default_factory=lambda: PATIENCE * random.uniform(0.5, 1.5))  # noqa: S311
     #: Other operations' turn tokens -> when this operation first saw each.
@@ -84,17 +97,24 @@ class Turns:
     def lost(self) -> None:
         """A write of ours met a Conflict: another writer got there first."""
         self.losses += 1
+        self.contended = True
         self._setback()
 
     def queued(self, annotations: Mapping[str, str]) -> bool:
         """True once contention is sustained: lost twice, took the turn, or saw another's."""
-        if self.losses >= QUEUE_AFTER_LOSSES or self.holding:
+        if self.losses >= QUEUE_AFTER_LOSSES or self.holding or self.stepped_aside:
             return True
         holder = annotations.get(ANNOTATION_TURN)
         if holder and holder != self.token:
+            self.contended = True
             self._setback()
             return True
         return False
+
+    def step_aside(self) -> None:
+        """Queue as if set back now: this writer has had its free writes."""
+        self.stepped_aside = True
+        self._setback()
 
     def patience_left(self) -> float:
         """Seconds still to wait before taking the turn."""
