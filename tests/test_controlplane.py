@@ -33,8 +33,8 @@ from remstate.errors import (
 )
 from remstate.store import Store, StoredObject
 from remstate.store.kubernetes import KubernetesStore, error_from_status, translate_error
+from remstate.testing.controlplane import ISSUER, ControlPlane
 from tests.backends import RecordingApiClient, new_namespace
-from tests.controlplane import ISSUER, ControlPlane
 
 pytestmark = pytest.mark.kubernetes
 
