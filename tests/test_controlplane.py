@@ -1,55 +1,44 @@
-"""The test control plane itself, and the Kubernetes store's edges against it.
+"""The test control plane itself, its binaries and its pytest fixtures.
 
 These prove what the other tests take for granted: the plane serves TLS that
 clients verify, RBAC is on, TokenRequest and TokenReview work, the kubeconfig
-it writes is usable, and no client exception ever leaves ``KubernetesStore``.
+it writes is usable, the fixtures of ``remstate.testing.pytest_plugin`` reach
+any test suite, and the binaries are found (or their absence explained)
+without a checkout.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import ssl
-import threading
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, cast
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import urllib3
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client, config
 
-from remstate.errors import (
-    AlreadyExists,
-    ApiStatus,
-    Conflict,
-    Forbidden,
-    Gone,
-    Invalid,
-    InvalidInput,
-    NotFound,
-    StoreError,
-    Unavailable,
+from remstate.errors import Forbidden
+from remstate.store import StoredObject
+from remstate.store.kubernetes import KubernetesStore
+from remstate.testing import binaries
+from remstate.testing.controlplane import ISSUER, ControlPlane, ControlPlaneError
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN_FIXTURES = (
+    "controlplane",
+    "controlplane_namespace",
+    "controlplane_api_client",
+    "controlplane_kubeconfig",
 )
-from remstate.store import Store, StoredObject
-from remstate.store.kubernetes import KubernetesStore, error_from_status, translate_error
-from remstate.testing.controlplane import ISSUER, ControlPlane
-from tests.backends import RecordingApiClient, new_namespace
-
-pytestmark = pytest.mark.kubernetes
 
 
-@pytest.fixture
-def namespace(controlplane: ControlPlane) -> str:
-    return new_namespace(controlplane, prefix="cp")
-
-
-@pytest.fixture
-def admin_store(controlplane: ControlPlane, namespace: str) -> Iterator[KubernetesStore]:
-    with controlplane.api_client() as api, KubernetesStore(namespace, api_client=api) as store:
-        yield store
-
-
+@pytest.mark.kubernetes
 class TestControlPlane:
     def test_is_ready_with_namespace_default(self, controlplane: ControlPlane) -> None:
         """The plane is up on loopback, https, with namespace default and a start-up time."""
@@ -135,13 +124,13 @@ class TestControlPlane:
         assert 'User "nobody" cannot get resource "configmaps"' in status.message
 
     def test_reader_gets_what_a_role_grants(
-        self, controlplane: ControlPlane, namespace: str
+        self, controlplane: ControlPlane, controlplane_namespace: str
     ) -> None:
         """RBAC is enforced: a Role bound to reader lets it list, and nothing more."""
         with controlplane.api_client() as api:
             rbac = client.RbacAuthorizationV1Api(api)
             rbac.create_namespaced_role(
-                namespace,
+                controlplane_namespace,
                 client.V1Role(
                     metadata=client.V1ObjectMeta(name="read-configmaps"),
                     rules=[
@@ -152,7 +141,7 @@ class TestControlPlane:
                 ),
             )
             rbac.create_namespaced_role_binding(
-                namespace,
+                controlplane_namespace,
                 client.V1RoleBinding(
                     metadata=client.V1ObjectMeta(name="reader"),
                     role_ref=client.V1RoleRef(
@@ -167,267 +156,190 @@ class TestControlPlane:
             )
         with (
             controlplane.api_client(controlplane.tokens["reader"]) as api,
-            KubernetesStore(namespace, api_client=api) as store,
+            KubernetesStore(controlplane_namespace, api_client=api) as store,
         ):
             assert store.list().items == []
             with pytest.raises(Forbidden):
                 store.create(StoredObject(name="nope", data={}))
 
 
-class TestKubernetesStore:
-    def test_replace_is_one_request(self, controlplane: ControlPlane, namespace: str) -> None:
-        """An uncontended replace costs exactly one HTTP request."""
-        with (
-            RecordingApiClient.like(controlplane) as api,
-            KubernetesStore(namespace, api_client=api) as s,
-        ):
-            first = s.create(StoredObject(name="one", data={"n": "1"}))
-            api.responses.clear()
-            s.replace(
-                StoredObject(name="one", data={"n": "2"}, resource_version=first.resource_version)
-            )
-            assert len(api.responses) == 1
-
-    def test_metadata_only_list_transfers_no_data(
-        self, controlplane: ControlPlane, namespace: str
+@pytest.mark.kubernetes
+class TestPluginFixtures:
+    def test_each_test_has_a_new_namespace(
+        self, controlplane_api_client: client.ApiClient, controlplane_namespace: str
     ) -> None:
-        """The metadata-only list's response body holds no data: it is a few hundred bytes."""
-        marker = "DATA-MARKER-" + uuid.uuid4().hex
-        with (
-            RecordingApiClient.like(controlplane) as api,
-            KubernetesStore(namespace, api_client=api) as s,
-        ):
-            s.create(StoredObject(name="big", data={"blob": marker + "x" * 500_000}))
-            api.responses.clear()
-            page = s.list(metadata_only=True)
-            [response] = api.responses
-            assert page.items[0].data is None
-            assert marker.encode() not in response.data
-            assert b'"data"' not in response.data
-            assert len(response.data) < 4_000
-            assert b"PartialObjectMetadataList" in response.data
+        """``controlplane_namespace`` exists, is not ``default``, and holds no ConfigMap yet."""
+        core = client.CoreV1Api(controlplane_api_client)
+        assert core.read_namespace(controlplane_namespace).metadata.name == controlplane_namespace
+        assert controlplane_namespace != "default"
+        assert core.list_namespaced_config_map(controlplane_namespace).items == []
 
-            api.responses.clear()
-            full = s.list()
-            assert full.items[0].data is not None
-            assert marker.encode() in api.responses[0].data
+    def test_the_api_client_is_the_admin(self, controlplane_api_client: client.ApiClient) -> None:
+        """``controlplane_api_client`` may list namespaces, which only the admin may."""
+        namespaces = client.CoreV1Api(controlplane_api_client).list_namespace().items
+        assert "default" in {ns.metadata.name for ns in namespaces}
 
-    def test_owner_references_and_creation_time_round_trip(
-        self, admin_store: KubernetesStore
+    def test_the_kubeconfig_puts_clients_in_the_test_namespace(
+        self,
+        controlplane_kubeconfig: Path,
+        controlplane_namespace: str,
+        controlplane_api_client: client.ApiClient,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """Owner references are written and read back; the creation time is aware."""
-        from remstate.store import OwnerReference
-
-        head = admin_store.create(StoredObject(name="head", data={}))
-        owner = OwnerReference(
-            api_version="v1",
-            kind="ConfigMap",
-            name="head",
-            uid=head.uid,
-            controller=True,
-            block_owner_deletion=False,
+        """Code that reads ``$KUBECONFIG`` works in this test's namespace, as the admin."""
+        monkeypatch.setenv("KUBECONFIG", str(controlplane_kubeconfig))
+        with KubernetesStore.from_kubeconfig() as store:
+            assert store.namespace == controlplane_namespace
+            store.create(StoredObject(name="here", data={"k": "v"}))
+        read = client.CoreV1Api(controlplane_api_client).read_namespaced_config_map(
+            "here", controlplane_namespace
         )
-        seg = admin_store.create(StoredObject(name="head-h1", data={}, owner_references=(owner,)))
-        assert seg.owner_references == (owner,)
-        assert admin_store.get("head-h1").owner_references == (owner,)
-        assert seg.creation_timestamp is not None
-        assert seg.creation_timestamp.utcoffset() is not None
+        assert read.data == {"k": "v"}
+        assert controlplane_kubeconfig.stat().st_mode & 0o777 == 0o600
 
-    def test_watch_from_a_compacted_version_is_gone(
-        self, controlplane: ControlPlane, admin_store: KubernetesStore
+    def test_the_kubeconfig_has_every_user(
+        self, controlplane_kubeconfig: Path, controlplane_namespace: str
     ) -> None:
-        """A watch from a resourceVersion that etcd has compacted away raises Gone."""
-        old = admin_store.create(StoredObject(name="old", data={})).resource_version
-        # A watch from `old` starts at old + 1: compaction must pass that too.
-        admin_store.create(StoredObject(name="new", data={}))
-        admin_store.create(StoredObject(name="newer", data={}))
-        controlplane.compact()
-        with pytest.raises(Gone) as caught:
-            list(admin_store.watch(resource_version=old, timeout_seconds=5))
-        assert caught.value.status.code == 410
+        """Each user has a context in the test's namespace; the admin's is current."""
+        contexts, current = config.list_kube_config_contexts(str(controlplane_kubeconfig))
+        assert {c["name"]: c["context"]["user"] for c in contexts} == {
+            "remstate-test": "admin",
+            "remstate-test-nobody": "nobody",
+            "remstate-test-reader": "reader",
+        }
+        assert current["name"] == "remstate-test"
+        assert {c["context"]["namespace"] for c in contexts} == {controlplane_namespace}
 
-    def test_continue_token_after_compaction_is_gone(
-        self, controlplane: ControlPlane, admin_store: KubernetesStore
+    def test_any_project_gets_the_fixtures(self, tmp_path: Path) -> None:
+        """The plugin is registered by its entry point, under its module name."""
+        (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    assert True\n")
+
+        def fixtures_listed(*options: str) -> list[str]:
+            output = subprocess.run(
+                [sys.executable, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider", *options],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            return [name for name in PLUGIN_FIXTURES if re.search(rf"^{name}\b", output, re.M)]
+
+        assert fixtures_listed() == list(PLUGIN_FIXTURES)
+        assert fixtures_listed("-p", "no:remstate.testing.pytest_plugin") == []
+
+
+class TestBinaries:
+    @pytest.fixture
+    def built(self, monkeypatch: pytest.MonkeyPatch) -> Path:
+        """The real binaries, found by the checkout's script; then the script is hidden.
+
+        As when remstate is installed without the script, and with no override.
+        """
+        monkeypatch.delenv(binaries.BIN_ENV, raising=False)
+        bin_dir = binaries.ensure_built()
+        monkeypatch.setattr(binaries, "_SCRIPT_CANDIDATES", ())
+        return bin_dir
+
+    def test_the_versions_are_the_build_scripts(self) -> None:
+        """The versions named without the script are the script's defaults."""
+        script = (REPO / "hack" / "build-controlplane.sh").read_text()
+        default = re.compile(r'^(K8S|ETCD)_VERSION="\$\{\d:-\$\{\w+:-(v[\d.]+)\}\}"$', re.M)
+        assert dict(default.findall(script)) == {
+            "K8S": binaries.K8S_VERSION,
+            "ETCD": binaries.ETCD_VERSION,
+        }
+
+    def test_a_checkout_finds_its_script(self) -> None:
+        """From the repository, the build script in hack/ is the one run."""
+        assert binaries.build_script() == REPO / "hack" / "build-controlplane.sh"
+
+    def test_without_the_script_the_cache_is_used(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A continue token issued before a compaction raises Gone."""
-        for i in range(3):
-            admin_store.create(StoredObject(name=f"p-{i}", data={}))
-        first = admin_store.list(limit=1)
-        assert first.continue_token
-        admin_store.create(StoredObject(name="p-9", data={}))
-        controlplane.compact()
-        with pytest.raises(Gone) as caught:
-            admin_store.list(limit=1, continue_token=first.continue_token)
-        assert caught.value.status.code == 410
+        """Without a script, binaries already in the cache are found where the script put them."""
+        monkeypatch.setenv("REMSTATE_CACHE", str(built.parents[2]))
+        assert binaries.ensure_built() == built
 
-    def test_a_body_over_the_request_limit_is_invalid(self, admin_store: KubernetesStore) -> None:
-        """A body over the API server's 3 MiB request limit is Invalid (HTTP 413), not a crash."""
-        with pytest.raises(Invalid) as caught:
-            admin_store.create(StoredObject(name="huge", data={"a": "x" * (4 * 1024 * 1024)}))
-        assert caught.value.status.code == 413
+    def test_without_the_script_or_cache_the_error_says_how_to_build(
+        self, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An empty cache and no script: one error naming the place, the script and the override."""
+        monkeypatch.setenv("REMSTATE_CACHE", str(tmp_path))
+        with pytest.raises(ControlPlaneError) as caught:
+            binaries.ensure_built()
+        message = str(caught.value)
+        assert str(tmp_path / "controlplane") in message
+        assert "hack/build-controlplane.sh" in message
+        assert binaries.BIN_ENV in message
 
-    def test_writing_a_metadata_only_object_is_refused(self, admin_store: KubernetesStore) -> None:
-        """Writing back an object without data would erase it: refused, nothing sent."""
-        with pytest.raises(InvalidInput):
-            admin_store.replace(StoredObject(name="x", data=None, resource_version="5"))
+    def test_an_override_is_used_as_given(
+        self, built: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``$REMSTATE_CONTROLPLANE_BIN`` naming a directory with both binaries is used."""
+        monkeypatch.setenv("REMSTATE_CACHE", "/nonexistent")  # so only the override can answer
+        monkeypatch.setenv(binaries.BIN_ENV, str(built))
+        assert binaries.ensure_built() == built
 
-    def test_is_a_store(self, admin_store: KubernetesStore) -> None:
-        """KubernetesStore satisfies the Store protocol."""
-        assert isinstance(admin_store, Store)
-
-
-# --- no client exception escapes ---------------------------------------------------------
-
-OPERATIONS: list[tuple[str, Callable[[KubernetesStore], object]]] = [
-    ("get", lambda s: s.get("x")),
-    ("create", lambda s: s.create(StoredObject(name="x", data={"k": "v"}))),
-    ("replace", lambda s: s.replace(StoredObject(name="x", data={}, resource_version="1"))),
-    ("delete", lambda s: s.delete("x", uid="u", resource_version="1")),
-    ("list", lambda s: s.list(label_selector="a=b", limit=5, metadata_only=True)),
-    ("watch", lambda s: next(iter(s.watch(timeout_seconds=1)), None)),
-]
+    def test_an_override_without_both_binaries_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``$REMSTATE_CONTROLPLANE_BIN`` must hold both binaries; the error names those missing."""
+        monkeypatch.setenv(binaries.BIN_ENV, str(tmp_path))
+        with pytest.raises(ControlPlaneError, match="kube-apiserver, etcd"):
+            binaries.ensure_built()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class TestCommandLine:
+    def test_build_prints_the_bin_directory(self) -> None:
+        """``python -m remstate.testing.controlplane build`` prints where the binaries are."""
+        out = subprocess.run(
+            [sys.executable, "-m", "remstate.testing.controlplane", "build"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert Path(out.strip()) == binaries.ensure_built()
 
+    def test_a_missing_build_is_one_line_and_exit_1(self, tmp_path: Path) -> None:
+        """Nothing to run and nothing to build with: one ``error:`` line, exit code 1."""
+        env = {**os.environ, binaries.BIN_ENV: str(tmp_path)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "remstate.testing.controlplane", "up"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("error: ")
+        assert len(proc.stderr.strip().splitlines()) == 1
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and then closes them without a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    stopping = threading.Event()
-
-    def serve() -> None:
-        while not stopping.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stopping.set()
-        listener.close()
-        thread.join(timeout=5)
-
-
-def store_at(server: str, token: str, ca_file: str | None) -> KubernetesStore:
-    configuration = client.Configuration(
-        host=server,
-        api_key={"BearerToken": token},
-        api_key_prefix={"BearerToken": "Bearer"},
-        ssl_ca_cert=ca_file,
-    )
-    configuration.retries = 0
-    return KubernetesStore("default", api_client=client.ApiClient(configuration), request_timeout=5)
-
-
-@pytest.mark.parametrize(("op", "call"), OPERATIONS, ids=[name for name, _ in OPERATIONS])
-class TestNoClientExceptionEscapes:
-    def _run(self, store: KubernetesStore, call: Callable[[KubernetesStore], object]) -> StoreError:
+    @pytest.mark.kubernetes
+    def test_up_serves_until_interrupted(self, tmp_path: Path) -> None:
+        """``make cluster``: ``up`` prints a usable KUBECONFIG, and Ctrl-C stops both processes."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remstate.testing.controlplane", "up", "--workdir", tmp_path],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
-            with pytest.raises(StoreError) as caught:
-                call(store)
+            lines = _lines_until(proc, "# ready in ")
+            [kubeconfig] = [line.split("=", 1)[1] for line in lines if "KUBECONFIG=" in line]
+            with config.new_client_from_config(config_file=kubeconfig) as api:
+                ns = client.CoreV1Api(api).read_namespace("default")
+            assert ns.metadata.name == "default"
         finally:
-            cast(Any, store.api_client).close()  # the store does not own it
-        assert not isinstance(caught.value, ApiException)
-        assert caught.value.status.code
-        return caught.value
-
-    def test_closed_port_is_unavailable(
-        self, op: str, call: Callable[[KubernetesStore], object]
-    ) -> None:
-        """Nothing listens: Unavailable, chained from the urllib3 error."""
-        error = self._run(store_at(f"https://127.0.0.1:{_closed_port()}", "t", None), call)
-        assert isinstance(error, Unavailable)
-        assert isinstance(error.__cause__, urllib3.exceptions.HTTPError | OSError | ApiException)
-
-    def test_connection_closed_without_answer_is_unavailable(
-        self, op: str, call: Callable[[KubernetesStore], object], silent_server: int
-    ) -> None:
-        """The peer hangs up mid-handshake: Unavailable."""
-        error = self._run(store_at(f"https://127.0.0.1:{silent_server}", "t", None), call)
-        assert isinstance(error, Unavailable)
-
-    def test_untrusted_certificate_is_unavailable(
-        self, op: str, call: Callable[[KubernetesStore], object], controlplane: ControlPlane
-    ) -> None:
-        """A server whose certificate we do not trust is never talked to: Unavailable."""
-        error = self._run(store_at(controlplane.server, controlplane.admin_token, None), call)
-        assert isinstance(error, Unavailable)
-
-    def test_bad_token_is_forbidden(
-        self, op: str, call: Callable[[KubernetesStore], object], controlplane: ControlPlane
-    ) -> None:
-        """An unknown bearer token: Forbidden, carrying the server's 401 Status."""
-        store = store_at(controlplane.server, "not-a-token", str(controlplane.ca_file))
-        error = self._run(store, call)
-        assert isinstance(error, Forbidden)
-        assert (error.status.code, error.status.reason) == (401, "Unauthorized")
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        assert "# stopping" in out
 
 
-# --- the translation table (no server) ----------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("code", "reason", "expected"),
-    [
-        (400, "BadRequest", Invalid),
-        (401, "Unauthorized", Forbidden),
-        (403, "Forbidden", Forbidden),
-        (404, "NotFound", NotFound),
-        (409, "AlreadyExists", AlreadyExists),
-        (409, "Conflict", Conflict),
-        (410, "Expired", Gone),
-        (413, "RequestEntityTooLarge", Invalid),
-        (422, "Invalid", Invalid),
-        (429, "TooManyRequests", Unavailable),
-        (500, "InternalError", Unavailable),
-        (503, "ServiceUnavailable", Unavailable),
-        (504, "Timeout", Unavailable),
-    ],
-)
-class TestErrorTranslation:
-    def test_status_maps_to_our_error(self, code: int, reason: str, expected: type) -> None:
-        """Each API status becomes our error and keeps the server's Status as data."""
-        import json
-
-        body = json.dumps(ApiStatus(code, reason, f"m{code}", {"name": "x"}).to_dict())
-        error = translate_error(ApiException(status=code, reason=reason, body=body))
-        assert type(error) is expected
-        assert error.status == ApiStatus(code, reason, f"m{code}", {"name": "x"})
-
-    def test_non_status_body_still_maps_by_code(
-        self, code: int, reason: str, expected: type
-    ) -> None:
-        """A body that is not a Status (a proxy's HTML) still maps by the HTTP code."""
-        error = error_from_status(code, b"<html>bad gateway</html>")
-        # Without a Status there is no reason to tell AlreadyExists from Conflict.
-        assert type(error) is (Conflict if code == 409 else expected)
-        assert error.status.code == code
-        assert "bad gateway" in error.status.message
-
-
-@pytest.mark.parametrize(
-    ("exc", "expected"),
-    [
-        (urllib3.exceptions.MaxRetryError(None, "/", "refused"), Unavailable),  # type: ignore[arg-type]
-        (urllib3.exceptions.ProtocolError("reset"), Unavailable),
-        (urllib3.exceptions.ReadTimeoutError(None, "/", "slow"), Unavailable),  # type: ignore[arg-type]
-        (ConnectionRefusedError(), Unavailable),
-        (ApiException(status=0, reason="SSLError"), Unavailable),
-        (ValueError("bad field"), Invalid),
-    ],
-)
-def test_transport_errors_translate(exc: BaseException, expected: type) -> None:
-    """Network and client-side failures become Unavailable or Invalid."""
-    assert type(translate_error(exc)) is expected
+def _lines_until(proc: subprocess.Popen[str], marker: str) -> Iterator[str]:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith(marker):
+            return lines
+    raise AssertionError(f"exited before {marker!r}: {lines}")
