@@ -29,7 +29,7 @@ from remstate.store.kubernetes import KubernetesStore
 from remstate.testing import binaries
 from remstate.testing.controlplane import ISSUER, ControlPlane, ControlPlaneError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN_FIXTURES = (
     "controlplane",
     "controlplane_namespace",
