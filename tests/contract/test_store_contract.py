@@ -24,12 +24,9 @@ from remstate.errors import (
 )
 from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
 from tests.backends import StoreSpec
+from tests.helpers import cm
 
 MiB = 1_048_576
-
-
-def cm(name: str, data: dict[str, str] | None = None, **labels: str) -> StoredObject:
-    return StoredObject(name=name, data=data if data is not None else {"k": "v"}, labels=labels)
 
 
 class TestCreateAndGet:
@@ -126,13 +123,14 @@ class TestReplace:
 
 class TestDelete:
     def test_delete_removes_the_object(self, store: Store) -> None:
-        """Delete removes the object; a second delete raises NotFound."""
+        """Delete removes the object; a second delete raises NotFound, worded as the server does."""
         store.create(cm("d"))
         store.delete("d")
         with pytest.raises(NotFound):
             store.get("d")
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as caught:
             store.delete("d")
+        assert caught.value.status.message == 'configmaps "d" not found'
 
     def test_delete_with_matching_preconditions(self, store: Store) -> None:
         """Delete with the current uid and resourceVersion removes the object."""
@@ -297,8 +295,10 @@ class TestLimits:
             store.create(StoredObject(name="l", data={}, labels=labels))
 
     def test_label_value_of_63_characters_is_accepted(self, store: Store) -> None:
-        """A label value of exactly 63 characters is accepted."""
-        store.create(StoredObject(name="l", data={}, labels={"k": "x" * 63}))
+        """A label value of exactly 63 characters is accepted, and read back whole."""
+        created = store.create(StoredObject(name="l", data={}, labels={"k": "x" * 63}))
+        assert created.labels == {"k": "x" * 63}
+        assert store.get("l").labels == {"k": "x" * 63}
 
     def test_annotations_over_256_kib_are_rejected(self, store: Store) -> None:
         """Annotations totalling more than 256 KiB are refused; exactly 256 KiB is accepted."""

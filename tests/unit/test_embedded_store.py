@@ -40,6 +40,7 @@ from remstate.store.base import (
 from remstate.store.embedded import EmbeddedStore
 from remstate.store.embedded_compaction import COMPACT_EVERY
 from tests.embedded_files import DAMAGES, as_nobody, filled_store, newer_layout, reachable_dir
+from tests.helpers import cm
 
 MiB = 1_048_576
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -54,10 +55,6 @@ def path(tmp_path: Path) -> str:
 def store(path: str) -> Iterator[EmbeddedStore]:
     with EmbeddedStore(path, clock=lambda: NOW) as opened:
         yield opened
-
-
-def cm(name: str, data: dict[str, str] | None = None, **labels: str) -> StoredObject:
-    return StoredObject(name=name, data=data if data is not None else {"k": "v"}, labels=labels)
 
 
 def events(store: EmbeddedStore, **kwargs: object) -> list[tuple[str, str, str]]:
@@ -517,22 +514,7 @@ class TestReplace:
 
 
 class TestDelete:
-    def test_delete_removes(self, store: EmbeddedStore) -> None:
-        """Delete removes the object; a second delete raises NotFound."""
-        store.create(cm("d"))
-        store.delete("d")
-        with pytest.raises(NotFound):
-            store.get("d")
-        with pytest.raises(NotFound) as caught:
-            store.delete("d")
-        assert caught.value.status.message == 'configmaps "d" not found'
-
-    def test_matching_preconditions_delete(self, store: EmbeddedStore) -> None:
-        """Delete with the current uid and resourceVersion removes the object."""
-        obj = store.create(cm("d"))
-        store.delete("d", uid=obj.uid, resource_version=obj.resource_version)
-        with pytest.raises(NotFound):
-            store.get("d")
+    """The embedded store's own wording; plain deletes are in the contract suite (both backends)."""
 
     def test_uid_precondition(self, store: EmbeddedStore) -> None:
         """A uid of an earlier incarnation is a Conflict, worded as rest.BeforeDelete words it."""
