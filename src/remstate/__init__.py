@@ -21,7 +21,7 @@ from remstate.errors import (
     Unavailable,
     UnsupportedSchemaVersion,
 )
-from remstate.manager import FeedbackPage, StateManager
+from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -37,12 +37,14 @@ __all__ = [
     "AlreadyExists",
     "Conflict",
     "CorruptState",
+    "ErrorPage",
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
     "Forbidden",
     "InvalidInput",
     "IssueType",
+    "IterationPage",
     "IterationRecord",
     "MaxIterationsReached",
     "NotFound",
