@@ -67,10 +67,9 @@ def _build(store: Store, state: TaskState) -> None:
         kind, moved = plan
         created = store.create(segment_object(state, moved, kind=kind, owner=owner))
         state = apply_compaction(state, segment_ref(created))
-        if needs_filter_page(state):
-            page, first = filter_page_object(state, n=state.next_segment_number, owner=owner)
-            ref = segment_ref(store.create(page))
-            state = state.with_filter_page(ref.n, ref.name, ref.uid, first)
+        while needs_filter_page(state):
+            page = filter_page_object(state, n=state.next_segment_number, owner=owner)
+            state = state.with_filter_page(segment_ref(store.create(page)))
     store.replace(state_object(state, resource_version=head.resource_version))
 
 

@@ -77,6 +77,12 @@ class HistoryReader:
         self._lock = threading.Lock()
         self._segments: OrderedDict[tuple[str, str, int], HistorySegment] = OrderedDict()
         self._pages: OrderedDict[tuple[str, str, int], dict[int, IdFilter]] = OrderedDict()
+        # Each task's segments of a kind with their filters, newest first, for the
+        # last index seen: an index is carried from write to write unchanged, so
+        # a run of appends resolves its filters (and filter pages) once.
+        self._probes: OrderedDict[
+            tuple[str, str], tuple[object, list[tuple[SegmentRef, IdFilter | None]]]
+        ] = OrderedDict()
 
     # -- objects ----------------------------------------------------------------
 
@@ -161,10 +167,14 @@ class HistoryReader:
         """
         wanted = set(keys)
         found: dict[str, Record] = {}
-        for record in state.held(kind):
-            key = record_id(record)
-            if key is not None and key in wanted:
-                found[key] = record
+        held = state.held(kind)
+        if kind == KIND_FEEDBACK:  # the common case, without a call per entry
+            found.update((e.id, e) for e in held if isinstance(e, FeedbackEntry) and e.id in wanted)
+        else:
+            for record in held:
+                key = record_id(record)
+                if key is not None and key in wanted:
+                    found[key] = record
         missing = wanted.difference(found)
         if kind == KIND_FEEDBACK and missing:
             found.update(self._recently_moved(state, missing))
@@ -173,10 +183,9 @@ class HistoryReader:
         if not missing:
             return found, built
         digests = {key: id_digest(key) for key in missing}
-        for ref in reversed(state.segments_of(kind)):
+        for ref, id_filter in self._probe_order(state, kind):
             if not missing:
                 break
-            id_filter = self.id_filter(state, ref)
             if id_filter is None:
                 held = self.segment(state.task_id, ref).records
                 built[ref.n] = IdFilter.of(k for k in map(record_id, held) if k is not None)
@@ -188,6 +197,21 @@ class HistoryReader:
                 found.update(hits)
                 missing.difference_update(hits)
         return found, built
+
+    def _probe_order(self, state: TaskState, kind: str) -> list[tuple[SegmentRef, IdFilter | None]]:
+        """``kind``'s segments with their ID filters, newest first (cached per index)."""
+        key = (state.task_id, kind)
+        with self._lock:
+            cached = self._probes.get(key)
+        if cached is not None and cached[0] is state.history:
+            return cached[1]
+        order = [(ref, self.id_filter(state, ref)) for ref in reversed(state.segments_of(kind))]
+        with self._lock:
+            self._probes[key] = (state.history, order)
+            self._probes.move_to_end(key)
+            while len(self._probes) > PAGE_CACHE_SIZE:
+                self._probes.popitem(last=False)
+        return order
 
     def _recently_moved(self, state: TaskState, keys: set[str]) -> dict[str, Record]:
         """The feedback entries the head lists as recently moved, read from their segment."""

@@ -864,17 +864,9 @@ class StateManager:
                 lambda n: segment_object(state, moved, owner=owner, n=n, kind=kind)  # noqa: B023
             )
             state = apply_compaction(state, segment_ref(segment))
-        if needs_filter_page(state):
-            firsts: list[int] = []
-
-            def page(n: int) -> StoredObject:
-                obj, first = filter_page_object(state, n=n, owner=owner)
-                firsts.append(first)
-                return obj
-
-            created_page = create(page)
-            ref = segment_ref(created_page)
-            state = state.with_filter_page(ref.n, ref.name, ref.uid, firsts[-1])
+        while needs_filter_page(state):
+            page = create(lambda n: filter_page_object(state, n=n, owner=owner))  # noqa: B023
+            state = state.with_filter_page(segment_ref(page))
         return state
 
     def _discard_unreferenced(self, task_id: str, segments: Sequence[StoredObject]) -> None:

@@ -128,6 +128,7 @@ from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [
     "DATA_KEYS",
+    "FILTER_PAGE_BYTES",
     "KEY_FEEDBACK_RESOLUTIONS",
     "KEY_HISTORY_INDEX",
     "MIGRATED_NOTE",
@@ -496,13 +497,24 @@ def segment_object(
     )
 
 
-def filter_page_object(
-    state: TaskState, *, n: int, owner: OwnerReference | None = None
-) -> tuple[StoredObject, int]:
-    """The filter page ``n`` holding the inline ID filters of the head's newest segments,
-    and the first segment number it covers (it covers up to ``n`` itself).
+#: The most bytes of filters one filter page holds (margin under 1 MiB):
+#: the filters of about 225,000 IDs.
+FILTER_PAGE_BYTES = 900_000
 
-    It takes every inline filter of the segments after the last filter page.
+
+def filter_page_object(
+    state: TaskState,
+    *,
+    n: int,
+    owner: OwnerReference | None = None,
+    max_bytes: int = FILTER_PAGE_BYTES,
+) -> StoredObject:
+    """The filter page ``n`` holding the oldest movable inline ID filters of the head.
+
+    It takes the filters of ``state.movable_filters()``, oldest first, as many
+    as ``max_bytes`` hold (at least one), and covers the segment numbers from
+    the end of the last filter page's range to the last segment it takes.
+    The head then takes it with ``state.with_filter_page(segment_ref(created))``.
 
     Raises:
         InvalidInput: there is no inline filter to take, or ``n`` is not
@@ -510,35 +522,40 @@ def filter_page_object(
     """
     if n < state.next_segment_number:
         raise InvalidInput(f"segment number {n} is not above the last one of the task")
-    pages = state.segments_of(KIND_ID_FILTERS)
-    first = pages[-1].end_seq if pages else min(s.n for s in state.segments)
-    filters = {
-        str(s.n): s.id_filter.to_dict()
-        for s in state.segments
-        if s.id_filter is not None and s.n >= first
-    }
-    if not filters:
+    movable = state.movable_filters()
+    if not movable:
         raise InvalidInput("no inline ID filter to move into a filter page")
+    pages = state.segments_of(KIND_ID_FILTERS)
+    first = pages[-1].end_seq if pages else 0
+    filters: dict[str, Any] = {}
+    size = 0
+    for segment in movable:
+        assert segment.id_filter is not None
+        stored = segment.id_filter.to_dict()
+        size += len(stored["bloom"]) + 32
+        if filters and size > max_bytes:
+            break
+        filters[str(segment.n)] = stored
+        last = segment.n
     data = {
         "schema_version": str(SCHEMA_VERSION),
         "task_id": _utf8(state.task_id, "task_id"),
         "segment": str(n),
         "first_seq": str(first),
-        "count": str(n - first + 1),
+        "count": str(last - first + 1),
         "id_filters": encode_json(filters, compress_over=COMPRESS_OVER),
     }
     size = value_bytes(data)
     if size > MAX_DATA_BYTES:
         raise StateTooLarge(f"filter page {n} of task {state.task_id!r}", size, MAX_DATA_BYTES)
     labels, annotations = segment_metadata(state.task_id)
-    obj = StoredObject(
+    return StoredObject(
         name=segment_name(state.task_id, n),
         data=data,
         labels=labels,
         annotations=annotations,
         owner_references=() if owner is None else (owner,),
     )
-    return obj, first
 
 
 def decode_filter_page(obj: StoredObject) -> dict[int, IdFilter]:

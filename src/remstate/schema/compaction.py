@@ -21,10 +21,9 @@ before each write of the head::
         kind, moved = plan
         created = store.create(segment_object(state, moved, kind=kind, owner=...))
         state = apply_compaction(state, segment_ref(created))
-    if needs_filter_page(state):
-        page, first = filter_page_object(state, n=..., owner=...)
-        created = store.create(page)
-        state = state.with_filter_page(created's n, name, uid, first)
+    while needs_filter_page(state):
+        created = store.create(filter_page_object(state, n=..., owner=...))
+        state = state.with_filter_page(segment_ref(created))
     store.replace(state_object(state, resource_version=...))
 
 The segment is written first and the head takes it with a compare-and-swap,
@@ -314,9 +313,9 @@ def apply_compaction(
 
 
 def needs_filter_page(state: TaskState, *, filter_budget: int = FILTER_BUDGET) -> bool:
-    """Whether the head's inline ID filters are past ``filter_budget`` bytes."""
+    """Whether the head's movable inline ID filters are past ``filter_budget`` bytes."""
     size = 0
-    for segment in state.segments:
-        if segment.id_filter is not None:
-            size += len(segment.id_filter.to_dict()["bloom"])
+    for segment in state.movable_filters():
+        assert segment.id_filter is not None
+        size += len(segment.id_filter.to_dict()["bloom"])
     return size > filter_budget

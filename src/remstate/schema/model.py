@@ -103,7 +103,7 @@ KIND_ITERATIONS = "iterations"
 KIND_ERRORS = "errors"
 KINDS = (KIND_FEEDBACK, KIND_ITERATIONS, KIND_ERRORS)
 #: A segment of this kind holds no records but the ID filters of other segments:
-#: those numbered ``first_seq`` to ``first_seq + count - 1`` (its own number last).
+#: those numbered ``first_seq`` to ``first_seq + count - 1``.
 KIND_ID_FILTERS = "id-filters"
 
 Clock = Callable[[], datetime]
@@ -798,6 +798,10 @@ class HistoryIndex:
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
     _encoded: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
+    # Each kind's segments, computed once: every lookup and total asks for them.
+    _by_kind: dict[str, tuple[SegmentRef, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     _KEYS = frozenset({"segments", "recent_moved"})
 
@@ -815,9 +819,13 @@ class HistoryIndex:
 
     def segments_of(self, kind: str) -> tuple[SegmentRef, ...]:
         """The segments holding records of ``kind``, oldest first."""
-        if all(s.kind == kind for s in self.segments):
-            return self.segments
-        return tuple(s for s in self.segments if s.kind == kind)
+        if self._by_kind is None:
+            by_kind: dict[str, list[SegmentRef]] = {}
+            for segment in self.segments:
+                by_kind.setdefault(segment.kind, []).append(segment)
+            _set(self, "_by_kind", {k: tuple(v) for k, v in by_kind.items()})
+        assert self._by_kind is not None
+        return self._by_kind.get(kind, ())
 
     def to_dict(self) -> dict[str, Any]:
         """The ``history_index`` document: IDs are grouped by segment, for compactness."""
@@ -1266,30 +1274,43 @@ class TaskState:
 
     def filter_page_for(self, n: int) -> SegmentRef | None:
         """The filter page holding segment ``n``'s ID filter, if one does."""
-        for page in self.segments_of(KIND_ID_FILTERS):
-            if page.first_seq <= n < page.end_seq:
-                return page
+        pages = self.segments_of(KIND_ID_FILTERS)
+        i = bisect.bisect_right([p.first_seq for p in pages], n) - 1
+        if i >= 0 and n < pages[i].end_seq:
+            return pages[i]
         return None
 
-    def with_filter_page(self, n: int, name: str, uid: str, first: int) -> TaskState:
-        """This state once the inline ID filters of segments ``first`` .. ``n - 1`` moved
-        into the filter page ``n`` (which covers ``first`` .. ``n``).
+    def movable_filters(self) -> list[SegmentRef]:
+        """The segments whose inline ID filter a new filter page would take, oldest first:
+        those numbered from the end of the last filter page's range on."""
+        pages = self.segments_of(KIND_ID_FILTERS)
+        first = pages[-1].end_seq if pages else 0
+        return [s for s in self.segments if s.id_filter is not None and s.n >= first]
+
+    def with_filter_page(self, page: SegmentRef) -> TaskState:
+        """This state once the inline ID filters of the segments ``page`` covers (numbered
+        ``page.first_seq`` .. ``page.end_seq - 1``) moved into that filter page.
 
         Raises:
-            InvalidInput: ``n`` is not above the last segment's number, or
-                ``first`` is not above the last filter page's range.
+            InvalidInput: ``page`` is not a filter page, its number is not above
+                the last segment's, or its range does not follow the last page's.
         """
-        if n < self.next_segment_number:
+        if page.kind != KIND_ID_FILTERS:
+            raise InvalidInput(f"segment {page.n} is not a filter page")
+        if page.n < self.next_segment_number:
             raise InvalidInput(
-                f"segment number {n} is not above the last one ({self.next_segment_number - 1})"
+                f"segment number {page.n} is not above the last one "
+                f"({self.next_segment_number - 1})"
             )
         pages = self.segments_of(KIND_ID_FILTERS)
-        if pages and first != pages[-1].end_seq:
-            raise InvalidInput(f"filter page {n} starts at {first}, not at {pages[-1].end_seq}")
+        if pages and page.first_seq != pages[-1].end_seq:
+            raise InvalidInput(
+                f"filter page {page.n} starts at {page.first_seq}, not at {pages[-1].end_seq}"
+            )
         segments = tuple(
-            dataclasses.replace(s, id_filter=None) if first <= s.n < n else s for s in self.segments
+            dataclasses.replace(s, id_filter=None) if page.first_seq <= s.n < page.end_seq else s
+            for s in self.segments
         )
-        page = SegmentRef(n, name, first, n - first + 1, uid, kind=KIND_ID_FILTERS)
         history = HistoryIndex((*segments, page), self.recent_moved_ids, self.history.extra)
         return dataclasses.replace(self, history=history)
 
