@@ -54,7 +54,6 @@ from remstate.schema import (
     KIND_FEEDBACK,
     KIND_ITERATIONS,
     LABEL_MANAGED_BY,
-    RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
     SCHEMA_VERSION,
     Clock,
@@ -93,9 +92,9 @@ _R = TypeVar("_R")
 #: Set on every write to the id of the operation that made it, so that an
 #: operation whose response was lost recognises its own committed write.
 ANNOTATION_WRITE_ID = "remstate.io/write-id"
-#: The most entries one write appends: a retry after a lost response must
-#: find them all again, in the head or in its window of recently moved ids.
-MAX_BATCH = RECENT_MOVED_LIMIT // 2
+#: The most entries one write appends: about 500 KB of typical entries, so
+#: that one write, and the segments it fills, stay well under 1 MiB each.
+MAX_BATCH = 2048
 
 #: How many tasks' last-seen objects a manager remembers.
 DEFAULT_CACHE_SIZE = 1024
@@ -863,7 +862,9 @@ class StateManager:
             segment = create(
                 lambda n: segment_object(state, moved, owner=owner, n=n, kind=kind)  # noqa: B023
             )
-            state = apply_compaction(state, segment_ref(segment))
+            # No window of recently moved ids: the segments' ID filters find
+            # every id, so the head no longer carries (up to 4,096 of) them.
+            state = apply_compaction(state, segment_ref(segment), recent_limit=0)
         while needs_filter_page(state):
             page = create(lambda n: filter_page_object(state, n=n, owner=owner))  # noqa: B023
             state = state.with_filter_page(segment_ref(page))
