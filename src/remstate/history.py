@@ -63,7 +63,7 @@ Record = FeedbackEntry | IterationRecord | ErrorRecord
 #: How many immutable history segments a reader keeps decoded, for paging.
 SEGMENT_CACHE_SIZE = 4
 #: How many filter pages a reader keeps: each holds the filters of about
-#: 12,000 IDs (48 KiB), and every lookup of a new ID consults all of a task's.
+#: 9,000 IDs (48 KiB), and every lookup of a new ID consults all of a task's.
 PAGE_CACHE_SIZE = 64
 #: The largest page a caller may ask for.
 MAX_PAGE = 10_000
@@ -126,6 +126,19 @@ class HistoryReader:
             while len(self._pages) > PAGE_CACHE_SIZE:
                 self._pages.popitem(last=False)
         return filters
+
+    def remember_page(self, ref: SegmentRef, state: TaskState) -> None:
+        """Cache a filter page just written from ``state`` (the state before it took the
+        page): its filters are the inline ones of the segments it covers."""
+        filters = {
+            s.n: s.id_filter
+            for s in state.segments
+            if s.id_filter is not None and ref.first_seq <= s.n < ref.end_seq
+        }
+        with self._lock:
+            self._pages[ref.cache_key] = filters
+            while len(self._pages) > PAGE_CACHE_SIZE:
+                self._pages.popitem(last=False)
 
     def _object(self, task_id: str, ref: SegmentRef) -> StoredObject:
         try:

@@ -866,8 +866,11 @@ class StateManager:
             # every id, so the head no longer carries (up to 4,096 of) them.
             state = apply_compaction(state, segment_ref(segment), recent_limit=0)
         while needs_filter_page(state):
-            page = create(lambda n: filter_page_object(state, n=n, owner=owner))  # noqa: B023
-            state = state.with_filter_page(segment_ref(page))
+            page = segment_ref(
+                create(lambda n: filter_page_object(state, n=n, owner=owner))  # noqa: B023
+            )
+            self._history.remember_page(page, state)  # what it holds: no need to read it
+            state = state.with_filter_page(page)
         return state
 
     def _discard_unreferenced(self, task_id: str, segments: Sequence[StoredObject]) -> None:

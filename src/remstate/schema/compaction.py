@@ -92,7 +92,7 @@ KEEP_BYTES = 16 * 1024
 #: The most bytes of data one segment holds (margin under 1 MiB).
 SEGMENT_BUDGET = 1_000_000
 #: Bytes of ID filters (base64) the head's index holds inline; past it, they
-#: move into a filter page. 48 KiB hold the filters of about 12,000 IDs.
+#: move into a filter page. 48 KiB hold the filters of about 9,000 IDs.
 FILTER_BUDGET = 48 * 1024
 #: (budget, keep) in plain JSON bytes, for iteration records and error records:
 #: past the budget, the oldest move out, down to ``keep`` bytes of the newest.
