@@ -203,8 +203,8 @@ class TestLargeHistory:
             "big", author="late", severity="high", issue_type="bug", description="one more"
         )
         assert manager.append_feedback("big", appended) == appended  # still idempotent
-        # An id that moved to a segment recently is still recognised, from the
-        # head's window of recently moved ids, at the cost of one segment read.
+        # An id that moved to a segment is still recognised, through the
+        # segments' id filters, at the cost of one segment read.
         recent = f"e{total - 2000:06d}"
         assert state.find_feedback(recent) is None
         retry = FeedbackEntry.new(
