@@ -302,6 +302,9 @@ class ControlPlane:
         self.startup_seconds = 0.0
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
+        self._etcd_argv: list[str] = []
+        self._apiserver_argv: list[str] = []
+        self._env: dict[str, str] = {}
         self._logs: list[IO[bytes]] = []
         self._stopped = False
 
@@ -309,7 +312,12 @@ class ControlPlane:
 
     @classmethod
     def start(
-        cls, workdir: Path | None = None, *, watch_cache: bool = False, bin_dir: Path | None = None
+        cls,
+        workdir: Path | None = None,
+        *,
+        watch_cache: bool = False,
+        bin_dir: Path | None = None,
+        etcd_quota_bytes: int | None = None,
     ) -> Self:
         """Build (if needed) and start etcd and kube-apiserver; return when they are ready.
 
@@ -323,6 +331,8 @@ class ControlPlane:
                 minutes), and a dozen caches less saves CPU. The API's semantics
                 are the same either way.
             bin_dir: where kube-apiserver and etcd are; by default :func:`ensure_built`'s.
+            etcd_quota_bytes: etcd's ``--quota-backend-bytes``; a tiny one lets a
+                test fill the database until etcd's space alarm fires.
 
         Raises:
             ControlPlaneError: a process died or /readyz did not answer in time;
@@ -339,14 +349,14 @@ class ControlPlane:
         tokens = {name: secrets.token_hex(24) for name in ("admin", "nobody", "reader")}
         plane = cls(workdir=directory, owns_workdir=owns, bin_dir=bin_dir, tokens=tokens)
         try:
-            plane._launch(watch_cache=watch_cache)
+            plane._launch(watch_cache=watch_cache, etcd_quota_bytes=etcd_quota_bytes)
         except BaseException:
             plane._print_logs(sys.stderr)
             plane.stop()
             raise
         return plane
 
-    def _launch(self, *, watch_cache: bool) -> None:
+    def _launch(self, *, watch_cache: bool, etcd_quota_bytes: int | None) -> None:
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
         _, serving_cert, serving_key, sa_key, sa_pub = _write_pki(pki)
@@ -364,55 +374,51 @@ class ControlPlane:
         self.server = f"https://127.0.0.1:{apiserver_port}"
         self._write_kubeconfig()
 
-        env = {**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")}
+        self._env = {**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")}
         spawned = time.monotonic()
-        self._etcd = self._spawn(
-            [
-                str(self.bin_dir / "etcd"),
-                "--name=remstate-test",
-                f"--data-dir={self.workdir / 'etcd'}",
-                f"--listen-client-urls={self.etcd_url}",
-                f"--advertise-client-urls={self.etcd_url}",
-                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-                f"--initial-cluster=remstate-test=http://127.0.0.1:{etcd_peer}",
-                "--initial-cluster-state=new",
-                # A throwaway store: durability buys nothing and fsync costs much.
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-            ],
-            self.etcd_log,
-            env,
-        )
-        self._apiserver = self._spawn(
-            [
-                str(self.bin_dir / "kube-apiserver"),
-                f"--etcd-servers={self.etcd_url}",
-                "--advertise-address=127.0.0.1",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={apiserver_port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={serving_cert}",
-                f"--tls-private-key-file={serving_key}",
-                "--authorization-mode=RBAC",
-                f"--token-auth-file={token_file}",
-                f"--service-account-issuer={ISSUER}",
-                f"--service-account-key-file={sa_pub}",
-                f"--service-account-signing-key-file={sa_key}",
-                f"--api-audiences={ISSUER}",
-                # No token controller runs; the admission plugin would wait for one.
-                "--disable-admission-plugins=ServiceAccount",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # No controller manager or kubelet runs: these would only burn CPU.
-                "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type=none",
-                "--profiling=false",
-                f"--watch-cache={str(watch_cache).lower()}",
-                "--v=1",
-            ],
-            self.apiserver_log,
-            env,
-        )
+        self._etcd_argv = [
+            str(self.bin_dir / "etcd"),
+            "--name=remstate-test",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={self.etcd_url}",
+            f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=remstate-test=http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster-state=new",
+            # A throwaway store: durability buys nothing and fsync costs much.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+        if etcd_quota_bytes is not None:
+            self._etcd_argv.append(f"--quota-backend-bytes={etcd_quota_bytes}")
+        self._etcd = self._spawn(self._etcd_argv, self.etcd_log, self._env)
+        self._apiserver_argv = [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers={self.etcd_url}",
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={apiserver_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={serving_cert}",
+            f"--tls-private-key-file={serving_key}",
+            "--authorization-mode=RBAC",
+            f"--token-auth-file={token_file}",
+            f"--service-account-issuer={ISSUER}",
+            f"--service-account-key-file={sa_pub}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--api-audiences={ISSUER}",
+            # No token controller runs; the admission plugin would wait for one.
+            "--disable-admission-plugins=ServiceAccount",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # No controller manager or kubelet runs: these would only burn CPU.
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            f"--watch-cache={str(watch_cache).lower()}",
+            "--v=1",
+        ]
+        self._apiserver = self._spawn(self._apiserver_argv, self.apiserver_log, self._env)
         # Until /readyz answers, etcd may still be starting; the API server retries it.
         self._wait_ready(time.monotonic() + READY_TIMEOUT)
         self.startup_seconds = time.monotonic() - spawned
@@ -536,6 +542,64 @@ class ControlPlane:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    # -- outages: stop one process, start it again on the same ports -----------------
+
+    def stop_apiserver(self) -> None:
+        """Kill kube-apiserver (SIGKILL: a crash, and no wait for in-flight requests)."""
+        self._kill(self._apiserver)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again, same flags and port; return when it is ready.
+
+        Raises:
+            ControlPlaneError: it did not get ready in time (logs printed first).
+        """
+        self._apiserver = self._restart(self._apiserver, self._apiserver_argv, self.apiserver_log)
+        try:
+            self._wait_ready(time.monotonic() + READY_TIMEOUT)
+        except BaseException:
+            self._print_logs(sys.stderr)
+            raise
+
+    def stop_etcd(self) -> None:
+        """Kill etcd (SIGKILL); the API server stays up and answers what it can."""
+        self._kill(self._etcd)
+
+    def start_etcd(self) -> None:
+        """Start etcd again on its data directory and ports; return when it is healthy.
+
+        Raises:
+            ControlPlaneError: it did not answer /health in time (logs printed first).
+        """
+        self._etcd = self._restart(self._etcd, self._etcd_argv, self.etcd_log)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(self.etcd_url + "/health", timeout=5) as resp:  # noqa: S310
+                    if json.loads(resp.read()).get("health") == "true":
+                        return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self._print_logs(sys.stderr)
+                raise ControlPlaneError(f"etcd not healthy within {READY_TIMEOUT:.0f}s")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def _restart(
+        self, proc: subprocess.Popen[bytes] | None, argv: list[str], log: Path
+    ) -> subprocess.Popen[bytes]:
+        if self._stopped or not argv:
+            raise ControlPlaneError("the control plane is not running")
+        if proc is not None and proc.poll() is None:
+            raise ControlPlaneError(f"{argv[0]} is still running")
+        return self._spawn(argv, log, self._env)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -6,24 +6,30 @@ console script, because a workflow step runs that, not ``main``.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from remstate import cli
 from remstate.cli import Exit, exit_code, main
 from remstate.errors import (
     CorruptState,
+    CorruptStore,
     Forbidden,
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RetriesExhausted,
+    ServerFault,
     StateNotFound,
     StoreError,
     Unavailable,
@@ -31,6 +37,7 @@ from remstate.errors import (
 )
 from remstate.manager import StateManager
 from remstate.schema import TaskState
+from tests.embedded_files import DAMAGES, as_nobody, filled_store, reachable_dir
 
 TASK = "task-42"
 
@@ -59,6 +66,7 @@ def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No REMSTATE_* setting of the developer's shell reaches a test."""
     monkeypatch.delenv("REMSTATE_STORE", raising=False)
     monkeypatch.delenv("REMSTATE_MAX_ITERATIONS", raising=False)
+    monkeypatch.delenv("REMSTATE_TIMEOUT", raising=False)
 
 
 @pytest.fixture
@@ -402,6 +410,147 @@ class TestStoreOption:
         assert_one_error_line(result)
 
 
+class TestTimeout:
+    def test_timeout_after_the_command_is_taken(self, run: Run) -> None:
+        """``--timeout`` is a global option, accepted after the command like ``-o``."""
+        result = run("increment", TASK, "--timeout", "5")
+        assert (result.code, result.out) == (0, "1\n")
+
+    @pytest.mark.parametrize("value", ["0", "-1", "soon"])
+    def test_a_bad_timeout_exits_2_and_writes_nothing(
+        self, run: Run, store_url: str, value: str
+    ) -> None:
+        """A timeout that is not a positive number of seconds is refused before any write."""
+        result = run("--timeout", value, "increment", TASK)
+        assert result.code == Exit.INVALID
+        assert_one_error_line(result)
+        assert stored_state(store_url) is None
+
+
+class TestStoreSetting:
+    @pytest.mark.parametrize("value", ["", " "])
+    @pytest.mark.parametrize("where", ["option", "environment"])
+    def test_empty_store_exits_2_and_writes_nothing(
+        self,
+        run_bare: Run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        where: str,
+        value: str,
+    ) -> None:
+        """An empty ``--store`` or REMSTATE_STORE exits 2; the default store is not used."""
+        default = tmp_path / "default" / "state.db"
+        monkeypatch.setattr(cli, "DEFAULT_DB", default)
+        if where == "option":
+            result = run_bare("--store", value, "increment", TASK)
+        else:
+            monkeypatch.setenv("REMSTATE_STORE", value)
+            result = run_bare("increment", TASK)
+        assert result.code == Exit.INVALID == 2
+        assert_one_error_line(result)
+        assert "empty" in result.err
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestEmbeddedStoreFile:
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["get", "42"],
+            ["feedback", "list", "42"],
+            ["delete", "42"],
+            ["feedback", "resolve", "42", "x"],
+        ],
+    )
+    def test_reads_create_nothing(
+        self, run_bare: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+    ) -> None:
+        """A read of a store that does not exist exits 3, says so, and creates no file or dir."""
+        monkeypatch.chdir(tmp_path)
+        result = run_bare("-s", "sqlite://typo/dir/s.db", *command)
+        assert result.code == Exit.NOT_FOUND == 3
+        assert_one_error_line(result)
+        assert f"{tmp_path / 'typo' / 'dir' / 's.db'} does not exist" in result.err
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("command", [["get", TASK], ["increment", TASK]])
+    def test_unopenable_file_is_named(
+        self, run_bare: Run, tmp_path: Path, command: list[str]
+    ) -> None:
+        """A store SQLite cannot open exits 6 with one line that names the file."""
+        path = tmp_path / "state.db"
+        path.mkdir()
+        result = run_bare("-s", f"sqlite://{path}", *command)
+        assert result.code == Exit.UNAVAILABLE == 6
+        assert_one_error_line(result)
+        assert str(path) in result.err
+
+    @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__)
+    @pytest.mark.parametrize("command", [["get", TASK], ["increment", TASK]])
+    def test_damaged_file_exits_8_naming_it(
+        self,
+        run_bare: Run,
+        tmp_path: Path,
+        damage: Callable[[str], None],
+        command: list[str],
+    ) -> None:
+        """A damaged, foreign or newer-layout file exits 8 (never 1) with one line naming it."""
+        path = tmp_path / "state.db"
+        filled_store(path)
+        assert run_bare("-s", f"sqlite://{path}", "increment", TASK).code == Exit.OK
+        damage(str(path))
+        result = run_bare("-s", f"sqlite://{path}", *command)
+        assert result.code == Exit.CORRUPT == 8
+        assert_one_error_line(result)
+        assert str(path) in result.err
+
+    def test_read_only_url_refuses_writes_with_7(
+        self, run_bare: Run, tmp_path: Path, store_url: str
+    ) -> None:
+        """``?mode=ro`` reads; a write exits 7 and writes nothing; a missing file stays missing."""
+        assert run_bare("-s", store_url, "increment", TASK).code == Exit.OK
+        assert run_bare("-s", f"{store_url}?mode=ro", "get", TASK).code == Exit.OK
+        result = run_bare("-s", f"{store_url}?mode=ro", "increment", TASK)
+        assert result.code == Exit.FORBIDDEN == 7
+        assert_one_error_line(result)
+        stored = stored_state(store_url)
+        assert stored is not None
+        assert stored.iteration == 1
+        missing = tmp_path / "new" / "state.db"
+        assert run_bare("-s", f"sqlite://{missing}?mode=ro", "increment", TASK).code == 3
+        assert not missing.parent.exists()
+
+    def test_read_only_file_reads_and_refuses_writes_with_7(self) -> None:
+        """A file its user may not write: ``get`` works; a write exits 7 naming it, and fails."""
+        with reachable_dir() as directory:
+            url = f"sqlite://{directory / 'state.db'}"
+            assert main(["-s", url, "increment", TASK]) == Exit.OK
+            (directory / "state.db").chmod(0o444)
+
+            def run(*args: str) -> tuple[int, str, str]:
+                out, err = io.StringIO(), io.StringIO()
+                with redirect_stdout(out), redirect_stderr(err):
+                    code = main(["-s", url, *args])
+                return int(code), out.getvalue(), err.getvalue()
+
+            read = as_nobody(lambda: run("get", TASK))
+            write = as_nobody(lambda: run("increment", TASK))
+            assert read[0] == "ok"
+            code, out, err = read[1]  # type: ignore[misc]
+            assert (code, err) == (Exit.OK, "")
+            assert out.startswith(f"task {TASK}: iteration 1,")
+            assert write[0] == "ok"
+            code, out, err = write[1]  # type: ignore[misc]
+            assert code == Exit.FORBIDDEN == 7
+            assert out == ""
+            assert len(err.splitlines()) == 1
+            assert str(directory / "state.db") in err
+            assert "read-only" in err
+            stored = stored_state(url)
+            assert stored is not None
+            assert stored.iteration == 1
+
+
 class TestExitCode:
     @pytest.mark.parametrize(
         ("error", "code"),
@@ -412,9 +561,12 @@ class TestExitCode:
             (NotFound("gone"), 3),
             (RetriesExhausted("too many conflicts", attempts=8), 5),
             (Unavailable("down"), 6),
+            (OutcomeUnknown("may have committed"), 9),
+            (ServerFault("etcd is full"), 10),
             (Forbidden("no"), 7),
             (CorruptState("garbled"), 8),
             (UnsupportedSchemaVersion(2, 1), 8),
+            (CorruptStore("damaged file"), 8),
             (StoreError("failed"), 1),
             (RuntimeError("not ours"), 1),
         ],

@@ -21,6 +21,16 @@ REQUIRED = {
     "RemstateError",
 }
 
+#: The errors a caller branches on when the store is down, full or contended.
+#: ``CorruptStore`` is what a damaged embedded store file gives.
+OUTAGE_ERRORS = {
+    "Unavailable",
+    "OutcomeUnknown",
+    "ServerFault",
+    "RetriesExhausted",
+    "CorruptStore",
+}
+
 #: The exception classes ``__all__`` exports.
 EXPORTED_EXCEPTIONS = [
     name
@@ -65,6 +75,10 @@ class TestAll:
     def test_every_public_name_defined_is_listed(self) -> None:
         """A public name bound in ``remstate/__init__`` is in ``__all__``."""
         assert sorted(_defined_public_names() - set(remstate.__all__)) == []
+
+    def test_the_outage_errors_are_listed(self) -> None:
+        """The errors of an outage, a full server, contention and a damaged file are exported."""
+        assert sorted(OUTAGE_ERRORS - set(remstate.__all__)) == []
 
     @pytest.mark.parametrize("name", EXPORTED_EXCEPTIONS)
     def test_exported_exception_is_a_remstate_error(self, name: str) -> None:

@@ -6,13 +6,32 @@ so a workflow step can branch on it without parsing text:
 
     0  success
     1  an unexpected error
-    2  bad input or usage; nothing was written
-    3  not found: the task has no state
+    2  bad input or usage (an empty --store too); nothing was written
+    3  not found: the task has no state (or the embedded store's file does not exist)
     4  max iterations reached; nothing was written
-    5  conflicts or transient errors outlasted the retry policy
-    6  the store is unavailable
-    7  forbidden: RBAC or authentication refused the request
-    8  the stored state is corrupt, or written by a newer remstate
+    5  conflicts outlasted the retry policy: other writers kept winning; nothing was written
+    6  the store is unavailable (refused, timed out, 5xx) until the timeout ran out;
+       for the embedded store, its file cannot be opened
+    7  forbidden: RBAC or authentication refused the request, or the embedded
+       store's file is read-only for this process; nothing was written
+    8  the stored state is corrupt or inconsistent, or written by a newer remstate
+       (so is the embedded store's file: not a database, damaged, or laid out by a
+       newer one); nothing was written
+    9  outcome unknown: a write was sent, its answer never came before the timeout
+       ran out, and it may have committed; read the state (or repeat the step with
+       the same --id) before doing it again
+   10  the server cannot carry the request out until an operator acts (for
+       example etcd's database is full); retrying will not help
+
+How long a command waits for an unavailable store: reads (``get``, ``feedback
+list``) give up after 10 seconds, writes after 30, unless ``--timeout`` says
+otherwise. No single request outlasts that: connect and read timeouts are
+capped at what is left of it.
+
+Commands that only read (``get``, ``feedback list``) open the embedded store
+read-only and never create it; ``delete`` and ``feedback resolve`` need an
+existing file; only the commands that add state create the file and its
+directory.
 """
 
 from __future__ import annotations
@@ -25,21 +44,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
 from remstate.errors import (
+    CorruptStore,
     Forbidden,
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
     RetriesExhausted,
+    ServerFault,
     StateError,
     StoreError,
     Unavailable,
 )
 from remstate.manager import ErrorPage, IterationPage, StateManager
+from remstate.retry import RetryPolicy
 from remstate.schema import FeedbackEntry, TaskState
 
 __all__ = ["EXIT_CODES", "app", "main"]
@@ -61,6 +85,14 @@ class Exit(enum.IntEnum):
     UNAVAILABLE = 6
     FORBIDDEN = 7
     CORRUPT = 8
+    OUTCOME_UNKNOWN = 9
+    SERVER_FAULT = 10
+
+
+#: Seconds a read, and a write, goes on retrying an unavailable store by default.
+#: A read is an operator or a step looking; a write is worth waiting out a restart.
+READ_TIMEOUT = 10.0
+WRITE_TIMEOUT = 30.0
 
 
 #: The documented exit codes, most specific error class first.
@@ -69,9 +101,12 @@ EXIT_CODES: list[tuple[type[BaseException], Exit]] = [
     (InvalidInput, Exit.INVALID),
     (NotFound, Exit.NOT_FOUND),
     (RetriesExhausted, Exit.RETRIES_EXHAUSTED),
+    (OutcomeUnknown, Exit.OUTCOME_UNKNOWN),
     (Unavailable, Exit.UNAVAILABLE),
+    (ServerFault, Exit.SERVER_FAULT),
     (Forbidden, Exit.FORBIDDEN),
     (StateError, Exit.CORRUPT),
+    (CorruptStore, Exit.CORRUPT),
     (StoreError, Exit.ERROR),
 ]
 
@@ -93,14 +128,36 @@ app.add_typer(feedback_app, name="feedback")
 
 
 class _Context:
-    def __init__(self, store_url: str, output: Output, max_iterations: int) -> None:
+    def __init__(
+        self, store_url: str, output: Output, max_iterations: int, timeout: float | None
+    ) -> None:
         self.store_url = store_url
         self.output = output
         self.max_iterations = max_iterations
+        self.timeout = timeout
 
     @contextmanager
-    def manager(self) -> Iterator[StateManager]:
-        with StateManager.from_url(self.store_url, max_iterations=self.max_iterations) as m:
+    def manager(self, mode: str) -> Iterator[StateManager]:
+        """The manager on the store, opened in ``mode`` (for the embedded store).
+
+        Its retries give up after the command's timeout: a read (``ro``) sooner.
+        """
+        deadline = self.timeout or (READ_TIMEOUT if mode == "ro" else WRITE_TIMEOUT)
+        url = urlsplit(self.store_url)
+        asked = parse_qs(url.query).get("mode", ["rwc"])
+        if mode == "rwc" and url.scheme == "sqlite" and asked == ["rwc"]:
+            path = Path(unquote(url.netloc + url.path))
+            # A directory we cannot make is left for the store to report when it
+            # opens the file: one translated line and a documented code, not an
+            # OSError traceback.
+            with suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+        with StateManager.from_url(
+            self.store_url,
+            max_iterations=self.max_iterations,
+            retry=RetryPolicy(deadline=deadline),
+            mode=mode,
+        ) as m:
             yield m
 
     def emit(self, value: Any, text: Callable[[], str]) -> None:
@@ -110,8 +167,23 @@ class _Context:
             typer.echo(text())
 
 
-def _default_store() -> str:
-    return os.environ.get("REMSTATE_STORE") or f"sqlite://{DEFAULT_DB}"
+def _store_url(option: str | None) -> str:
+    """The store to use: ``--store``, else REMSTATE_STORE, else the default file.
+
+    Raises:
+        InvalidInput: the one given is empty (a template with an unset
+            variable, say): the default file is no stand-in for it.
+    """
+    if option is not None:
+        if not option.strip():
+            raise InvalidInput("--store is empty; give a store URL, or leave the option out")
+        return option
+    env = os.environ.get("REMSTATE_STORE")
+    if env is not None:
+        if not env.strip():
+            raise InvalidInput("REMSTATE_STORE is empty; give a store URL, or unset it")
+        return env
+    return f"sqlite://{DEFAULT_DB}"
 
 
 @app.callback()
@@ -122,7 +194,7 @@ def _main(
         typer.Option(
             "--store",
             "-s",
-            help="sqlite:///path/state.db or kubernetes://NAMESPACE "
+            help="sqlite:///path/state.db (?mode=ro: read-only) or kubernetes://NAMESPACE "
             "[env REMSTATE_STORE; default: the embedded store in your data directory]",
             show_default=False,
         ),
@@ -134,16 +206,20 @@ def _main(
             "--max-iterations", envvar="REMSTATE_MAX_ITERATIONS", min=1, help="iteration limit"
         ),
     ] = 10,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            envvar="REMSTATE_TIMEOUT",
+            min=0.001,
+            metavar="SECONDS",
+            help="give up on an unavailable store after this long "
+            f"(default: {READ_TIMEOUT:g} for reads, {WRITE_TIMEOUT:g} for writes)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    url = store or _default_store()
-    if url.startswith("sqlite://"):
-        path = Path(url.removeprefix("sqlite://"))
-        # A directory we cannot make is left for the store to report when it
-        # opens the file: one translated line and a documented code, not an
-        # OSError traceback.
-        with suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    ctx.obj = _Context(url, output, max_iterations)
+    ctx.obj = _Context(_store_url(store), output, max_iterations, timeout)
 
 
 def _summary(state: TaskState) -> str:
@@ -158,7 +234,7 @@ def _summary(state: TaskState) -> str:
 def get(ctx: typer.Context, task_id: str) -> None:
     """Show a task's state."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("ro") as m:
         state = m.get_state(task_id)
     c.emit(state.to_dict(), lambda: _summary(state))
 
@@ -179,7 +255,7 @@ def increment(
 ) -> None:
     """Add one iteration; exit 4 at the maximum (idempotent by --id)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         number = m.increment_iteration(task_id, note=note, op_id=op_id)
     c.emit({"task_id": task_id, "iteration": number}, lambda: str(number))
 
@@ -188,7 +264,7 @@ def increment(
 def status(ctx: typer.Context, task_id: str, value: str) -> None:
     """Set a task's status (pending, in_progress, awaiting_review, completed, failed, cancelled)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         state = m.set_status(task_id, value)
     c.emit(state.to_dict(), lambda: _summary(state))
 
@@ -205,7 +281,7 @@ def error(
 ) -> None:
     """Record an error message for a task (idempotent by --id)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         record = m.record_error(task_id, message, id=record_id)
     c.emit(record.to_dict(), lambda: "recorded")
 
@@ -235,7 +311,7 @@ def iterations(
 ) -> None:
     """List iteration records, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("ro") as m:
         page = m.get_iteration_history(
             task_id, limit=limit, cursor=cursor, newest_first=newest_first
         )
@@ -258,7 +334,7 @@ def errors(
 ) -> None:
     """List error records, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("ro") as m:
         page = m.get_errors(task_id, limit=limit, cursor=cursor, newest_first=newest_first)
     records = [r.to_dict() for r in page.records]
     _emit_page(c, records, page, lambda r: f"{r.get('timestamp', '-')} {r['message']}")
@@ -268,7 +344,7 @@ def errors(
 def delete(ctx: typer.Context, task_id: str) -> None:
     """Delete a task's state and its history; exit 3 if it had none."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rw") as m:
         if not m.delete_state(task_id):
             raise NotFound(f"no state for task {task_id!r}")
     c.emit({"task_id": task_id, "deleted": True}, lambda: "deleted")
@@ -288,7 +364,7 @@ def feedback_add(  # noqa: PLR0917 - typer maps options to parameters
 ) -> None:
     """Append a feedback entry (idempotent by --id)."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         entry = m.append_feedback(
             task_id,
             author=author,
@@ -310,7 +386,7 @@ def feedback_list(
 ) -> None:
     """List feedback, oldest first (or newest first), one page at a time."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("ro") as m:
         page = m.get_feedback_history(
             task_id, limit=limit, cursor=cursor, newest_first=newest_first
         )
@@ -341,7 +417,7 @@ def _feedback_line(entry: FeedbackEntry) -> str:
 def feedback_resolve(ctx: typer.Context, task_id: str, entry_id: str) -> None:
     """Mark a feedback entry resolved."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rw") as m:
         entry = m.resolve_feedback(task_id, entry_id)
     c.emit(entry.to_dict(), lambda: _feedback_line(entry))
 
@@ -350,7 +426,7 @@ def feedback_resolve(ctx: typer.Context, task_id: str, entry_id: str) -> None:
 def demo(ctx: typer.Context, task_id: str = "demo") -> None:
     """Run one small remediation loop on the store and print its state."""
     c: _Context = ctx.obj
-    with c.manager() as m:
+    with c.manager("rwc") as m:
         m.delete_state(task_id)
         m.set_status(task_id, "in_progress")
         m.increment_iteration(task_id, note="first attempt")
@@ -369,6 +445,13 @@ def demo(ctx: typer.Context, task_id: str = "demo") -> None:
     c.emit(state.to_dict(), lambda: f"store: {c.store_url}\n{_summary(state)}")
 
 
+def _describe(exc: RemstateError) -> str:
+    """The error's one line; an outage says first that the store is unavailable."""
+    if isinstance(exc, Unavailable) and not isinstance(exc, OutcomeUnknown):
+        return f"the store is unavailable: {exc}"
+    return str(exc)
+
+
 def exit_code(exc: BaseException) -> Exit:
     """The documented exit code for an error."""
     for kind, code in EXIT_CODES:
@@ -378,7 +461,7 @@ def exit_code(exc: BaseException) -> Exit:
 
 
 #: The group's options that take a value, accepted after the command too.
-_GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations"})
+_GLOBAL_OPTIONS = frozenset({"-o", "--output", "-s", "--store", "--max-iterations", "--timeout"})
 
 
 def _subcommand_value_options() -> frozenset[str]:
@@ -440,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(returned, int) and returned:
             return returned  # click returns a typer.Exit's code when not standalone
     except RemstateError as e:
-        typer.echo(f"remstate: {e}", err=True)
+        typer.echo(f"remstate: {_describe(e)}", err=True)
         return exit_code(e)
     except typer.Abort:
         typer.echo("remstate: aborted", err=True)

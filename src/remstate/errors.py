@@ -13,13 +13,23 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   ├── Invalid                  422: too large, bad name, bad label, bad key
     │   ├── Forbidden                403 (and 401 Unauthorized)
     │   ├── Gone                     410: continue token or watch resourceVersion expired
-    │   └── Unavailable              5xx, 429, timeouts, refused connections: transient
+    │   ├── CorruptStore             500: the store's own file is damaged, or newer than us
+    │   ├── ServerFault              a server error that retrying will not mend (etcd full, 501)
+    │   └── Unavailable              5xx, 429, timeouts, refused connections: transient;
+    │       │                        raised as itself once retries run out on an outage
+    │       └── OutcomeUnknown       a write was sent, no answer came, retries ran out:
+    │                                it may or may not have committed
     ├── StateError                   the state itself is not usable
     │   ├── CorruptState             a stored field cannot be read
     │   └── UnsupportedSchemaVersion written by a newer remstate than this one
     ├── InvalidInput                 the caller's input; nothing was written
     ├── MaxIterationsReached         the counter is at its maximum; nothing was written
-    └── RetriesExhausted             conflicts or transient errors outlasted the policy
+    └── RetriesExhausted             conflicts outlasted the retry policy (contention)
+
+Outage and contention stay apart: when the retry policy gives up on an
+outage the caller gets the ``Unavailable`` itself (or ``OutcomeUnknown``
+when a write may have committed), never a ``RetriesExhausted``, which only
+means that other writers kept winning.
 
 The errors carry the server's Status as data (``.status``), never only a
 parsed message, so callers can branch on reason and details.
@@ -36,14 +46,17 @@ __all__ = [
     "ApiStatus",
     "Conflict",
     "CorruptState",
+    "CorruptStore",
     "Forbidden",
     "Gone",
     "Invalid",
     "InvalidInput",
     "MaxIterationsReached",
     "NotFound",
+    "OutcomeUnknown",
     "RemstateError",
     "RetriesExhausted",
+    "ServerFault",
     "StateError",
     "StateNotFound",
     "StoreError",
@@ -152,11 +165,64 @@ class Gone(StoreError):
     reason = "Expired"
 
 
+class ServerFault(StoreError):
+    """The server failed in a way that retrying will not mend; an operator must act.
+
+    For example etcd's "mvcc: database space exceeded" (its quota alarm: no
+    write succeeds until the database is compacted, defragmented and the alarm
+    disarmed), or a request the server does not implement (501).
+    """
+
+    code = 500
+    reason = "InternalError"
+
+
 class Unavailable(StoreError):
-    """A transient failure: 5xx, throttling, a timeout or a refused connection."""
+    """A transient failure: 5xx, throttling, a timeout or a refused connection.
+
+    Attributes:
+        maybe_applied: the request may have reached the server and been carried
+            out (a timeout or a connection lost after sending, a gateway
+            timeout). False when it certainly was not (a refused connection,
+            a TLS failure, throttling).
+        attempts: how many attempts the retry policy made before giving up
+            (1 when raised by a store).
+    """
 
     code = 503
     reason = "ServiceUnavailable"
+
+    def __init__(
+        self, message: str, *, status: ApiStatus | None = None, maybe_applied: bool = False
+    ) -> None:
+        super().__init__(message, status=status)
+        self.maybe_applied = maybe_applied
+        self.attempts = 1
+
+
+class OutcomeUnknown(Unavailable):
+    """A write was sent, its answer never came, and the retries ran out.
+
+    It may or may not have committed: read the state before doing it again,
+    or repeat it with the same idempotency key (a feedback id, an increment's
+    ``op_id``), which recognises a write that committed.
+    """
+
+    def __init__(
+        self, message: str, *, status: ApiStatus | None = None, task_id: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, maybe_applied=True)
+        self.task_id = task_id
+
+
+class CorruptStore(StoreError):
+    """The store's own file cannot be read: damaged, not a store, or from a newer remstate.
+
+    Retrying does not help. The message names the file.
+    """
+
+    code = 500
+    reason = "InternalError"
 
 
 class StateError(RemstateError):
@@ -210,7 +276,11 @@ class MaxIterationsReached(RemstateError):
 
 
 class RetriesExhausted(RemstateError):
-    """Conflicts or transient failures went on longer than the retry policy allows."""
+    """Conflicts went on longer than the retry policy allows: other writers kept winning.
+
+    Nothing this operation wrote was committed. An outage is never reported
+    as this class: it raises ``Unavailable`` or ``OutcomeUnknown``.
+    """
 
     def __init__(self, message: str, *, attempts: int, last: BaseException | None = None):
         super().__init__(message)

@@ -32,8 +32,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ulid import ULID
 
@@ -43,7 +43,9 @@ from remstate.errors import (
     InvalidInput,
     MaxIterationsReached,
     NotFound,
+    OutcomeUnknown,
     RemstateError,
+    RetriesExhausted,
     StateNotFound,
     Unavailable,
 )
@@ -84,6 +86,8 @@ from remstate.store import Store, StoredObject
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from remstate.store.embedded_file import OpenMode
 
 __all__ = ["ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
 
@@ -179,10 +183,9 @@ class StateManager:
             if api_client is not None:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
-        if not isinstance(cache_size, int) or cache_size < 0:
-            raise InvalidInput(f"cache_size must be a non-negative integer, not {cache_size!r}")
-        if not isinstance(max_iterations, int) or max_iterations < 1:
-            raise InvalidInput(f"max_iterations must be a positive integer, not {max_iterations!r}")
+        _check_settings(
+            max_iterations=max_iterations, retry=retry, clock=clock, cache_size=cache_size
+        )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.retry = retry or RetryPolicy()
@@ -199,19 +202,27 @@ class StateManager:
         """Build a manager from a URL.
 
         - ``sqlite:///path/to/state.db`` (or ``sqlite://relative.db``): the embedded store;
+          ``?mode=ro`` opens it read-only, ``?mode=rw`` only if the file exists;
         - ``kubernetes://NAMESPACE``: ConfigMaps, with the kubeconfig (or in-cluster
           config) taken from the environment. ``kubernetes://`` alone uses ``default``.
 
-        Other keyword options go to the constructor.
+        The option ``mode`` ("rwc", "rw" or "ro") opens the embedded store so, or
+        more strictly if the URL asks; the Kubernetes store ignores it. Other
+        keyword options go to the constructor.
 
         Raises:
             InvalidInput: the URL's scheme is not one of these.
+            NotFound: the embedded store's file does not exist, and the mode may not create it.
+            CorruptStore, Unavailable: the embedded store's file cannot be used.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
         unknown = set(options) - _OPTIONS
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
+        mode = options.pop("mode", "rwc")
+        # Before the store is opened: a bad option must not leave a database behind.
+        _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
         parts = urlsplit(url)
         if parts.scheme == "sqlite":
             path = unquote(parts.netloc + parts.path)
@@ -220,7 +231,8 @@ class StateManager:
             from remstate.store.embedded import EmbeddedStore
 
             namespace = options.pop("namespace", "default")
-            manager = cls(EmbeddedStore(path, namespace=namespace), **options)
+            store = EmbeddedStore(path, namespace=namespace, mode=_sqlite_mode(url, mode))
+            manager = cls(store, **options)
         elif parts.scheme in ("kubernetes", "k8s"):
             from remstate.store.kubernetes import KubernetesStore
 
@@ -288,6 +300,8 @@ class StateManager:
             InvalidInput: a bad limit or cursor.
             CorruptState: the history index promises entries that are not there.
         """
+        _int_argument(limit, "limit", low=1, high=10_000)
+        _bool_argument(newest_first, "newest_first")
         check_page(KIND_FEEDBACK, limit, cursor)
         state = self.get_state(task_id)
         entries, next_cursor, total = self._history.page(
@@ -313,6 +327,8 @@ class StateManager:
             InvalidInput: a bad limit or cursor.
             CorruptState: the history index promises records that are not there.
         """
+        _int_argument(limit, "limit", low=1, high=10_000)
+        _bool_argument(newest_first, "newest_first")
         check_page(KIND_ITERATIONS, limit, cursor)
         state = self.get_state(task_id)
         records, next_cursor, total = self._history.page(
@@ -335,6 +351,8 @@ class StateManager:
             InvalidInput: a bad limit or cursor.
             CorruptState: the history index promises records that are not there.
         """
+        _int_argument(limit, "limit", low=1, high=10_000)
+        _bool_argument(newest_first, "newest_first")
         check_page(KIND_ERRORS, limit, cursor)
         state = self.get_state(task_id)
         records, next_cursor, total = self._history.page(
@@ -409,7 +427,8 @@ class StateManager:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
             try:
-                segments = [(s.name, s.uid) for s in decode_state(obj).segments]
+                # An inconsistent state is still deleted, with its segments.
+                segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
             except RemstateError:
                 segments = []  # unreadable: cleanup (or, in a cluster, GC) removes them
             self._forget(task_id)
@@ -417,12 +436,23 @@ class StateManager:
                 self.store.delete(obj.name, uid=obj.uid, resource_version=obj.resource_version)
             except NotFound:
                 return unknown is not None
-            except Unavailable:
+            except Unavailable as e:
                 unknown = obj.uid
+                maybe_applied.append(e.maybe_applied)
                 raise
             return True
 
-        deleted = self.retry.call(attempt)
+        maybe_applied: list[bool] = []
+        try:
+            deleted = self.retry.call(attempt)
+        except (Unavailable, RetriesExhausted) as e:
+            if not any(maybe_applied) or isinstance(e, OutcomeUnknown):
+                raise
+            raise OutcomeUnknown(
+                f"the delete of task {task_id!r} may have gone through: its answer never "
+                f"came before retries ran out ({e})",
+                task_id=task_id,
+            ) from e
         # Best effort: a segment left behind is an orphan, which cleanup removes.
         for name, uid in segments if deleted else ():
             with contextlib.suppress(RemstateError):
@@ -585,6 +615,8 @@ class StateManager:
             InvalidInput: the task has no feedback with that id, or the overlay is full.
         """
 
+        _bool_argument(resolved, "resolved")
+
         def resolve(state: TaskState) -> tuple[TaskState | None, FeedbackEntry]:
             history = list(state.feedback_history)
             for i, entry in enumerate(history):
@@ -717,7 +749,20 @@ class StateManager:
         """
         validate_task_id(task_id)
         op: _Operation[_R] = _Operation(str(ULID()))
-        return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        try:
+            return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
+        except (Unavailable, RetriesExhausted) as e:
+            if not op.maybe_applied or isinstance(e, OutcomeUnknown):
+                raise
+            # A write of ours went unanswered and no later read found it: say so,
+            # so that a caller does not repeat a step that may have been done.
+            unknown = OutcomeUnknown(
+                f"a write to task {task_id!r} may have committed: its answer never came "
+                f"before retries ran out ({e})",
+                task_id=task_id,
+            )
+            unknown.attempts = e.attempts
+            raise unknown from e
 
     def _attempt(
         self,
@@ -745,10 +790,11 @@ class StateManager:
             if obj is not None:
                 new = self._compact(obj, new, created)
             self._write(task_id, obj, new, write_id)
-        except Unavailable:
+        except Unavailable as e:
             # The write may yet commit (and refer to our segments): keep both.
             # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
+            op.maybe_applied = op.maybe_applied or e.maybe_applied
             raise
         except RemstateError:
             # Refused for certain. The head, read afresh, says which segments it took.
@@ -881,7 +927,9 @@ class StateManager:
         """
         try:
             head = self._read(task_id)
-            referenced = set() if head is None else {s.uid for s in decode_state(head).segments}
+            referenced = (
+                set() if head is None else {s.uid for s in decode_state(head, check=False).segments}
+            )
         except RemstateError:
             return  # cannot tell: leave them as orphans for cleanup
         for segment in segments:
@@ -943,7 +991,20 @@ class StateManager:
             self._seen.pop(task_id, None)
 
 
-_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size"})
+_OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
+_SQLITE_MODES = ("ro", "rw", "rwc")
+
+
+def _sqlite_mode(url: str, option: object) -> OpenMode:
+    """The stricter of the ``mode`` option and the URL's ``?mode=`` (read-only first)."""
+    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    if set(query) - {"mode"} or len(query.get("mode", ())) > 1:
+        raise InvalidInput(f"a sqlite store URL takes one query parameter, mode: {url!r}")
+    modes = [option, *query.get("mode", ())]
+    for mode in modes:
+        if mode not in _SQLITE_MODES:
+            raise InvalidInput(f"mode must be one of ro, rw or rwc, not {mode!r}")
+    return cast("OpenMode", min(modes, key=_SQLITE_MODES.index))
 
 
 def _check_update(old: TaskState, new: object) -> None:
@@ -982,6 +1043,8 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
+        self.maybe_applied = False
 
     def next_write_id(self) -> str:
         self.attempts += 1
@@ -996,6 +1059,37 @@ def _metadata(value: object) -> dict[str, Any]:
         raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
     normalized: dict[str, Any] = normalize_json(dict(value), what="metadata")
     return normalized
+
+
+def _check_settings(
+    *,
+    max_iterations: object = 10,
+    retry: object = None,
+    clock: object = utc_now,
+    cache_size: object = DEFAULT_CACHE_SIZE,
+) -> None:
+    """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
+    _int_argument(max_iterations, "max_iterations", low=1)
+    _int_argument(cache_size, "cache_size", low=0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+    if not callable(clock):
+        raise InvalidInput("clock must be a function returning an aware datetime")
+
+
+def _int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:
+    """Refuse what is not an int in ``low..high``; a bool is an int to Python, not to us."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer, not {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"{what} must be {bounds}, not {value!r}")
+
+
+def _bool_argument(value: object, what: str) -> None:
+    """Refuse what is not a bool: ``"no"`` or ``0`` must not silently mean anything."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {type(value).__name__} {value!r}")
 
 
 def _same_version(a: StoredObject, b: StoredObject) -> bool:

@@ -105,7 +105,11 @@ def sample_state(**changes: Any) -> TaskState:
 def stored(state: TaskState, **kwargs: Any) -> StoredObject:
     data, labels, annotations = encode_state(state, **kwargs)
     return StoredObject(
-        name="task-state", data=data, labels=labels, annotations=annotations, uid="u-1"
+        name=object_name(state.task_id),
+        data=data,
+        labels=labels,
+        annotations=annotations,
+        uid="u-1",
     )
 
 
@@ -253,6 +257,7 @@ class TestRoundTrip:
         assert encode_state(state).data["future_key"] == "value"
 
 
+V0_NAME = "task-42-state"
 V0_DATA = {
     "task_id": "42",
     "iteration": "2",
@@ -286,7 +291,7 @@ V0_DATA = {
 class TestVersion0:
     def test_migrates_on_read(self) -> None:
         """A version 0 object reads as a full state: IDs, iterations, error records."""
-        state = decode_state(StoredObject(name="task-42-state", data=V0_DATA))
+        state = decode_state(StoredObject(name=V0_NAME, data=V0_DATA))
         assert state.schema_version == 0
         assert (state.task_id, state.iteration, state.status) == ("42", 2, Status.IN_PROGRESS)
         assert state.last_update == T0
@@ -303,18 +308,18 @@ class TestVersion0:
 
     def test_ids_are_stable(self) -> None:
         """The same version 0 object always gives the same IDs (retries see the same)."""
-        a = decode_state(StoredObject(name="a", data=V0_DATA))
-        b = decode_state(StoredObject(name="b", data=dict(V0_DATA)))
+        a = decode_state(StoredObject(name=V0_NAME, data=V0_DATA))
+        b = decode_state(StoredObject(name=V0_NAME, data=dict(V0_DATA)))
         assert [e.id for e in a.feedback_history] == [e.id for e in b.feedback_history]
 
     def test_explicit_zero_is_version_0(self) -> None:
         """``schema_version: "0"`` reads as version 0."""
-        state = decode_state(StoredObject(name="a", data={**V0_DATA, "schema_version": "0"}))
+        state = decode_state(StoredObject(name=V0_NAME, data={**V0_DATA, "schema_version": "0"}))
         assert state.schema_version == 0
 
     def test_written_back_as_version_1(self) -> None:
         """Migrate on write: encoding writes version 1, which reads back equal."""
-        state = decode_state(StoredObject(name="a", data=V0_DATA))
+        state = decode_state(StoredObject(name=V0_NAME, data=V0_DATA))
         obj = stored(state)
         assert (obj.data or {})["schema_version"] == "1"
         again = decode_state(obj)
@@ -324,7 +329,7 @@ class TestVersion0:
 
     def test_v0_is_valid(self) -> None:
         """An intact version 0 object has no problems (it lacks annotations by design)."""
-        assert validate_object(StoredObject(name="a", data=V0_DATA)) == []
+        assert validate_object(StoredObject(name=V0_NAME, data=V0_DATA)) == []
 
 
 class TestNewerVersion:
@@ -457,9 +462,11 @@ class TestCorruption:
         assert codes(validate_object(obj)) == {("iteration", ProblemCode.MISSING_KEY)}
 
     def test_iteration_mismatch(self) -> None:
-        """An iteration count that disagrees with the history is reported."""
+        """An iteration count that disagrees with the history is reported, and refused on read."""
         obj = stored(sample_state(iteration=5))
-        assert decode_state(obj).iteration == 5
+        with pytest.raises(CorruptState, match="iteration is 5 but iteration_history has 2"):
+            decode_state(obj)
+        assert decode_state(obj, check=False).iteration == 5
         assert codes(validate_object(obj)) == {("iteration", ProblemCode.ITERATION_MISMATCH)}
 
     def test_duplicate_ids(self) -> None:

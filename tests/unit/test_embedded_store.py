@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import random
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 from remstate.errors import (
     AlreadyExists,
     Conflict,
+    CorruptStore,
+    Forbidden,
     Gone,
     Invalid,
     InvalidInput,
@@ -25,7 +28,8 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.store import embedded
+from remstate.manager import StateManager
+from remstate.store import embedded, limits
 from remstate.store.base import (
     OwnerReference,
     Store,
@@ -34,6 +38,8 @@ from remstate.store.base import (
     WatchEventType,
 )
 from remstate.store.embedded import EmbeddedStore
+from remstate.store.embedded_compaction import COMPACT_EVERY
+from tests.embedded_files import DAMAGES, as_nobody, filled_store, newer_layout, reachable_dir
 
 MiB = 1_048_576
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -124,6 +130,135 @@ class TestOpening:
             created = store.create(cm("a"))
         with EmbeddedStore(path) as store:
             assert store.get("a") == created
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    with reachable_dir() as made:
+        yield made
+
+
+class TestReadOnly:
+    @pytest.mark.parametrize(
+        ("file_mode", "dir_mode"),
+        [(0o444, 0o777), (0o666, 0o755)],
+        ids=["read-only file", "read-only directory"],
+    )
+    def test_reader_without_write_access_reads_and_cannot_write(
+        self, open_dir: Path, file_mode: int, dir_mode: int
+    ) -> None:
+        """A read-only file or directory (for a user, not root) is read; a write is Forbidden."""
+        path = open_dir / "state.db"
+        with EmbeddedStore(path) as store:
+            created = store.create(cm("a"))
+        path.chmod(file_mode)
+        open_dir.chmod(dir_mode)
+
+        def read() -> object:
+            with EmbeddedStore(path) as store:
+                return store.get("a") == created and [o.name for o in store.list().items]
+
+        def write() -> object:
+            with EmbeddedStore(path) as store:
+                store.create(cm("b"))
+            return "written"
+
+        assert as_nobody(read) == ("ok", ["a"])
+        kind, message = as_nobody(write)
+        assert kind == "Forbidden"
+        assert str(path) in str(message)
+        assert "read-only" in str(message)
+        with EmbeddedStore(path, mode="ro") as store:
+            assert [o.name for o in store.list().items] == ["a"]
+
+    def test_read_only_mode_reads_and_refuses_writes(self, path: str) -> None:
+        """Mode "ro" reads the file, and a write raises Forbidden (403) and writes nothing."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+        with EmbeddedStore(path, mode="ro") as store:
+            assert store.get("a").data == {"k": "v"}
+            with pytest.raises(Forbidden) as caught:
+                store.create(cm("b"))
+        assert caught.value.status.code == 403
+        assert path in caught.value.status.message
+        with EmbeddedStore(path) as store:
+            assert [o.name for o in store.list().items] == ["a"]
+
+    def test_opening_writes_nothing(self, path: str) -> None:
+        """Opening an existing store, in any mode, leaves the file's bytes as they were."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+        before = Path(path).read_bytes()
+        for mode in ("rwc", "rw", "ro"):
+            with raw(path) as conn:
+                conn.execute("BEGIN EXCLUSIVE")  # any write on open would wait, then fail
+                try:
+                    with EmbeddedStore(path, mode=mode) as store:  # type: ignore[arg-type]
+                        assert store.namespace == "default"
+                finally:
+                    conn.execute("ROLLBACK")
+        assert Path(path).read_bytes() == before
+
+
+class TestMissingFile:
+    @pytest.mark.parametrize("mode", ["rw", "ro"])
+    def test_is_not_created(self, tmp_path: Path, mode: str) -> None:
+        """Modes "rw" and "ro" raise NotFound naming the file; they create no file or directory."""
+        path = tmp_path / "typo" / "state.db"
+        with pytest.raises(NotFound) as caught:
+            EmbeddedStore(path, mode=mode)  # type: ignore[arg-type]
+        assert str(path) in str(caught.value)
+        assert "does not exist" in str(caught.value)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_url_mode_reads_without_creating(self, tmp_path: Path) -> None:
+        """``sqlite://...?mode=ro`` never creates the file, even if the option allows it."""
+        path = tmp_path / "state.db"
+        with pytest.raises(NotFound):
+            StateManager.from_url(f"sqlite://{path}?mode=ro", mode="rwc")
+        assert not path.exists()
+
+    def test_empty_file_is_no_store_to_read(self, path: str) -> None:
+        """An empty file is NotFound ("is empty") read-only; opened to write, it becomes a store."""
+        Path(path).touch()
+        with pytest.raises(NotFound, match="is empty"):
+            EmbeddedStore(path, mode="ro")
+        with EmbeddedStore(path, mode="rw") as store:
+            store.create(cm("a"))
+
+
+class TestDamagedFile:
+    @pytest.mark.parametrize("damage", DAMAGES, ids=lambda f: f.__name__.strip("_"))
+    def test_is_corrupt_store_naming_the_file(
+        self, path: str, damage: Callable[[str], None]
+    ) -> None:
+        """A damaged file, a foreign one or a newer layout raises CorruptStore naming the file."""
+        filled_store(path)
+        damage(path)
+
+        # Opening finds some damage, reading the rest.
+        with pytest.raises(CorruptStore) as caught, EmbeddedStore(path) as store:  # noqa: PT012
+            store.get("obj-1")
+            store.list()
+        assert path in str(caught.value)
+        assert caught.value.status.code == 500
+        assert not isinstance(caught.value.__cause__, CorruptStore)
+
+    def test_newer_layout_says_so(self, path: str) -> None:
+        """A layout newer than this remstate's is refused by name, before anything is read."""
+        filled_store(path)
+        newer_layout(path)
+        with pytest.raises(CorruptStore, match="newer remstate"):
+            EmbeddedStore(path, mode="ro")
+
+    def test_unopenable_file_names_itself(self, tmp_path: Path) -> None:
+        """A path SQLite cannot open raises Unavailable (503) whose message names the file."""
+        path = tmp_path / "state.db"
+        path.mkdir()
+        with pytest.raises(Unavailable) as caught:
+            EmbeddedStore(path)
+        assert str(path) in caught.value.status.message
+        assert caught.value.status.code == 503
 
 
 class TestCreateAndGet:
@@ -608,7 +743,7 @@ class TestList:
             store.create(cm("a"))
             store.create(cm("b"))
             token = store.list(limit=1).continue_token
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             with pytest.raises(Gone) as caught:
                 store.list(limit=1, continue_token=token)
@@ -738,7 +873,7 @@ class TestWatch:
         with EmbeddedStore(path, history=1) as store:
             start = store.list().resource_version
             store.create(cm("a"))
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             with pytest.raises(Gone) as caught:
                 events(store, resource_version=start)
@@ -776,18 +911,125 @@ class TestCompaction:
         """Superseded revisions beyond the history are removed; the objects stay whole."""
         with EmbeddedStore(path, history=10) as store:
             store.create(cm("a", {"n": "0"}))
-            for i in range(3 * embedded._COMPACT_EVERY):
+            for i in range(3 * COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": str(i)}))
             store.create(cm("gone"))
             store.delete("gone")
-            for i in range(embedded._COMPACT_EVERY):
+            for i in range(COMPACT_EVERY):
                 store.replace(StoredObject(name="a", data={"n": f"x{i}"}))
-            assert store.get("a").data == {"n": f"x{embedded._COMPACT_EVERY - 1}"}
+            assert store.get("a").data == {"n": f"x{COMPACT_EVERY - 1}"}
             with pytest.raises(NotFound):
                 store.get("gone")
         with raw(path) as conn:
             (rows,) = conn.execute("SELECT COUNT(*) FROM revisions").fetchone()
-        assert rows <= 10 + embedded._COMPACT_EVERY + 1
+        assert rows <= 10 + COMPACT_EVERY + 1
+
+
+class Clock:
+    """A clock the test moves by hand: compaction by age is tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def on_disk(path: str) -> int:
+    """Bytes of the database file and its write-ahead log."""
+    wal = Path(f"{path}-wal")
+    return Path(path).stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+class TestWatchWindow:
+    def test_revisions_before_the_previous_tick_are_gone(self, path: str) -> None:
+        """As the API server's compactor: every 5 minutes, to the previous tick's revision."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            start = store.list().resource_version
+            first = store.create(cm("a")).resource_version
+            clock.advance(minutes=5)
+            second = store.replace(cm("a", {"n": "1"})).resource_version
+            with pytest.raises(Gone) as caught:
+                events(store, resource_version=start)
+            assert caught.value.status.reason == "Expired"
+            assert [rv for _, _, rv in events(store, resource_version=first)] == [second]
+            clock.advance(minutes=4)
+            store.replace(cm("a", {"n": "2"}))
+            assert len(events(store, resource_version=first)) == 2
+            clock.advance(minutes=1)
+            store.replace(cm("a", {"n": "3"}))
+            with pytest.raises(Gone):
+                events(store, resource_version=first)
+            assert len(events(store, resource_version=second)) == 2
+
+    def test_window_is_bounded_in_bytes(self, path: str) -> None:
+        """Past ``history_bytes`` of revisions, the oldest are compacted; the newest stay."""
+        with EmbeddedStore(path, history_bytes=MiB) as store:
+            start = store.list().resource_version
+            versions = [store.create(cm("a")).resource_version]
+            for i in range(12):
+                data = {"blob": f"{i}" * 200_000}
+                versions.append(store.replace(cm("a", data)).resource_version)
+            with pytest.raises(Gone):
+                events(store, resource_version=start)
+            assert len(events(store, resource_version=versions[-4])) == 3
+            assert store.get("a").data == {"blob": "11" * 200_000}
+
+    def test_bounds_must_be_positive(self, path: str) -> None:
+        """A window of no bytes or no time is refused before the file is opened."""
+        with pytest.raises(InvalidInput):
+            EmbeddedStore(path, history_bytes=0)
+        with pytest.raises(InvalidInput):
+            EmbeddedStore(path, history_age=timedelta(0))
+        assert not Path(path).exists()
+
+
+class TestDiskBound:
+    #: The bound the README states: the file and its WAL stay within
+    #: 2 x live data + 1.5 x history_bytes + 8 MiB.
+    @staticmethod
+    def bound(live: int, history_bytes: int = 32 * MiB) -> float:
+        return 2 * live + 1.5 * history_bytes + 8 * MiB
+
+    def test_12000_appends_stay_within_the_stated_bound(self, path: str) -> None:
+        """12,000 feedback appends (2.4 MB of descriptions) keep the file within its bound."""
+        rnd = random.Random(6)
+        worst = 0.0
+        with EmbeddedStore(path) as store:
+            manager = StateManager(store)
+            for i in range(12_000):
+                manager.append_feedback(
+                    "t",
+                    author="reviewer",
+                    severity="low",
+                    issue_type="bug",
+                    description=rnd.randbytes(100).hex(),
+                    id=f"n{i}",
+                )
+                if i % 500 == 499:
+                    live = sum(limits.data_size(o.data or {}) for o in store.list().items)
+                    worst = max(worst, on_disk(path) / self.bound(live))
+            assert manager.get_feedback_history("t", limit=1).total == 12_000
+        assert worst <= 1.0
+
+    def test_space_is_given_back(self, path: str) -> None:
+        """Deleted objects' pages return to the file system once compaction passes them."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            for i in range(40):
+                store.create(cm(f"big-{i}", {"blob": "x" * 512 * 1024}))
+            filled = on_disk(path)
+            for i in range(40):
+                store.delete(f"big-{i}")
+            for _ in range(2):
+                clock.advance(minutes=5)
+                store.create(cm(f"small-{clock.now.minute}"))
+            assert on_disk(path) < filled / 4
+            assert [o.name for o in store.list().items] == ["small-14", "small-9"]
 
 
 class TestNoSqliteErrorEscapes:

@@ -39,6 +39,7 @@ from remstate.schema import (
     encode_json,
     encode_segment,
     encode_state,
+    object_name,
     validate_segment,
 )
 from remstate.store.base import StoredObject
@@ -196,7 +197,8 @@ class TestStoredForm:
         )
         self.assert_storable(data)
         obj = StoredObject(name="task-x-state", data=data, labels=labels, annotations=annotations)
-        decoded = decode_state(obj)
+        # The encoding, not the invariants: arbitrary states are rarely consistent.
+        decoded = decode_state(obj, check=False)
         assert decoded == state
         assert decoded.schema_version == 1
         assert (KEY_HISTORY_INDEX in data) == bool(state.history)
@@ -240,7 +242,7 @@ class TestStoredForm:
         assert HistoryIndex.from_dict(decode_json(text, field=KEY_HISTORY_INDEX)) == index
         state = TaskState("t", 0, "pending", T0, history=index)
         data = encode_state(state, compress_over=compress_over).data
-        assert decode_state(StoredObject(name="x", data=data)).history == index
+        assert decode_state(StoredObject(name=object_name("t"), data=data)).history == index
 
     @ROUND_TRIP
     @given(resolutions=resolution_maps, compress_over=compress_overs)
@@ -260,4 +262,5 @@ class TestStoredForm:
             archived_resolutions=resolutions,
         )
         data = encode_state(state, compress_over=compress_over).data
-        assert decode_state(StoredObject(name="x", data=data)).archived_resolutions == resolutions
+        head = StoredObject(name=object_name("t"), data=data)
+        assert decode_state(head).archived_resolutions == resolutions

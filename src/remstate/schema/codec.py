@@ -935,26 +935,67 @@ def _read_state(
     return reader.attempt(build)
 
 
-def decode_state(obj: StoredObject, *, previous: TaskState | None = None) -> TaskState:
+def decode_state(
+    obj: StoredObject, *, previous: TaskState | None = None, check: bool = True
+) -> TaskState:
     """The state held in a head object; version 0 objects are migrated.
 
     ``previous``: a state of the same task read earlier. Records it already
     decoded are reused where the stored arrays still begin with them.
 
-    Tolerant: a missing JSON key reads as empty, a missing ``iteration`` is
-    counted from the history, a missing ``last_update`` comes from its
-    annotation (or the creation time), a missing ``task_id`` from its annotation.
-    Keys this version does not know go to ``extra_data``.
+    Tolerant of what has a safe default: a missing JSON key reads as empty, a
+    missing ``iteration`` is counted from the history, a missing
+    ``last_update`` comes from its annotation (or the creation time), a
+    missing ``task_id`` from its annotation. Keys this version does not know
+    go to ``extra_data``.
+
+    Strict about what the next write would spread (see
+    :func:`_refuse_inconsistent`): ``iteration`` must count the iteration
+    records, feedback IDs must be unique, and ``task_id`` must be the task the
+    object is named for and agree with its task-id annotation. ``check=False``
+    skips these (for tools that look at what is stored, and for deleting it);
+    :func:`validate_object` reports them all without raising.
 
     Raises:
-        CorruptState: a field cannot be read (``.field`` names it), or
-            ``task_id``, ``status`` or ``last_update`` is missing.
+        CorruptState: a field cannot be read (``.field`` names it);
+            ``task_id``, ``status`` or ``last_update`` is missing; or the
+            state is inconsistent.
         UnsupportedSchemaVersion: written by a newer remstate.
         InvalidInput: ``obj`` came from a metadata-only read.
     """
     state = _strictly(obj, lambda: _read_state(obj, _Reader(collect=False), previous))
     assert state is not None  # a strict reader raises instead
+    if check:
+        _refuse_inconsistent(obj, state)
     return state
+
+
+def _refuse_inconsistent(obj: StoredObject, state: TaskState) -> None:
+    """Raise ``CorruptState`` if ``state`` breaks an invariant every write keeps.
+
+    These are the validator's checks whose failure a write would carry
+    forward: a counter behind its records lets increments pass the maximum; a
+    duplicate ID is returned for the wrong entry; another task's ID is
+    copied into labels and annotations. Repair is for recovery, not for a
+    reader. The cost is one pass over the head's records, which were just
+    decoded (or reused): no segment is read, whatever the history's length.
+    """
+    problems = list(_check_name(obj, state))
+    if ANNOTATION_TASK_ID in obj.annotations:
+        # A missing annotation is harmless: the name says which task this is,
+        # and the next write puts the annotation back.
+        problems.extend(_check_task_annotation(obj, state))
+    if obj.data is not None and "iteration" in obj.data:
+        problems.extend(_check_iterations(state))
+    problems.extend(_check_ids(state))
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CorruptState(
+            f"{obj.name} is inconsistent, refused: {first.field}: {first.message}{more}",
+            task_id=state.task_id,
+            field=first.field,
+        )
 
 
 def _strictly(obj: StoredObject, read: Callable[[], _T]) -> _T:
@@ -1008,15 +1049,15 @@ def validate_object(obj: StoredObject) -> list[Problem]:
 
     Checks: unsupported or unreadable schema version; missing keys; malformed
     JSON; unknown or broken encodings; entries of the wrong shape; bad
-    timestamps; ``iteration`` against ``iteration_history``; duplicate
-    feedback IDs; the history index; the resolutions of archived feedback;
-    the annotations cleanup relies on.
+    timestamps; ``task_id`` against the object's name; ``iteration`` against
+    ``iteration_history``; duplicate feedback IDs; the history index; the
+    resolutions of archived feedback; the annotations cleanup relies on.
     """
     return salvage_state(obj)[1]
 
 
 def _cross_check(obj: StoredObject, state: TaskState) -> list[Problem]:
-    problems: list[Problem] = []
+    problems = list(_check_name(obj, state))
     if obj.data is not None and "iteration" in obj.data:
         problems.extend(_check_iterations(state))
     problems.extend(_check_ids(state))
@@ -1110,7 +1151,22 @@ def _check_resolutions(state: TaskState) -> Iterator[Problem]:
         )
 
 
-def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
+def _check_name(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
+    """``task_id`` against the object's name: the name says which task this is."""
+    try:
+        expected = object_name(state.task_id)
+    except InvalidInput as e:
+        yield Problem("task_id", ProblemCode.BAD_VALUE, str(e))
+        return
+    if obj.name != expected:
+        yield Problem(
+            "task_id",
+            ProblemCode.TASK_ID_MISMATCH,
+            f"is {state.task_id!r}, whose state is {expected}, not {obj.name}",
+        )
+
+
+def _check_task_annotation(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
     ann_task = obj.annotations.get(ANNOTATION_TASK_ID)
     if ann_task != state.task_id:
         yield Problem(
@@ -1118,6 +1174,10 @@ def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]
             ProblemCode.ANNOTATION_MISMATCH,
             f"is {ann_task!r}, data.task_id is {state.task_id!r}",
         )
+
+
+def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
+    yield from _check_task_annotation(obj, state)
     ann_update = obj.annotations.get(ANNOTATION_LAST_UPDATE)
     if last_update_of(obj) != state.last_update:
         yield Problem(

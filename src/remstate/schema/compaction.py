@@ -46,7 +46,13 @@ from collections.abc import Sequence
 
 from remstate.errors import InvalidInput
 from remstate.schema.codec import encode_records_segment, encode_state
-from remstate.schema.encoding import COMPRESS_OVER, dumps, utf8_len, value_bytes
+from remstate.schema.encoding import (
+    COMPRESS_OVER,
+    MAX_DECODED_BYTES,
+    dumps,
+    utf8_len,
+    value_bytes,
+)
 from remstate.schema.model import (
     KIND_ERRORS,
     KIND_FEEDBACK,
@@ -173,9 +179,11 @@ def _fit(
 
     # Plain sizes give a count that surely fits (encoding never grows a value).
     plain = list(itertools.accumulate((_size(e) + 1 for e in candidates), initial=0))
+    # Well compressed, 1 MB holds more JSON than a reader inflates: stop there.
+    # (plain[k] + 1 is the size of the JSON array of k entries.)
+    total = bisect.bisect_right(plain, MAX_DECODED_BYTES - 1) - 1
     overhead = size(0)
-    sure = bisect.bisect_right(plain, segment_budget - overhead) - 1
-    total = len(candidates)
+    sure = min(bisect.bisect_right(plain, segment_budget - overhead) - 1, total)
     if sure >= total:
         return total
     whole = size(total)
@@ -183,7 +191,7 @@ def _fit(
         return total
     # Compressed, more fit: guess from the compression ratio, then shrink until it fits.
     ratio = whole / (overhead + plain[total])
-    k = bisect.bisect_right(plain, int(0.95 * segment_budget / ratio)) - 1
+    k = min(bisect.bisect_right(plain, int(0.95 * segment_budget / ratio)) - 1, total)
     while k > sure:
         if size(k) <= segment_budget:
             return k

@@ -64,9 +64,16 @@ COMPRESS_OVER = 4096
 #: The marker of a gzip-then-base64 value.
 GZIP_MARKER = "gzip+base64:"
 
-#: The most a compressed value may expand to. It guards readers against a
-#: decompression bomb; writers refuse larger documents so they always read back.
-MAX_DECODED_BYTES = 128 * 1024 * 1024
+#: The most a compressed value may expand to: 16 MiB, 16 times the API
+#: server's 1 MiB limit on an object's data. It guards every reader against a
+#: decompression bomb (gzip reaches about 1000:1, so 1 MiB of stored text could
+#: otherwise inflate to 768 MiB, and parsing that takes gigabytes); inflating
+#: stops at this bound. The margin: remstate's own JSON compresses 6 to 15
+#: times (measured: feedback text 6x, iteration records 8x, the same error
+#: message over and over 15x), so what fits in an object fits here. Writers
+#: refuse larger documents, and segments are cut to fit (``compaction``), so
+#: whatever remstate writes reads back.
+MAX_DECODED_BYTES = 16 * 1024 * 1024
 
 #: How deeply arrays and objects may nest in a value remstate keeps: metadata
 #: (the object itself is level 1: ``{"a": [1]}`` has 2 levels), or a record's
@@ -189,6 +196,7 @@ def decode_text(text: str) -> str:
             ) from e
         inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
         try:
+            # max_length: a bomb costs at most the bound, never what it would inflate to.
             raw = inflater.decompress(packed, MAX_DECODED_BYTES + 1)
         except zlib.error as e:
             raise MalformedError(ProblemCode.BAD_ENCODING, "", f"bad gzip data: {e}") from e
@@ -196,7 +204,7 @@ def decode_text(text: str) -> str:
             raise MalformedError(
                 ProblemCode.BAD_ENCODING,
                 "",
-                f"expands to more than {MAX_DECODED_BYTES} bytes",
+                f"expands to more than {MAX_DECODED_BYTES} bytes, the most remstate reads",
             )
         if not inflater.eof or inflater.unused_data:
             raise MalformedError(ProblemCode.BAD_ENCODING, "", "gzip data is truncated or trailed")

@@ -36,6 +36,8 @@ class ProblemCode(enum.StrEnum):
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     #: ``iteration`` disagrees with the length of ``iteration_history``.
     ITERATION_MISMATCH = "iteration_mismatch"
+    #: ``task_id`` is not the task the object is named for.
+    TASK_ID_MISMATCH = "task_id_mismatch"
     #: Two feedback entries share an ID.
     DUPLICATE_ID = "duplicate_id"
     #: ``history_index`` disagrees with itself or with the head.

@@ -15,15 +15,19 @@ It stores data the way etcd does (MVCC). Every write appends one row to
 - the rows after a revision are the watch events after it.
 
 Old rows are compacted as etcd compacts: rows superseded at or below the
-compaction revision are deleted, keeping about ``history`` revisions. Watches
-and continue tokens from before it get ``Gone``, as from the API server.
+compaction revision are deleted, keeping a window of history bounded in bytes,
+age and revisions (``embedded_compaction``). Watches and continue tokens from
+before it get ``Gone``, as from the API server.
+
+Opening never writes to an existing store, so a read-only file can be read,
+and never creates a file unless asked (``embedded_file``).
 
 Several processes may share the file: WAL journal, a busy timeout, and every
 write is one ``BEGIN IMMEDIATE`` transaction. In one process, the store object
 may be shared by threads; they take turns on its one connection.
 
-Every ``sqlite3`` error is translated in one place (``_translated``) into our
-error tree; none escapes.
+Every ``sqlite3`` error is translated in one place (``embedded_file.translated``)
+into our error tree; none escapes.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
 
 from remstate.errors import (
@@ -52,11 +56,10 @@ from remstate.errors import (
     Invalid,
     InvalidInput,
     NotFound,
-    RemstateError,
     StoreError,
     Unavailable,
 )
-from remstate.store import limits, selectors
+from remstate.store import embedded_compaction, embedded_file, limits, selectors
 from remstate.store.base import (
     ObjectList,
     OwnerReference,
@@ -64,6 +67,8 @@ from remstate.store.base import (
     WatchEvent,
     WatchEventType,
 )
+from remstate.store.embedded_compaction import HistoryBounds
+from remstate.store.embedded_file import OpenMode, translated
 from remstate.store.limits import go_quote
 
 __all__ = ["EmbeddedStore"]
@@ -74,9 +79,6 @@ _BUSY_TIMEOUT_S: Final = 30.0
 _POLL_INTERVAL_S: Final = 0.05
 #: Rows a watch reads at once (each may hold 1 MiB of data).
 _WATCH_BATCH: Final = 64
-#: Compaction runs once every so many revisions.
-_COMPACT_EVERY: Final = 128
-_SCHEMA_VERSION: Final = 1
 _MAX_UINT64: Final = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -98,36 +100,9 @@ _DELETED: Final = "DELETED"
 
 # --- schema and queries ---------------------------------------------------------------------
 
-_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-    )""",
-    # rv is the rowid: watch reads are range scans of the primary key. data is
-    # the last column, so reading metadata never loads its overflow pages.
-    """CREATE TABLE IF NOT EXISTS revisions (
-        rv INTEGER PRIMARY KEY,
-        namespace TEXT NOT NULL,
-        name TEXT NOT NULL,
-        event TEXT NOT NULL,
-        uid TEXT NOT NULL,
-        created TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        annotations TEXT NOT NULL,
-        owners TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        data TEXT NOT NULL
-    )""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS revisions_by_name
-        ON revisions (namespace, name, rv, event)""",
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1)",
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted', 1)",
-)
-_SELECT_SCHEMA: Final = "SELECT value FROM meta WHERE key = 'schema'"
 # The first revision is 1, as etcd's: a list never answers "0", which means "any".
 _SELECT_REVISION: Final = "SELECT COALESCE(MAX(rv), 1) FROM revisions"
 _SELECT_COMPACTED: Final = "SELECT value FROM meta WHERE key = 'compacted'"
-_UPDATE_COMPACTED: Final = "UPDATE meta SET value = ? WHERE key = 'compacted'"
 
 _SELECT_HEAD: Final = """
     SELECT rv, event, uid, created, labels, annotations, owners
@@ -139,6 +114,7 @@ _SELECT_PREVIOUS_WITH_DATA: Final = """
     SELECT rv, event, uid, created, labels, annotations, owners, data
     FROM revisions WHERE namespace = ? AND name = ? AND rv < ? ORDER BY rv DESC LIMIT 1"""
 _SAME_DATA: Final = "SELECT data = ? FROM revisions WHERE rv = ?"
+_SELECT_SIZE: Final = "SELECT size FROM revisions WHERE rv = ?"
 _INSERT: Final = """
     INSERT INTO revisions
         (rv, namespace, name, event, uid, created, labels, annotations, owners, size, data)
@@ -170,16 +146,6 @@ _SELECT_DATA: Final = """
 _SELECT_EVENTS: Final = """
     SELECT rv, event, uid, created, labels, annotations, owners, data, name
     FROM revisions WHERE rv > ? AND namespace = ? ORDER BY rv LIMIT ?"""
-
-# Compaction to :new from :old. First every row superseded by a row of (:old, :new]
-# (a tombstone supersedes too), then the tombstones of (:old, :new] themselves.
-_COMPACT_SUPERSEDED: Final = """
-    DELETE FROM revisions WHERE rv IN (
-        SELECT o.rv FROM revisions AS n JOIN revisions AS o
-            ON o.namespace = n.namespace AND o.name = n.name AND o.rv < n.rv
-        WHERE n.rv > :old AND n.rv <= :new)"""
-_COMPACT_TOMBSTONES: Final = """
-    DELETE FROM revisions WHERE rv > :old AND rv <= :new AND event = 'DELETED'"""
 
 # Row layout of _SELECT_HEAD(_WITH_DATA), _SELECT_PREVIOUS_WITH_DATA and _SELECT_EVENTS.
 _RV, _EVENT, _UID, _CREATED, _LABELS, _ANNOTATIONS, _OWNERS, _DATA = range(8)
@@ -269,29 +235,6 @@ def _parse_uint(text: str) -> int | str:
     if number > _MAX_UINT64:
         return f"strconv.ParseUint: parsing {go_quote(text)}: value out of range"
     return number
-
-
-# --- errors of sqlite3: the one place they are translated ----------------------------------
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Run SQLite work; whatever sqlite3 (or a damaged row) raises leaves as our error."""
-    try:
-        yield
-    except RemstateError:
-        raise
-    except sqlite3.OperationalError as e:
-        # "database is locked" after the busy timeout, I/O errors, a full disk: transient.
-        message = f"the embedded store is unavailable: {e}"
-        raise Unavailable(message, status=ApiStatus(503, "ServiceUnavailable", message)) from e
-    except sqlite3.Error as e:
-        message = f"Internal error occurred: embedded store: {type(e).__name__}: {e}"
-        raise StoreError(message, status=ApiStatus(500, "InternalError", message)) from e
-    except (ValueError, KeyError, TypeError) as e:
-        # Only rows we wrote are read; one we cannot decode is damaged.
-        message = f"Internal error occurred: embedded store: damaged row: {e}"
-        raise StoreError(message, status=ApiStatus(500, "InternalError", message)) from e
 
 
 def _close_quietly(connections: list[sqlite3.Connection]) -> None:
@@ -424,17 +367,21 @@ class _Write:
             )
             for ref in obj.owner_references
         )
+        columns = {
+            "labels_json": _dumps(labels),
+            "annotations_json": _dumps(annotations),
+            "owners_json": _dumps(_owners_json(owners)),
+            "data_json": _dumps(data),
+        }
         return cls(
             name=_go_string(obj.name),
             data=data,
             labels=labels,
             annotations=annotations,
             owners=owners,
-            labels_json=_dumps(labels),
-            annotations_json=_dumps(annotations),
-            owners_json=_dumps(_owners_json(owners)),
-            data_json=_dumps(data),
-            size=limits.data_size(data),
+            # What the row holds, in bytes: the measure of the watch window.
+            size=sum(len(text.encode()) for text in columns.values()),
+            **columns,
         )
 
     def errors(self, namespace: str, *, update: bool) -> list[limits.FieldError]:
@@ -587,16 +534,26 @@ class EmbeddedStore:
     """The Store contract on a SQLite file, behaving as kube-apiserver does for ConfigMaps.
 
     Args:
-        path: the database file; created if missing. Several processes may open
-            the same file. ``":memory:"`` works for one store object only.
+        path: the database file. Several processes may open the same file.
+            ``":memory:"`` works for one store object only.
         namespace: the namespace this store works in; stores of other namespaces
             may share the file and never see each other's objects.
-        clock: the time of creation timestamps (aware UTC; naive is taken as UTC).
-        history: about how many revisions stay watchable and listable by a
-            continue token before compaction makes them ``Gone``.
+        clock: the time of creation timestamps and of compaction by age (aware
+            UTC; naive is taken as UTC).
+        history: about how many revisions at most stay watchable and listable by
+            a continue token before compaction makes them ``Gone``.
+        history_age: compaction, as the API server's every 5 minutes, to the
+            revision of this long ago: a watch window of one to two times this.
+        history_bytes: the most bytes of objects the watch window holds.
+        mode: ``"rwc"`` creates the file if missing; ``"rw"`` and ``"ro"`` (read
+            only) open an existing file only. A file the process may not write
+            is read all the same; a write to it raises ``Forbidden``.
 
     Raises:
-        InvalidInput: the namespace is not a DNS-1123 label, or ``history`` < 1.
+        InvalidInput: the namespace is not a DNS-1123 label, or a bound is not positive.
+        NotFound: mode "rw" or "ro", and there is no such file (or, "ro", it is empty).
+        CorruptStore: the file is not a store, is damaged, or is laid out by a
+            newer remstate.
         Unavailable: the file cannot be opened.
     """
 
@@ -607,16 +564,25 @@ class EmbeddedStore:
         *,
         clock: Callable[[], datetime] | None = None,
         history: int = 10_000,
+        history_age: timedelta = timedelta(minutes=5),
+        history_bytes: int = 32 * 1_048_576,
+        mode: OpenMode = "rwc",
     ) -> None:
         problems = limits.is_dns1123_label(namespace)
         if problems:
             raise InvalidInput(f"namespace {namespace!r} is not valid: {'; '.join(problems)}")
         if history < 1:
             raise InvalidInput(f"history must be at least 1, not {history}")
+        if history_age <= timedelta(0) or history_bytes < 1:
+            raise InvalidInput("history_age and history_bytes must be positive")
+        if mode not in embedded_file.OPEN_MODES:
+            raise InvalidInput(f"mode must be one of rwc, rw or ro, not {mode!r}")
         self._path = os.fspath(path)
         self._namespace = namespace
         self._clock = clock or _utc_now
-        self._history = history
+        self._bounds = HistoryBounds(history, history_age, history_bytes)
+        self._mode: OpenMode = mode
+        self._reclaim = False
         self._lock = threading.RLock()
         self._closed = False
         self._connections: list[sqlite3.Connection] = []
@@ -628,46 +594,9 @@ class EmbeddedStore:
     # -- connection ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        with _translated():
-            conn = sqlite3.connect(
-                self._path,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            try:
-                schema = self._prepare(conn)
-            except BaseException:
-                conn.close()
-                raise
+        conn = embedded_file.open_file(self._path, self._mode, busy_timeout=_BUSY_TIMEOUT_S)
         self._connections.append(conn)
-        if schema > _SCHEMA_VERSION:
-            _close_quietly(self._connections)
-            message = (
-                f"Internal error occurred: {self._path} was written by a newer remstate "
-                f"(store schema {schema}; this one knows {_SCHEMA_VERSION})"
-            )
-            raise StoreError(message, status=ApiStatus(500, "InternalError", message))
         return conn
-
-    @staticmethod
-    def _prepare(conn: sqlite3.Connection) -> int:
-        """Set the connection up and create the schema if missing; return its version."""
-        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # Durable against a crash of the process; the last commits may be lost only
-        # if the machine itself stops.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            (schema,) = conn.execute(_SELECT_SCHEMA).fetchone()
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        return int(schema)
 
     def _connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -684,7 +613,7 @@ class EmbeddedStore:
     @contextlib.contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction: IMMEDIATE for writes, a consistent snapshot for reads."""
-        with self._lock, _translated():
+        with self._lock, translated(self._path):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -693,6 +622,10 @@ class EmbeddedStore:
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                    self._reclaim = False
+            if self._reclaim:
+                self._reclaim = False
+                embedded_compaction.reclaim(conn)
 
     @property
     def namespace(self) -> str:
@@ -920,7 +853,8 @@ class EmbeddedStore:
                 )
             rv = self._revision(conn) + 1
             conn.execute(_INSERT_TOMBSTONE, (rv, head[_RV]))
-            self._maybe_compact(conn, rv)
+            (size,) = conn.execute(_SELECT_SIZE, (rv,)).fetchone()
+            self._after_write(conn, rv, size)
 
     def _now(self) -> datetime:
         moment = self._clock()
@@ -959,21 +893,12 @@ class EmbeddedStore:
                 write.data_json,
             ),
         )
-        self._maybe_compact(conn, rv)
+        self._after_write(conn, rv, write.size)
         return rv
 
-    def _maybe_compact(self, conn: sqlite3.Connection, rv: int) -> None:
-        """Every so many revisions, forget what is older than ``history`` revisions."""
-        if rv % _COMPACT_EVERY:
-            return
-        old = self._compacted(conn)
-        new = rv - self._history
-        if new <= old:
-            return
-        params = {"old": old, "new": new}
-        conn.execute(_COMPACT_SUPERSEDED, params)
-        conn.execute(_COMPACT_TOMBSTONES, params)
-        conn.execute(_UPDATE_COMPACTED, (new,))
+    def _after_write(self, conn: sqlite3.Connection, rv: int, size: int) -> None:
+        if embedded_compaction.after_write(conn, rv, size, now=self._now(), bounds=self._bounds):
+            self._reclaim = True
 
     # -- watch -----------------------------------------------------------------------------
 

@@ -18,15 +18,28 @@ The constraints this module lives under:
   3.6 ms small, 60 ms at 1 MiB, on the test server); the server dominates.
 - **No client exception escapes.** Every call runs inside ``_translated()``;
   ``translate_error`` is the one function that maps ``ApiException``, urllib3
-  and socket errors to our tree, chained with ``raise ... from``.
+  and socket errors to our tree, chained with ``raise ... from``. A network
+  failure becomes one short line naming the server and the cause
+  ("connection refused"), and says whether the request may have been carried
+  out (``Unavailable.maybe_applied``).
+- **remstate owns retries.** urllib3 would re-send a request on a timeout or a
+  broken connection (three times by default, a PUT included): that hides an
+  outage for four request timeouts and turns a committed PUT into a
+  misleading Conflict. The store turns those retries off on the client it
+  talks through (the caller's included: ``retries=False`` on its
+  Configuration and on its connection pools, as if it had been built so),
+  and caps each request's connect and read timeouts at what is left of the
+  running retry policy's deadline (``remstate.retry.remaining``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -46,9 +59,11 @@ from remstate.errors import (
     Invalid,
     InvalidInput,
     NotFound,
+    ServerFault,
     StoreError,
     Unavailable,
 )
+from remstate.retry import remaining
 from remstate.store.base import (
     ObjectList,
     OwnerReference,
@@ -76,6 +91,11 @@ _FIELD_MANAGER: Final = "remstate"
 _WATCH_GRACE: Final = 10.0
 #: Names that cannot be an object, but that URL normalisation would turn into another path.
 _UNADDRESSABLE: Final = frozenset({"", ".", ".."})
+#: Seconds allowed for a TCP connection and TLS handshake: milliseconds when the
+#: server is well, so a few seconds mean it is not (even on a busy machine).
+CONNECT_TIMEOUT: Final = 5.0
+#: Seconds allowed for a response once the request is sent (capped by the deadline).
+REQUEST_TIMEOUT: Final = 30.0
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -96,9 +116,25 @@ _ERRORS_BY_CODE: Final[Mapping[int, type[StoreError]]] = {
 }
 
 
-def _status_class(code: int, reason: str) -> type[StoreError]:
+#: Server errors that the same request will meet again, however long we wait:
+#: etcd's space quota alarm (it refuses every write until an operator compacts,
+#: defragments and disarms), and requests etcd can never take.
+_PERMANENT_MESSAGES: Final = (
+    "database space exceeded",
+    "too many operations in txn request",
+)
+#: Not implemented, HTTP version not supported, insufficient storage.
+_PERMANENT_CODES: Final = frozenset({501, 505, 507})
+#: Server errors after which a write may yet commit: the server took the
+#: request and did not say how it ended (etcd timed out, a gateway gave up).
+_MAYBE_APPLIED_CODES: Final = frozenset({500, 502, 504})
+
+
+def _status_class(code: int, reason: str, message: str = "") -> type[StoreError]:
     if code == 409:
         return AlreadyExists if reason == "AlreadyExists" else Conflict
+    if code in _PERMANENT_CODES or (code >= 500 and any(m in message for m in _PERMANENT_MESSAGES)):
+        return ServerFault
     if code >= 500:
         return Unavailable
     return _ERRORS_BY_CODE.get(code, StoreError)
@@ -122,39 +158,135 @@ def error_from_status(code: int, body: str | bytes | Mapping[str, Any] | None) -
     else:
         text = body.decode(errors="replace") if isinstance(body, bytes) else body
         message = text.strip()[:1000] if isinstance(text, str) and text.strip() else ""
-        cls = _status_class(code, "")
+        cls = _status_class(code, "", message)
         status = ApiStatus(code=code or cls.code, reason=cls.reason, message=message)
-    cls = _status_class(status.code, status.reason)
-    return cls(status.message or f"the API server answered HTTP {status.code}", status=status)
+    cls = _status_class(status.code, status.reason, status.message)
+    message = status.message or f"the API server answered HTTP {status.code}"
+    if cls is ServerFault:
+        return ServerFault(f"the API server cannot carry this out: {message}", status=status)
+    if cls is Unavailable:
+        return Unavailable(message, status=status, maybe_applied=code in _MAYBE_APPLIED_CODES)
+    return cls(message, status=status)
 
 
-def translate_error(exc: BaseException) -> StoreError:
-    """Our error for anything the client or the network raised. The one place that maps them."""
+def translate_error(exc: BaseException, *, server: str = "") -> StoreError:
+    """Our error for anything the client or the network raised. The one place that maps them.
+
+    Args:
+        exc: what the client raised.
+        server: the API server's URL, named in the message of a network failure.
+    """
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, ApiException):
-        # status 0: the client failed before any response (it wraps TLS errors so).
-        return error_from_status(int(exc.status or 0), exc.body or exc.reason)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        # MaxRetryError, ProtocolError, timeouts, refused or reset connections.
-        return Unavailable(f"cannot reach the API server: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ApiException) and exc.status:
+        return error_from_status(int(exc.status), exc.body or exc.reason)
+    if isinstance(exc, ApiException | urllib3.exceptions.HTTPError | OSError):
+        # No response at all (the client wraps TLS errors in an ApiException of status 0).
+        cause, maybe_applied = _transport_cause(exc)
+        where = f"the API server at {server}" if server else "the API server"
+        return Unavailable(f"cannot reach {where}: {cause}", maybe_applied=maybe_applied)
     if isinstance(exc, UnicodeDecodeError | json.JSONDecodeError):
-        return Unavailable(f"the API server sent a body that is not JSON: {exc}")
+        # Only a 2xx body is decoded: the request was carried out.
+        return Unavailable(
+            f"the API server sent a body that is not JSON: {exc}", maybe_applied=True
+        )
     if isinstance(exc, ValueError | TypeError):
         # The client's own validation (ApiValueError, pydantic) or an unserialisable value.
         return Invalid(f"the request was refused before it was sent: {exc}")
     return StoreError(f"unexpected client failure: {type(exc).__name__}: {exc}")
 
 
+def _tls_cause(text: str) -> str:
+    """The one readable part of a TLS failure ("certificate verify failed: ...")."""
+    found = re.search(r"\[SSL[^\]]*\] ([^(']+)", text)
+    return f"TLS failure: {found.group(1).strip()}" if found else "TLS handshake failed"
+
+
+#: Network failures: (class, cause, may the request have been carried out?). The
+#: operating system's words win when the chain has an errno ("connection refused").
+#: The first class that matches wins, so subclasses come first.
+_TRANSPORT_CAUSES: Final[tuple[tuple[type[BaseException], str, bool], ...]] = (
+    (urllib3.exceptions.NameResolutionError, "cannot resolve its host name", False),
+    (urllib3.exceptions.NewConnectionError, "cannot connect", False),
+    (urllib3.exceptions.ConnectTimeoutError, "no connection within the connect timeout", False),
+    (urllib3.exceptions.ReadTimeoutError, "no response within the request timeout", True),
+    (urllib3.exceptions.ProtocolError, "the connection closed before the response", True),
+    (ConnectionRefusedError, "connection refused", False),
+    (OSError, "network error", True),
+)
+
+
+def _transport_cause(exc: BaseException) -> tuple[str, bool]:
+    """A few words on why no response came, and whether the request may have been carried out.
+
+    urllib3 has no such summary: its messages repeat the pool, the URL and the
+    wrapped exception's repr (hundreds of characters). It also reports a TLS
+    handshake that timed out as a ``ReadTimeoutError``, though no request was
+    sent: the handshake runs in ``_validate_conn``, which the traceback shows.
+    """
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # only when a caller's own client still retries
+    if isinstance(exc, ApiException) and not str(exc.reason or "").startswith("SSLError"):
+        return str(exc.reason or "the client failed").splitlines()[0][:200], False
+    if isinstance(exc, ApiException | urllib3.exceptions.SSLError):
+        return _tls_cause(str(exc.reason if isinstance(exc, ApiException) else exc)), False
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError) and _raised_in(
+        exc.__cause__, "_validate_conn"
+    ):
+        return "no TLS handshake within the connect timeout", False
+    for kind, cause, maybe_applied in _TRANSPORT_CAUSES:
+        if isinstance(exc, kind):
+            return _os_cause(exc, cause), maybe_applied
+    return type(exc).__name__, True
+
+
+def _os_cause(exc: BaseException, default: str) -> str:
+    """The operating system's words for the first errno in the exception's chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for arg in (seen, *getattr(seen, "args", ())):
+            number = getattr(arg, "errno", None)
+            if isinstance(number, int) and number in errno.errorcode:
+                return os.strerror(number).lower()
+        seen = seen.__cause__ or seen.__context__
+    return default
+
+
+def _raised_in(exc: BaseException | None, function: str) -> bool:
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == function:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
+def _translated(server: str = "") -> Iterator[None]:
     """Run client calls; whatever they raise leaves as one of our errors."""
     try:
         yield
     except StoreError:
         raise
     except Exception as e:
-        raise translate_error(e) from e
+        raise translate_error(e, server=server) from e
+
+
+def _without_hidden_retries(api_client: Any) -> None:
+    """Turn urllib3's own retries off on this client: remstate's retry policy owns them.
+
+    Set on the Configuration (read when a client builds its pools) and on the
+    pool manager the client has built already; pools made before are dropped,
+    so none keeps the old setting. client-go-style read retries go too: they
+    would wait out Retry-After past our deadline.
+    """
+    configuration = api_client.configuration
+    configuration.retries = False
+    configuration.client_go_retries = False
+    pools = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if pools is not None and pools.connection_pool_kw.get("retries") is not False:
+        pools.connection_pool_kw["retries"] = False
+        pools.clear()
 
 
 def _not_found(name: str) -> NotFound:
@@ -288,8 +420,13 @@ class KubernetesStore:
         api_client: the caller's ``kubernetes.client.ApiClient``; the store never
             closes it. With none, the store loads the kubeconfig (``KUBECONFIG``, else
             ``~/.kube/config``) or else the in-cluster config, and closes the client
-            it built in :meth:`close`.
-        request_timeout: seconds allowed for each request, or ``None`` for no limit.
+            it built in :meth:`close`. Either way the store turns off the client's
+            own (urllib3) retries: see the module docstring.
+        request_timeout: seconds allowed for a response, or ``None`` for no limit.
+        connect_timeout: seconds allowed to connect (TCP and TLS), or ``None``.
+
+    Both timeouts are capped at what is left of the running retry policy's
+    deadline, so an operation never outlives it by more than a moment.
 
     Raises:
         StoreError: with no ``api_client``, when neither configuration can be loaded.
@@ -300,14 +437,18 @@ class KubernetesStore:
         namespace: str = "default",
         *,
         api_client: ApiClient | None = None,
-        request_timeout: float | None = 30.0,
+        request_timeout: float | None = REQUEST_TIMEOUT,
+        connect_timeout: float | None = CONNECT_TIMEOUT,
     ) -> None:
         self._owns_client = api_client is None
         if api_client is None:
             api_client = k8s.ApiClient(_load_configuration())
+        _without_hidden_retries(api_client)
         self._api: Any = api_client
         self._namespace = namespace
         self._timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._server = str(getattr(api_client.configuration, "host", "") or "")
 
     @classmethod
     def from_kubeconfig(
@@ -316,7 +457,8 @@ class KubernetesStore:
         *,
         context: str | None = None,
         namespace: str | None = None,
-        request_timeout: float | None = 30.0,
+        request_timeout: float | None = REQUEST_TIMEOUT,
+        connect_timeout: float | None = CONNECT_TIMEOUT,
     ) -> Self:
         """A store on a kubeconfig's cluster and credentials; it owns (and closes) its client.
 
@@ -325,6 +467,7 @@ class KubernetesStore:
             context: the context to use; the current one by default.
             namespace: the namespace; the context's (or ``default``) by default.
             request_timeout: as for the constructor.
+            connect_timeout: as for the constructor.
 
         Raises:
             StoreError: the kubeconfig cannot be loaded.
@@ -336,6 +479,7 @@ class KubernetesStore:
             namespace,
             api_client=k8s.ApiClient(configuration),
             request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
         )
         store._owns_client = True
         return store
@@ -385,12 +529,27 @@ class KubernetesStore:
             header_params=headers,
             body=body,
             post_params=post,
-            _request_timeout=timeout if timeout is not None else self._timeout,
+            _request_timeout=timeout if timeout is not None else self._timeouts(),
+        )
+
+    def _timeouts(self) -> tuple[float | None, float | None]:
+        """(connect, read) timeouts: the store's, capped at the retry deadline's remainder."""
+        connect, read = self._connect_timeout, self._timeout
+        if connect is None or (read is not None and read < connect):
+            connect = read  # a request timeout bounds the whole request, connecting included
+        left = remaining()
+        if left is None:
+            return connect, read
+        if left <= 0:
+            raise Unavailable(f"the retry deadline passed before a request to {self._server}")
+        return (
+            left if connect is None else min(connect, left),
+            left if read is None else min(read, left),
         )
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request, read it whole; return the decoded JSON body or raise our error."""
-        with _translated():
+        with _translated(self._server):
             response = self._send(method, path, **kwargs)
             raw = response.read()
             if not 200 <= response.status <= 299:
@@ -457,7 +616,7 @@ class KubernetesStore:
             raise _not_found(name)
         body = None
         if uid or resource_version:
-            with _translated():
+            with _translated(self._server):
                 body = k8s.V1DeleteOptions(
                     preconditions=k8s.V1Preconditions(
                         uid=uid or None, resource_version=resource_version or None
@@ -529,23 +688,22 @@ class KubernetesStore:
             query.append(("timeoutSeconds", str(server_timeout)))
             read_timeout = server_timeout + _WATCH_GRACE
         # The connect timeout is the store's; the stream may stay silent up to the deadline.
-        connect_timeout = self._timeout if self._timeout is not None else None
-        return self._watch(query, deadline, (connect_timeout, read_timeout))
+        return self._watch(query, deadline, (self._connect_timeout, read_timeout))
 
     def _watch(
         self, query: Iterable[tuple[str, str]], deadline: float | None, timeout: Any
     ) -> Iterator[WatchEvent]:
-        with _translated():
+        with _translated(self._server):
             response = self._send("GET", _CONFIGMAPS, query=query, timeout=timeout)
         raw = response.response  # the urllib3 response, still unread
         try:
             if not 200 <= response.status <= 299:
-                with _translated():
+                with _translated(self._server):
                     body = response.read()
                 raise error_from_status(response.status, body or response.reason)
             lines = _lines(raw)
             while True:
-                with _translated():
+                with _translated(self._server):
                     line = next(lines, None)
                     if line is None:
                         return
