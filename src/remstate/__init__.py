@@ -24,7 +24,7 @@ from remstate.errors import (
     Unavailable,
     UnsupportedSchemaVersion,
 )
-from remstate.manager import FeedbackPage, StateManager
+from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -41,12 +41,14 @@ __all__ = [
     "Conflict",
     "CorruptState",
     "CorruptStore",
+    "ErrorPage",
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
     "Forbidden",
     "InvalidInput",
     "IssueType",
+    "IterationPage",
     "IterationRecord",
     "MaxIterationsReached",
     "NotFound",
