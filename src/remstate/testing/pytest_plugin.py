@@ -75,9 +75,7 @@ def controlplane_kubeconfig(
     controlplane: ControlPlane, controlplane_namespace: str, tmp_path: Path
 ) -> Path:
     """A kubeconfig for the admin, in this test's namespace (contexts for the other users too)."""
-    return controlplane.write_kubeconfig(
-        tmp_path / "kubeconfig", namespace=controlplane_namespace
-    )
+    return controlplane.write_kubeconfig(tmp_path / "kubeconfig", namespace=controlplane_namespace)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
