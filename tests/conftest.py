@@ -1,10 +1,10 @@
 """Fixtures shared by every test: a store on each backend.
 
 The Kubernetes backend is always tested against a real kube-apiserver with
-etcd: the ``controlplane`` fixture of ``remstate.testing.pytest_plugin``
-(loaded through its ``pytest11`` entry point), started once per session; a
-test never skips because it is missing. Each test gets a namespace of its own,
-so tests do not see each other's objects.
+etcd, started once per session by the ``controlplane`` fixture of
+``remstate.testing.pytest_plugin`` (named in pyproject's ``addopts``, and a
+``pytest11`` entry point); a test never skips because it is missing. Each test
+gets a namespace of its own, so tests do not see each other's objects.
 """
 
 from __future__ import annotations
