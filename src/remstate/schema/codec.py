@@ -58,6 +58,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput, RemstateError, UnsupportedSchemaVersion
+from remstate.objects import OwnerReference, StoredObject
 from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
@@ -103,7 +104,6 @@ from remstate.schema.naming import (
     segment_name,
 )
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
-from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [
     "DATA_KEYS",

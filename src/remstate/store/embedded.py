@@ -59,14 +59,14 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.store import embedded_compaction, embedded_file, limits, selectors
-from remstate.store.base import (
+from remstate.objects import (
     ObjectList,
     OwnerReference,
     StoredObject,
     WatchEvent,
     WatchEventType,
 )
+from remstate.store import embedded_compaction, embedded_file, limits, selectors
 from remstate.store.embedded_compaction import HistoryBounds
 from remstate.store.embedded_file import OpenMode, translated
 from remstate.store.limits import go_quote

@@ -63,14 +63,14 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.retry import remaining
-from remstate.store.base import (
+from remstate.objects import (
     ObjectList,
     OwnerReference,
     StoredObject,
     WatchEvent,
     WatchEventType,
 )
+from remstate.retry import remaining
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remstate.errors import ApiStatus, Invalid
-from remstate.store.base import OwnerReference, StoredObject
+from remstate.objects import OwnerReference, StoredObject
 
 __all__ = [
     "DNS1123_LABEL_MAX_LENGTH",
