@@ -17,7 +17,7 @@ import pytest
 from remstate.errors import (
     AlreadyExists,
     Conflict,
-    Invalid,
+    InvalidObject,
     NotFound,
     RemstateError,
     StoreError,
@@ -184,7 +184,7 @@ class TestList:
 
     def test_invalid_selector_raises_invalid(self, store: Store) -> None:
         """A selector that cannot be parsed is refused with a client error."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.list(label_selector="role in (a")
 
     def test_pagination_across_several_pages(self, store: Store) -> None:
@@ -244,15 +244,15 @@ class TestLimits:
         assert store.get("big").data == data
 
     def test_one_byte_over_the_limit_is_invalid(self, store: Store) -> None:
-        """One byte over 1 MiB is refused as Invalid, on create and on replace."""
-        with pytest.raises(Invalid) as caught:
+        """One byte over 1 MiB is refused as InvalidObject, on create and on replace."""
+        with pytest.raises(InvalidObject) as caught:
             store.create(StoredObject(name="big", data={"a": "x" * (MiB + 1)}))
         assert caught.value.status.code == 422
         with pytest.raises(NotFound):
             store.get("big")
 
         obj = store.create(StoredObject(name="big", data={"a": "x"}))
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.replace(
                 StoredObject(
                     name="big",
@@ -264,7 +264,7 @@ class TestLimits:
 
     def test_multibyte_characters_count_as_bytes(self, store: Store) -> None:
         """The limit counts UTF-8 bytes, so 2-byte characters reach it at half the length."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2 + 1)}))
 
     @pytest.mark.parametrize(
@@ -272,8 +272,8 @@ class TestLimits:
         ["", "UPPER", "under_score", "-leading", "trailing-", "a/b", "sp ace", "é", "a" * 254],
     )
     def test_invalid_names_are_rejected(self, store: Store, name: str) -> None:
-        """Names that are not DNS-1123 subdomains are refused as Invalid."""
-        with pytest.raises(Invalid):
+        """Names that are not DNS-1123 subdomains are refused as InvalidObject."""
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name=name, data={"k": "v"}))
 
     @pytest.mark.parametrize("name", ["a", "a.b-c", "0-9", "a" * 253])
@@ -283,8 +283,8 @@ class TestLimits:
 
     @pytest.mark.parametrize("key", ["bad/key", "bad key", "", "a" * 254])
     def test_invalid_data_keys_are_rejected(self, store: Store, key: str) -> None:
-        """Data keys outside [-._a-zA-Z0-9]{1,253} are refused as Invalid."""
-        with pytest.raises(Invalid):
+        """Data keys outside [-._a-zA-Z0-9]{1,253} are refused as InvalidObject."""
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="k", data={key: "v"}))
 
     @pytest.mark.parametrize(
@@ -293,7 +293,7 @@ class TestLimits:
     )
     def test_invalid_labels_are_rejected(self, store: Store, labels: dict[str, str]) -> None:
         """Label values over 63 characters or outside the label syntax are refused."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="l", data={}, labels=labels))
 
     def test_label_value_of_63_characters_is_accepted(self, store: Store) -> None:
@@ -304,7 +304,7 @@ class TestLimits:
         """Annotations totalling more than 256 KiB are refused; exactly 256 KiB is accepted."""
         limit = 256 * 1024
         store.create(StoredObject(name="ok", data={}, annotations={"a": "x" * (limit - 1)}))
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="no", data={}, annotations={"a": "x" * limit}))
 
 
@@ -393,7 +393,7 @@ class TestErrors:
         """Failures raise our StoreError subclasses, each with a Status body."""
         failures: list[tuple[type[StoreError], Callable[[], object]]] = [
             (NotFound, lambda: store.get("missing")),
-            (Invalid, lambda: store.create(StoredObject(name="Bad_Name"))),
+            (InvalidObject, lambda: store.create(StoredObject(name="Bad_Name"))),
             (NotFound, lambda: store.delete("missing")),
         ]
         for expected, call in failures:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from remstate.errors import Invalid
+from remstate.errors import InvalidObject
 from remstate.store.base import OwnerReference
 from remstate.store.limits import (
     MAX_CONFIGMAP_SIZE,
@@ -339,7 +339,7 @@ class TestStatus:
     def test_one_error(self) -> None:
         """One error: the message names it after a colon; details list it as a cause."""
         error = invalid("big", configmap(name="big", data={"a": "x" * (MAX_CONFIGMAP_SIZE + 1)}))
-        assert isinstance(error, Invalid)
+        assert isinstance(error, InvalidObject)
         assert error.status.code == 422
         assert error.status.reason == "Invalid"
         assert error.status.message == (
@@ -381,7 +381,7 @@ class TestStatus:
     def test_raise_if_invalid(self) -> None:
         """Raises only when there is an error."""
         raise_if_invalid("cm", [])
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             raise_if_invalid("cm", configmap(name="Bad"))
 
 

@@ -64,7 +64,7 @@ class Store(Protocol):
 
         Raises:
             AlreadyExists: the name is taken.
-            Invalid: the name, labels, annotations, keys or size break the API's rules.
+            InvalidObject: the name, labels, annotations, keys or size break the API's rules.
         """
         ...
 
@@ -74,7 +74,7 @@ class Store(Protocol):
         Raises:
             Conflict: the object changed since that version.
             NotFound: the object is gone.
-            Invalid: as for ``create``.
+            InvalidObject: as for ``create``.
         """
         ...
 
@@ -101,7 +101,7 @@ class Store(Protocol):
 
         Raises:
             Gone: the continue token has expired.
-            Invalid: the label selector cannot be parsed.
+            InvalidObject: the label selector cannot be parsed.
         """
         ...
 

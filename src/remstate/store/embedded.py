@@ -53,8 +53,8 @@ from remstate.errors import (
     ApiStatus,
     Conflict,
     Gone,
-    Invalid,
     InvalidInput,
+    InvalidObject,
     NotFound,
     StoreError,
     Unavailable,
@@ -205,8 +205,8 @@ def _check_path_name(name: str) -> None:
         raise _bad_request(f"Name parameter invalid: {go_quote(name)}: may not contain '%'")
 
 
-def _bad_request(message: str) -> Invalid:
-    return Invalid(message, status=ApiStatus(400, "BadRequest", message))
+def _bad_request(message: str) -> InvalidObject:
+    return InvalidObject(message, status=ApiStatus(400, "BadRequest", message))
 
 
 def _gone(message: str) -> Gone:
@@ -443,7 +443,7 @@ def _decode_continue(token: str) -> tuple[str, int]:
     """``storage.DecodeContinue``: the first name to list and the snapshot revision.
 
     Raises:
-        Invalid: (400 BadRequest) the token is not one the server would accept;
+        InvalidObject: (400 BadRequest) the token is not one the server would accept;
             the message is the server's (for JSON errors, its common ones).
     """
     prefix = "invalid continue token: continue key is not valid"
@@ -680,7 +680,7 @@ class EmbeddedStore:
 
         Raises:
             Gone: the continue token's revision has been compacted.
-            Invalid: the label selector or the continue token cannot be parsed (400).
+            InvalidObject: the label selector or the continue token cannot be parsed (400).
         """
         selector = selectors.parse(label_selector)
         start, token_revision = ("", 0) if not continue_token else _decode_continue(continue_token)
@@ -774,11 +774,11 @@ class EmbeddedStore:
 
         Raises:
             AlreadyExists: the name is taken.
-            Invalid: the name, labels, annotations, keys or size break the API's rules.
+            InvalidObject: the name, labels, annotations, keys or size break the API's rules.
             InvalidInput: the object has no data (it came from a metadata-only read).
         """
         write = _Write.of(obj)
-        # The server validates before it looks at storage: Invalid wins over AlreadyExists.
+        # The server validates before it looks at storage: InvalidObject wins over AlreadyExists.
         limits.raise_if_invalid(write.name, write.errors(self._namespace, update=False))
         created = _format_time(self._now())
         uid = str(uuid.uuid4())
@@ -799,7 +799,7 @@ class EmbeddedStore:
         Raises:
             NotFound: the object is gone.
             Conflict: the object changed since that version.
-            Invalid: as for ``create``.
+            InvalidObject: as for ``create``.
             InvalidInput: the object has no data (it came from a metadata-only read).
         """
         _check_path_name(obj.name)
@@ -919,7 +919,7 @@ class EmbeddedStore:
 
         Raises:
             Gone: the resourceVersion is older than the compacted history.
-            Invalid: the label selector cannot be parsed (400).
+            InvalidObject: the label selector cannot be parsed (400).
             Unavailable: the resourceVersion is not a number (500, as from the server).
         """
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds

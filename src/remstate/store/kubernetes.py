@@ -56,8 +56,8 @@ from remstate.errors import (
     Conflict,
     Forbidden,
     Gone,
-    Invalid,
     InvalidInput,
+    InvalidObject,
     NotFound,
     ServerFault,
     StoreError,
@@ -104,14 +104,14 @@ REQUEST_TIMEOUT: Final = 30.0
 #: Status code -> our error; 409 and 5xx are decided in ``_status_class``.
 _ERRORS_BY_CODE: Final[Mapping[int, type[StoreError]]] = {
     0: Unavailable,  # no response at all: refused, reset, TLS failure
-    400: Invalid,  # e.g. a label selector that cannot be parsed
+    400: InvalidObject,  # e.g. a label selector that cannot be parsed
     401: Forbidden,
     403: Forbidden,
     404: NotFound,
     408: Unavailable,
     410: Gone,
-    413: Invalid,  # a body over the server's request size limit
-    422: Invalid,
+    413: InvalidObject,  # a body over the server's request size limit
+    422: InvalidObject,
     429: Unavailable,
 }
 
@@ -192,7 +192,7 @@ def translate_error(exc: BaseException, *, server: str = "") -> StoreError:
         )
     if isinstance(exc, ValueError | TypeError):
         # The client's own validation (ApiValueError, pydantic) or an unserialisable value.
-        return Invalid(f"the request was refused before it was sent: {exc}")
+        return InvalidObject(f"the request was refused before it was sent: {exc}")
     return StoreError(f"unexpected client failure: {type(exc).__name__}: {exc}")
 
 
@@ -573,7 +573,7 @@ class KubernetesStore:
 
         Raises:
             AlreadyExists: the name is taken.
-            Invalid: the name, labels, annotations, keys or size break the API's rules.
+            InvalidObject: the name, labels, annotations, keys or size break the API's rules.
         """
         body = _to_manifest(obj, namespace=self._namespace, with_version=False)
         return _to_stored(
@@ -588,7 +588,7 @@ class KubernetesStore:
         Raises:
             Conflict: the object changed since that version.
             NotFound: the object is gone.
-            Invalid: as for ``create``.
+            InvalidObject: as for ``create``.
         """
         if obj.name in _UNADDRESSABLE:
             raise _not_found(obj.name)
@@ -639,7 +639,7 @@ class KubernetesStore:
 
         Raises:
             Gone: the continue token has expired.
-            Invalid: the label selector cannot be parsed.
+            InvalidObject: the label selector cannot be parsed.
         """
         query: list[tuple[str, str]] = []
         if label_selector:

@@ -13,7 +13,7 @@ rule by rule, message by message, including its quirks:
 
 Each ``is_*`` function returns the server's messages for one value (empty when
 valid). Each ``validate_*`` function returns ``FieldError`` s. ``invalid`` turns
-them into the ``Invalid`` error, with the Status the server sends (422).
+them into the ``InvalidObject`` error, with the Status the server sends (422).
 
 Go measures strings in UTF-8 bytes, and its regular expressions anchor at the
 very end of the text: Python's ``$`` would also accept a trailing newline, so
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from remstate.errors import ApiStatus, Invalid
+from remstate.errors import ApiStatus, InvalidObject
 from remstate.objects import OwnerReference, StoredObject
 
 __all__ = [
@@ -570,8 +570,8 @@ def validate_object(obj: StoredObject, *, namespace: str, update: bool = False) 
 # --- the Status --------------------------------------------------------------------------------
 
 
-def invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> Invalid:
-    """The ``Invalid`` error the server answers for these field errors (422, ``NewInvalid``).
+def invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> InvalidObject:
+    """The ``InvalidObject`` error the server answers for these field errors (422, ``NewInvalid``).
 
     As on the server, an error that repeats another (same field, same message)
     is dropped: each appears once in the message and once in the causes, in the
@@ -595,14 +595,14 @@ def invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap")
     if errs:
         details["causes"] = [err.cause() for err in errs]
     status = ApiStatus(code=422, reason="Invalid", message=message, details=details)
-    return Invalid(message, status=status)
+    return InvalidObject(message, status=status)
 
 
 def raise_if_invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> None:
     """Raise ``invalid(name, errors)`` if there is any error.
 
     Raises:
-        Invalid: there was at least one error.
+        InvalidObject: there was at least one error.
     """
     errs = list(errors)
     if errs:
