@@ -367,13 +367,28 @@ def _kubeconfig_path() -> str:
     return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
+def _one_line(exc: BaseException) -> str:
+    # The client's config errors may carry a YAML parser's multi-line report.
+    return " ".join(str(exc).split())
+
+
+def _no_configuration(message: str) -> Unavailable:
+    # Nothing was sent: the store cannot be reached at all, as an embedded file
+    # that cannot be opened (CLI exit 6), not a bug of ours (exit 1).
+    return Unavailable(message, status=ApiStatus(503, "ServiceUnavailable", message))
+
+
 def _load_configuration(
     config_file: str | os.PathLike[str] | None = None,
     *,
     context: str | None = None,
     in_cluster_fallback: bool = True,
 ) -> Any:
-    """A fresh client Configuration from the kubeconfig, else from the pod's service account."""
+    """A fresh client Configuration from the kubeconfig, else from the pod's service account.
+
+    Raises:
+        Unavailable: neither can be loaded (one line naming the file and why).
+    """
     configuration = k8s.Configuration()
     path = os.fspath(config_file) if config_file is not None else _kubeconfig_path()
     try:
@@ -385,13 +400,15 @@ def _load_configuration(
         )
     except Exception as kube_error:
         if not in_cluster_fallback:
-            raise StoreError(f"cannot load the kubeconfig {path}: {kube_error}") from kube_error
+            raise _no_configuration(
+                f"cannot load the kubeconfig {path}: {_one_line(kube_error)}"
+            ) from kube_error
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
         except Exception as cluster_error:
-            raise StoreError(
+            raise _no_configuration(
                 f"no Kubernetes configuration: the kubeconfig {path} cannot be loaded "
-                f"({kube_error}) and this is not a pod ({cluster_error})"
+                f"({_one_line(kube_error)}) and this is not a pod ({_one_line(cluster_error)})"
             ) from cluster_error
     return configuration
 
@@ -401,7 +418,7 @@ def _kubeconfig_namespace(config_file: str | os.PathLike[str] | None, context: s
     try:
         contexts, current = k8s_config.list_kube_config_contexts(config_file=path)
     except Exception as e:
-        raise StoreError(f"cannot load the kubeconfig {path}: {e}") from e
+        raise _no_configuration(f"cannot load the kubeconfig {path}: {_one_line(e)}") from e
     chosen = current
     if context is not None:
         chosen = next((c for c in contexts if c.get("name") == context), None)
@@ -429,7 +446,7 @@ class KubernetesStore:
     deadline, so an operation never outlives it by more than a moment.
 
     Raises:
-        StoreError: with no ``api_client``, when neither configuration can be loaded.
+        Unavailable: with no ``api_client``, when neither configuration can be loaded.
     """
 
     def __init__(
@@ -470,7 +487,7 @@ class KubernetesStore:
             connect_timeout: as for the constructor.
 
         Raises:
-            StoreError: the kubeconfig cannot be loaded.
+            Unavailable: the kubeconfig cannot be loaded.
         """
         configuration = _load_configuration(config_file, context=context, in_cluster_fallback=False)
         if namespace is None:
