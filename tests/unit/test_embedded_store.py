@@ -29,7 +29,7 @@ from remstate.errors import (
     Unavailable,
 )
 from remstate.manager import StateManager
-from remstate.store import embedded, limits
+from remstate.store import apivalidation, embedded
 from remstate.store.base import (
     OwnerReference,
     Store,
@@ -1011,7 +1011,7 @@ class TestDiskBound:
                     id=f"n{i}",
                 )
                 if i % 500 == 499:
-                    live = sum(limits.data_size(o.data or {}) for o in store.list().items)
+                    live = sum(apivalidation.data_size(o.data or {}) for o in store.list().items)
                     worst = max(worst, on_disk(path) / self.bound(live))
             assert manager.get_feedback_history("t", limit=1).total == 12_000
         assert worst <= 1.0

@@ -66,10 +66,10 @@ from remstate.objects import (
     WatchEvent,
     WatchEventType,
 )
-from remstate.store import embedded_compaction, embedded_file, limits, selectors
+from remstate.store import apivalidation, embedded_compaction, embedded_file, selectors
+from remstate.store.apivalidation import go_quote
 from remstate.store.embedded_compaction import HistoryBounds
 from remstate.store.embedded_file import OpenMode, translated
-from remstate.store.limits import go_quote
 
 __all__ = ["EmbeddedStore"]
 
@@ -384,8 +384,10 @@ class _Write:
             **columns,
         )
 
-    def errors(self, namespace: str, *, update: bool) -> list[limits.FieldError]:
-        check = limits.validate_configmap_update if update else limits.validate_configmap
+    def errors(self, namespace: str, *, update: bool) -> list[apivalidation.FieldError]:
+        check = (
+            apivalidation.validate_configmap_update if update else apivalidation.validate_configmap
+        )
         return check(
             self.name,
             namespace=namespace,
@@ -568,7 +570,7 @@ class EmbeddedStore:
         history_bytes: int = 32 * 1_048_576,
         mode: OpenMode = "rwc",
     ) -> None:
-        problems = limits.is_dns1123_label(namespace)
+        problems = apivalidation.is_dns1123_label(namespace)
         if problems:
             raise InvalidInput(f"namespace {namespace!r} is not valid: {'; '.join(problems)}")
         if history < 1:
@@ -779,7 +781,7 @@ class EmbeddedStore:
         """
         write = _Write.of(obj)
         # The server validates before it looks at storage: InvalidObject wins over AlreadyExists.
-        limits.raise_if_invalid(write.name, write.errors(self._namespace, update=False))
+        apivalidation.raise_if_invalid(write.name, write.errors(self._namespace, update=False))
         created = _format_time(self._now())
         uid = str(uuid.uuid4())
         with self._transaction(write=True) as conn:
@@ -815,7 +817,7 @@ class EmbeddedStore:
                 raise _internal(expected)
             if expected and expected != head[_RV]:
                 raise _conflict(write.name, _OPTIMISTIC_LOCK)
-            limits.raise_if_invalid(write.name, errors)
+            apivalidation.raise_if_invalid(write.name, errors)
             if self._unchanged(conn, head, write):
                 # etcd is not written when the bytes would not change: same version, no event.
                 return write.stored(head[_RV], head[_UID], head[_CREATED])

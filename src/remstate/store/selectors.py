@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from remstate.errors import ApiStatus, InvalidObject
-from remstate.store.limits import ErrorType, FieldError, is_label_value, is_qualified_name
+from remstate.store.apivalidation import ErrorType, FieldError, is_label_value, is_qualified_name
 
 __all__ = ["EVERYTHING", "Operator", "Requirement", "Selector", "matches", "parse"]
 

@@ -1,4 +1,4 @@
-"""The API server's validation of a ConfigMap, as pure functions.
+"""The API server's validation of a ConfigMap and its messages, ported as pure functions.
 
 The embedded store must refuse exactly what kube-apiserver refuses, with the
 same Status. So this module follows the server's own code (Kubernetes 1.37:
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remstate.errors import ApiStatus, InvalidObject
-from remstate.objects import OwnerReference, StoredObject
+from remstate.objects import OwnerReference
 
 __all__ = [
     "DNS1123_LABEL_MAX_LENGTH",
@@ -53,7 +53,6 @@ __all__ = [
     "validate_configmap",
     "validate_configmap_update",
     "validate_labels",
-    "validate_object",
     "validate_object_meta",
     "validate_owner_references",
 ]
@@ -550,21 +549,6 @@ def validate_configmap_update(
         owner_references=owner_references,
     )
     return [*_namespace_errors(namespace), *repeated, *repeated, *repeated, *full]
-
-
-def _object_fields(obj: StoredObject) -> dict[str, Any]:
-    return {
-        "data": obj.data or {},
-        "labels": obj.labels,
-        "annotations": obj.annotations,
-        "owner_references": obj.owner_references,
-    }
-
-
-def validate_object(obj: StoredObject, *, namespace: str, update: bool = False) -> list[FieldError]:
-    """The errors for a ``StoredObject`` on create (or on replace, with ``update``)."""
-    check = validate_configmap_update if update else validate_configmap
-    return check(obj.name, namespace=namespace, **_object_fields(obj))
 
 
 # --- the Status --------------------------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from remstate.errors import InvalidObject
-from remstate.store.base import OwnerReference
-from remstate.store.limits import (
+from remstate.store.apivalidation import (
     MAX_CONFIGMAP_SIZE,
     TOTAL_ANNOTATION_SIZE_LIMIT,
     ErrorType,
@@ -26,6 +25,7 @@ from remstate.store.limits import (
     validate_labels,
     validate_owner_references,
 )
+from remstate.store.base import OwnerReference
 
 SUBDOMAIN_REGEX_ERROR = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
