@@ -8,14 +8,17 @@ the embedded store.
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from remstate.errors import (
     AlreadyExists,
+    ApiStatus,
     Conflict,
     InvalidObject,
     NotFound,
@@ -23,7 +26,8 @@ from remstate.errors import (
     StoreError,
 )
 from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
-from tests.backends import StoreSpec
+from tests.backends import StoreSpec, new_namespace
+from tests.controlplane import ControlPlane
 
 MiB = 1_048_576
 
@@ -402,3 +406,181 @@ class TestErrors:
             assert isinstance(caught.value, RemstateError)
             assert caught.value.status.code >= 400
             assert caught.value.status.message
+
+
+# --- the same Status from both backends ------------------------------------------------------
+
+#: Each error case of this suite, as a function that sets up and then makes the
+#: failing call last. Both backends run it, in namespaces of the same name with
+#: objects of the same names, so that names in messages and details agree.
+ERROR_CASES: dict[str, Callable[[Store], object]] = {}
+
+
+def _case(name: str) -> Callable[[Callable[[Store], object]], Callable[[Store], object]]:
+    def register(case: Callable[[Store], object]) -> Callable[[Store], object]:
+        ERROR_CASES[name] = case
+        return case
+
+    return register
+
+
+@_case("get-missing")
+def _get_missing(store: Store) -> object:
+    return store.get("no-such-object")
+
+
+@_case("create-taken-name")
+def _create_taken(store: Store) -> object:
+    store.create(cm("taken", {"v": "first"}))
+    return store.create(cm("taken", {"v": "second"}))
+
+
+@_case("replace-stale-version")
+def _replace_stale(store: Store) -> object:
+    first = store.create(cm("r", {"n": "1"}))
+    store.replace(StoredObject(name="r", data={"n": "2"}, resource_version=first.resource_version))
+    return store.replace(
+        StoredObject(name="r", data={"n": "3"}, resource_version=first.resource_version)
+    )
+
+
+@_case("replace-deleted-object")
+def _replace_deleted(store: Store) -> object:
+    first = store.create(cm("gone"))
+    store.delete("gone")
+    return store.replace(
+        StoredObject(name="gone", data={"k": "v"}, resource_version=first.resource_version)
+    )
+
+
+@_case("delete-missing")
+def _delete_missing(store: Store) -> object:
+    store.create(cm("d"))
+    store.delete("d")
+    store.delete("d")
+    return None
+
+
+@_case("delete-stale-resource-version")
+def _delete_stale(store: Store) -> object:
+    obj = store.create(cm("d", {"n": "1"}))
+    store.replace(StoredObject(name="d", data={"n": "2"}, resource_version=obj.resource_version))
+    store.delete("d", resource_version=obj.resource_version)
+    return None
+
+
+@_case("delete-other-uid")
+def _delete_other_uid(store: Store) -> object:
+    old = store.create(cm("d", {"gen": "1"}))
+    store.delete("d")
+    store.create(cm("d", {"gen": "2"}))
+    store.delete("d", uid=old.uid)
+    return None
+
+
+@_case("unparsable-selector")
+def _bad_selector(store: Store) -> object:
+    return store.list(label_selector="role in (a")
+
+
+@_case("create-over-1-mib")
+def _create_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="big", data={"a": "x" * (MiB + 1)}))
+
+
+@_case("replace-over-1-mib")
+def _replace_too_big(store: Store) -> object:
+    obj = store.create(StoredObject(name="big", data={"a": "x"}))
+    return store.replace(
+        StoredObject(
+            name="big", data={"a": "x" * MiB, "b": "y"}, resource_version=obj.resource_version
+        )
+    )
+
+
+@_case("multibyte-over-1-mib")
+def _multibyte_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2 + 1)}))
+
+
+@_case("one-mib-of-escaped-characters")
+def _escaped_too_big(store: Store) -> object:
+    # 1 MiB of UTF-8 (within the data limit), but the client escapes each "é" as
+    # six bytes of JSON: the request body passes the server's 3 MiB limit (413).
+    return store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2)}))
+
+
+for _name in ["", "UPPER", "under_score", "-leading", "trailing-", "a/b", "sp ace", "é", "a" * 254]:
+
+    @_case(f"invalid-name-{_name[:12] or 'empty'}")
+    def _invalid_name(store: Store, name: str = _name) -> object:
+        return store.create(StoredObject(name=name, data={"k": "v"}))
+
+
+for _key in ["bad/key", "bad key", "", "a" * 254]:
+
+    @_case(f"invalid-data-key-{_key[:12] or 'empty'}")
+    def _invalid_key(store: Store, key: str = _key) -> object:
+        return store.create(StoredObject(name="k", data={key: "v"}))
+
+
+for _index, _labels in enumerate(
+    [{"k": "x" * 64}, {"k": "bad value"}, {"bad key!": "v"}, {"k": "-x"}]
+):
+
+    @_case(f"invalid-labels-{_index}")
+    def _invalid_labels(store: Store, labels: dict[str, str] = _labels) -> object:
+        return store.create(StoredObject(name="l", data={}, labels=labels))
+
+
+@_case("annotations-over-256-kib")
+def _annotations_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="no", data={}, annotations={"a": "x" * 256 * 1024}))
+
+
+@_case("create-bad-name-no-data")
+def _bad_name_default_data(store: Store) -> object:
+    return store.create(StoredObject(name="Bad_Name"))
+
+
+_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PRECONDITION_RV = re.compile(r"(ResourceVersion in (?:the precondition|record)) \(\d+\)")
+
+
+def _comparable(status: ApiStatus) -> dict[str, object]:
+    """The Status as the server sent it, less what must differ between two stores.
+
+    Only the uid and the resourceVersion differ, and only in the delete
+    preconditions' messages: each store makes its own uids, and counts its
+    own revisions (the API server's come from etcd, shared by the whole
+    control plane). Everything else, word for word, must be the same.
+    """
+    body = status.to_dict()
+    message = _UID.sub("<uid>", body["message"])
+    body["message"] = _PRECONDITION_RV.sub(r"\1 (<rv>)", message)
+    return body
+
+
+@pytest.fixture
+def both_backends(controlplane: ControlPlane, tmp_path: Path) -> Iterator[dict[str, Store]]:
+    """The real API server and the embedded store, in namespaces of the same name."""
+    namespace = new_namespace(controlplane)
+    server = StoreSpec("kubernetes", namespace, kubeconfig=str(controlplane.kubeconfig))
+    embedded = StoreSpec("embedded", namespace, path=str(tmp_path / "state.db"))
+    with server.open() as kubernetes, embedded.open() as sqlite:
+        yield {"kubernetes": kubernetes, "embedded": sqlite}
+
+
+@pytest.mark.kubernetes
+class TestSameStatusAsTheServer:
+    @pytest.mark.parametrize("case", list(ERROR_CASES))
+    def test_the_embedded_store_answers_as_the_server(
+        self, both_backends: dict[str, Store], case: str
+    ) -> None:
+        """Each error case gives the same class and the same whole Status on both backends."""
+        answers: dict[str, tuple[type[StoreError], dict[str, object]]] = {}
+        for backend, store in both_backends.items():
+            with pytest.raises(StoreError) as caught:
+                ERROR_CASES[case](store)
+            answers[backend] = (type(caught.value), _comparable(caught.value.status))
+        assert answers["embedded"] == answers["kubernetes"]

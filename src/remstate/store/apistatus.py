@@ -48,6 +48,7 @@ __all__ = [
     "not_found",
     "parse_uint",
     "raise_if_invalid",
+    "request_entity_too_large",
     "too_large_resource_version",
 ]
 
@@ -238,6 +239,13 @@ INCONSISTENT_CONTINUE: Final = (
     "show up in the list."
 )
 WATCH_EXPIRED: Final = "The resourceVersion for the provided watch is too old."
+
+
+def request_entity_too_large(limit: int) -> InvalidObject:
+    # The server reads a body only up to its limit, and refuses a longer one
+    # before decoding it: this comes before every other check of a write.
+    message = f"Request entity too large: limit is {limit}"
+    return InvalidObject(message, status=ApiStatus(413, "RequestEntityTooLarge", message))
 
 
 def _details(name: str, kind: str) -> dict[str, Any]:

@@ -324,6 +324,7 @@ class EmbeddedStore:
             InvalidObject: the name, labels, annotations, keys or size break the API's rules.
             InvalidInput: the object has no data (it came from a metadata-only read).
         """
+        embedded_rows.check_request_size(obj, self._namespace, replace=False)
         write = Write.of(obj)
         # The server validates before it looks at storage: InvalidObject wins over AlreadyExists.
         apivalidation.raise_if_invalid(write.name, write.errors(self._namespace, update=False))
@@ -350,6 +351,7 @@ class EmbeddedStore:
             InvalidInput: the object has no data (it came from a metadata-only read).
         """
         apistatus.check_path_name(obj.name)
+        embedded_rows.check_request_size(obj, self._namespace, replace=True)
         write = Write.of(obj)
         expected = apistatus.parse_uint(obj.resource_version) if obj.resource_version else 0
         errors = write.errors(self._namespace, update=True)

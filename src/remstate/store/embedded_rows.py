@@ -20,7 +20,7 @@ from remstate.errors import InvalidInput
 from remstate.objects import OwnerReference, StoredObject, WatchEvent, WatchEventType
 from remstate.store import apivalidation, selectors
 from remstate.store import embedded_sql as sql
-from remstate.store.apistatus import JSON_KINDS, bad_request
+from remstate.store.apistatus import JSON_KINDS, bad_request, request_entity_too_large
 from remstate.store.embedded_sql import (
     ANNOTATIONS,
     CREATED,
@@ -34,7 +34,9 @@ from remstate.store.embedded_sql import (
 )
 
 __all__ = [
+    "MAX_REQUEST_BODY_BYTES",
     "Write",
+    "check_request_size",
     "format_time",
     "go_mapping",
     "go_string",
@@ -47,6 +49,47 @@ __all__ = [
 ]
 
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+#: The most bytes of a request body the API server reads (its MaxRequestBodyBytes).
+MAX_REQUEST_BODY_BYTES: Final = 3 * 1_048_576
+#: The most bytes one character takes in the JSON the client sends (an astral
+#: character as two ``\\uXXXX`` escapes), and room for the body's fixed parts.
+_MAX_ESCAPED_CHAR: Final = 12
+_BODY_OVERHEAD: Final = 4096
+
+
+def check_request_size(obj: StoredObject, namespace: str, *, replace: bool) -> None:
+    """Refuse, as the server does, an object whose request body would pass its limit.
+
+    The body is what our Kubernetes backend sends: the ConfigMap as JSON with
+    non-ASCII characters escaped (the client's ``json.dumps``), so 1 MiB of
+    "é" is a 3 MiB body, refused (413) though its data is within 1 MiB. The
+    body is built only when the object could be that large.
+
+    Raises:
+        InvalidObject: (413 RequestEntityTooLarge) the body would be too large.
+    """
+    if obj.data is None:
+        return  # refused before anything is sent (``Write.of``), as by our Kubernetes backend
+    strings = [*obj.data.items(), *obj.labels.items(), *obj.annotations.items()]
+    chars = sum(len(str(k)) + len(str(v)) for k, v in strings)
+    chars += sum(len(str(ref.to_manifest())) for ref in obj.owner_references)
+    if chars * _MAX_ESCAPED_CHAR + _BODY_OVERHEAD <= MAX_REQUEST_BODY_BYTES:
+        return
+    meta: dict[str, Any] = {"name": obj.name, "namespace": namespace}
+    if obj.labels:
+        meta["labels"] = dict(obj.labels)
+    if obj.annotations:
+        meta["annotations"] = dict(obj.annotations)
+    if replace and obj.resource_version:
+        meta["resourceVersion"] = obj.resource_version
+    if obj.creation_timestamp is not None:
+        meta["creationTimestamp"] = format_time(obj.creation_timestamp)
+    if obj.owner_references:
+        meta["ownerReferences"] = [ref.to_manifest() for ref in obj.owner_references]
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
+    if len(json.dumps(body, default=str)) > MAX_REQUEST_BODY_BYTES:
+        raise request_entity_too_large(MAX_REQUEST_BODY_BYTES)
 
 
 def go_string(value: str) -> str:
