@@ -38,6 +38,7 @@ __all__ = [
     "FieldError",
     "already_exists",
     "bad_request",
+    "check_delete_preconditions",
     "check_path_name",
     "conflict",
     "go_json",
@@ -270,6 +271,32 @@ def conflict(name: str, reason: str, *, kind: str = "configmaps") -> Conflict:
     message = f"Operation cannot be fulfilled on {kind} {go_quote(name)}: {reason}"
     status = ApiStatus(409, "Conflict", message, _details(name, kind))
     return Conflict(message, status=status)
+
+
+def check_delete_preconditions(
+    name: str, *, uid: str | None, resource_version: str | None, found: tuple[str, str]
+) -> None:
+    """``rest.BeforeDelete``'s preconditions, against the stored (uid, resourceVersion).
+
+    Raises:
+        Conflict: a precondition did not hold, with the server's message.
+    """
+    found_uid, found_version = found
+    if uid and uid != found_uid:
+        raise conflict(
+            name,
+            f"the UID in the precondition ({uid}) does not match the UID in record "
+            f"({found_uid}). The object might have been deleted and then recreated",
+            kind="ConfigMap",
+        )
+    if resource_version and resource_version != found_version:
+        raise conflict(
+            name,
+            f"the ResourceVersion in the precondition ({resource_version}) does not "
+            f"match the ResourceVersion in record ({found_version}). "
+            "The object might have been modified",
+            kind="ConfigMap",
+        )
 
 
 def check_path_name(name: str) -> None:

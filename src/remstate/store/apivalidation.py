@@ -264,6 +264,7 @@ def validate_annotations(
     return errs
 
 
+# Grade C on purpose: ValidateOwnerReferences, rule by rule, in the server's order.
 def validate_owner_references(
     refs: Sequence[OwnerReference], path: str = "metadata.ownerReferences"
 ) -> list[FieldError]:

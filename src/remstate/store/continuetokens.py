@@ -32,6 +32,8 @@ def encode(last_name: str, revision: int) -> str:
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
+# Grade C on purpose: the server's checks, one branch each, in its order, so that
+# the first one a bad token fails is the one the server reports.
 def decode(token: str) -> tuple[str, int]:
     """``storage.DecodeContinue``: the first name to list and the snapshot revision.
 

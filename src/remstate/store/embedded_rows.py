@@ -76,6 +76,16 @@ def check_request_size(obj: StoredObject, namespace: str, *, replace: bool) -> N
     chars += sum(len(str(ref.to_manifest())) for ref in obj.owner_references)
     if chars * _MAX_ESCAPED_CHAR + _BODY_OVERHEAD <= MAX_REQUEST_BODY_BYTES:
         return
+    body = _request_body(obj, obj.data, namespace, replace=replace)
+    if len(json.dumps(body, default=str)) > MAX_REQUEST_BODY_BYTES:
+        raise request_entity_too_large(MAX_REQUEST_BODY_BYTES)
+
+
+def _request_body(
+    obj: StoredObject, data: Mapping[str, str], namespace: str, *, replace: bool
+) -> dict[str, Any]:
+    # The body our Kubernetes backend builds (its ``_to_manifest``); the backends
+    # are independent, so its shape is restated here.
     meta: dict[str, Any] = {"name": obj.name, "namespace": namespace}
     if obj.labels:
         meta["labels"] = dict(obj.labels)
@@ -87,9 +97,7 @@ def check_request_size(obj: StoredObject, namespace: str, *, replace: bool) -> N
         meta["creationTimestamp"] = format_time(obj.creation_timestamp)
     if obj.owner_references:
         meta["ownerReferences"] = [ref.to_manifest() for ref in obj.owner_references]
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
-    if len(json.dumps(body, default=str)) > MAX_REQUEST_BODY_BYTES:
-        raise request_entity_too_large(MAX_REQUEST_BODY_BYTES)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}
 
 
 def go_string(value: str) -> str:

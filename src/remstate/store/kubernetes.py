@@ -445,6 +445,8 @@ class KubernetesStore:
         # The connect timeout is the store's; the stream may stay silent up to the deadline.
         return self._watch(query, deadline, (self._connect_timeout, read_timeout))
 
+    # Grade C on purpose: one loop reads the stream and tells apart each way a
+    # watch ends (timeout, server stuck, error event, broken stream).
     def _watch(
         self, query: Iterable[tuple[str, str]], deadline: float | None, timeout: Any
     ) -> Iterator[WatchEvent]:

@@ -76,6 +76,7 @@ def _status_class(code: int, reason: str, message: str = "") -> type[StoreError]
     return _ERRORS_BY_CODE.get(code, StoreError)
 
 
+# Grade C on purpose: one place decides every class of server answer (see the tests).
 def error_from_status(code: int, body: str | bytes | Mapping[str, Any] | None) -> StoreError:
     """Our error for an HTTP code and the server's response body (a Status, usually).
 
@@ -152,6 +153,8 @@ _TRANSPORT_CAUSES: Final[tuple[tuple[type[BaseException], str, bool], ...]] = (
 )
 
 
+# Grade C on purpose: urllib3 and the client wrap a network failure in several
+# ways; each is unwrapped here, once.
 def _transport_cause(exc: BaseException) -> tuple[str, bool]:
     """A few words on why no response came, and whether the request may have been carried out.
 

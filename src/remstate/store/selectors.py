@@ -391,6 +391,7 @@ def _validate_label_key(key: str, path: str) -> FieldError | None:
     return FieldError(ErrorType.INVALID, path, key, "; ".join(errs)) if errs else None
 
 
+# Grade C on purpose: labels.NewRequirement's checks per operator, as the server has them.
 def _new_requirement(key: str, operator: Operator, values: list[str]) -> Requirement:
     # labels.NewRequirement: every error is collected, then reported together.
     errs: list[FieldError] = []
