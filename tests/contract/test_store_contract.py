@@ -543,6 +543,48 @@ def _bad_name_default_data(store: Store) -> object:
     return store.create(StoredObject(name="Bad_Name"))
 
 
+# The cases below are the embedded store's own tests of the server's messages
+# (tests/unit/test_embedded_store.py); here they are checked against the server.
+for _name in ["a/b", "a%b", ".."]:
+    _label = {"a/b": "slash", "a%b": "percent", "..": "dotdot"}[_name]
+
+    @_case(f"get-name-with-{_label}")
+    def _get_unroutable(store: Store, name: str = _name) -> object:
+        return store.get(name)
+
+    @_case(f"delete-name-with-{_label}")
+    def _delete_unroutable(store: Store, name: str = _name) -> object:
+        store.delete(name)
+        return None
+
+    @_case(f"replace-name-with-{_label}")
+    def _replace_unroutable(store: Store, name: str = _name) -> object:
+        return store.replace(StoredObject(name=name, data={}))
+
+
+for _version in ["abc", "-1", "99999999999999999999999"]:
+
+    @_case(f"replace-unparsable-version-{_version[:6]}")
+    def _replace_bad_version(store: Store, version: str = _version) -> object:
+        store.create(cm("r"))
+        return store.replace(StoredObject(name="r", data={}, resource_version=version))
+
+
+_GARBLED_TOKENS = [
+    "garbage!",
+    "abc",
+    "e30",
+    "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MX0",
+    "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJzdGFydCI6ImEifQ",
+    "MTIz",
+]
+for _index, _token in enumerate(_GARBLED_TOKENS):
+
+    @_case(f"garbled-continue-token-{_index}")
+    def _garbled_token(store: Store, token: str = _token) -> object:
+        return store.list(continue_token=token)
+
+
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PRECONDITION_RV = re.compile(r"(ResourceVersion in (?:the precondition|record)) \(\d+\)")
 
