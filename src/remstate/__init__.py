@@ -29,7 +29,7 @@ from remstate.errors import (
     Unavailable,
     UnsupportedSchemaVersion,
 )
-from remstate.manager import FeedbackPage, StateManager
+from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -52,6 +52,7 @@ __all__ = [
     "CorruptState",
     "CorruptStore",
     "EmbeddedStore",
+    "ErrorPage",
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
@@ -60,6 +61,7 @@ __all__ = [
     "InvalidInput",
     "InvalidObject",
     "IssueType",
+    "IterationPage",
     "IterationRecord",
     "KubernetesStore",
     "MaxIterationsReached",
