@@ -10,7 +10,7 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   │   └── StateNotFound        no state for this task
     │   ├── AlreadyExists            409 AlreadyExists
     │   ├── Conflict                 409 Conflict: stale resourceVersion or precondition
-    │   ├── InvalidObject            422: too large, bad name, bad label, bad key (and 400)
+    │   ├── InvalidObject            422, 400, 413: too large, bad name, label, key or selector
     │   ├── Forbidden                403 (and 401 Unauthorized)
     │   ├── Gone                     410: continue token or watch resourceVersion expired
     │   ├── CorruptStore             500: the store's own file is damaged, or newer than us
