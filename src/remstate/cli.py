@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
@@ -62,9 +61,10 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.manager import StateManager
+from remstate.manager import ErrorPage, IterationPage, StateManager
 from remstate.retry import RetryPolicy
 from remstate.schema import FeedbackEntry, TaskState
+from remstate.store import parse_store_url
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
@@ -143,10 +143,9 @@ class _Context:
         Its retries give up after the command's timeout: a read (``ro``) sooner.
         """
         deadline = self.timeout or (READ_TIMEOUT if mode == "ro" else WRITE_TIMEOUT)
-        url = urlsplit(self.store_url)
-        asked = parse_qs(url.query).get("mode", ["rwc"])
-        if mode == "rwc" and url.scheme == "sqlite" and asked == ["rwc"]:
-            path = Path(unquote(url.netloc + url.path))
+        target = parse_store_url(self.store_url)
+        if mode == "rwc" and target.backend == "sqlite" and target.mode == "rwc":
+            path = Path(target.path)
             # A directory we cannot make is left for the store to report when it
             # opens the file: one translated line and a documented code, not an
             # OSError traceback.
@@ -225,7 +224,7 @@ def _main(
 def _summary(state: TaskState) -> str:
     return (
         f"task {state.task_id}: iteration {state.iteration}, status {state.status}, "
-        f"{state.feedback_total} feedback, {len(state.error_messages)} errors, "
+        f"{state.feedback_total} feedback, {state.error_total} errors, "
         f"last update {state.to_dict()['last_update']}"
     )
 
@@ -244,11 +243,19 @@ def increment(
     ctx: typer.Context,
     task_id: str,
     note: Annotated[str, typer.Option(help="a note kept in the iteration record")] = "",
+    op_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="an idempotency key (a step id, say): re-sent after it committed, "
+            "it prints the iteration it got and increments nothing",
+        ),
+    ] = None,
 ) -> None:
-    """Add one iteration; exit 4 at the maximum."""
+    """Add one iteration; exit 4 at the maximum (idempotent by --id)."""
     c: _Context = ctx.obj
     with c.manager("rwc") as m:
-        number = m.increment_iteration(task_id, note=note)
+        number = m.increment_iteration(task_id, note=note, op_id=op_id)
     c.emit({"task_id": task_id, "iteration": number}, lambda: str(number))
 
 
@@ -262,12 +269,74 @@ def status(ctx: typer.Context, task_id: str, value: str) -> None:
 
 
 @app.command()
-def error(ctx: typer.Context, task_id: str, message: str) -> None:
-    """Record an error message for a task."""
+def error(
+    ctx: typer.Context,
+    task_id: str,
+    message: str,
+    record_id: Annotated[
+        str | None,
+        typer.Option("--id", help="an id, so that a retry is a no-op"),
+    ] = None,
+) -> None:
+    """Record an error message for a task (idempotent by --id)."""
     c: _Context = ctx.obj
     with c.manager("rwc") as m:
-        record = m.record_error(task_id, message)
+        record = m.record_error(task_id, message, id=record_id)
     c.emit(record.to_dict(), lambda: "recorded")
+
+
+def _emit_page(
+    c: _Context,
+    records: list[dict[str, Any]],
+    page: IterationPage | ErrorPage,
+    line: Callable[[dict[str, Any]], str],
+) -> None:
+    def text() -> str:
+        lines = [line(r) for r in records]
+        if page.next_cursor:
+            lines.append(f"next page: --cursor {page.next_cursor}")
+        return "\n".join(lines)
+
+    c.emit({"records": records, "next_cursor": page.next_cursor, "total": page.total}, text)
+
+
+@app.command()
+def iterations(
+    ctx: typer.Context,
+    task_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
+    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
+) -> None:
+    """List iteration records, oldest first (or newest first), one page at a time."""
+    c: _Context = ctx.obj
+    with c.manager("ro") as m:
+        page = m.get_iteration_history(
+            task_id, limit=limit, cursor=cursor, newest_first=newest_first
+        )
+    records = [r.to_dict() for r in page.records]
+    _emit_page(
+        c,
+        records,
+        page,
+        lambda r: f"{r['iteration']} {r['started_at']} {r.get('note', '')}".rstrip(),
+    )
+
+
+@app.command()
+def errors(
+    ctx: typer.Context,
+    task_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
+    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
+) -> None:
+    """List error records, oldest first (or newest first), one page at a time."""
+    c: _Context = ctx.obj
+    with c.manager("ro") as m:
+        page = m.get_errors(task_id, limit=limit, cursor=cursor, newest_first=newest_first)
+    records = [r.to_dict() for r in page.records]
+    _emit_page(c, records, page, lambda r: f"{r.get('timestamp', '-')} {r['message']}")
 
 
 @app.command()

@@ -16,35 +16,33 @@ The write path is optimistic concurrency (DESIGN.md, rules 1-3):
   same way, and the retry recognises its own earlier success in the object it
   reads back: by the write id the attempt left on it, or, if another write
   landed since, by the ids the operation stores: feedback by entry id, an
-  increment by its operation id, an error record by its id.
+  increment by its key (``op_id``), an error record by its id. Those ids are
+  looked up across the whole history, however old (see ``history``), so a
+  caller's own retry with the same id is a no-op too, at any time.
 
-History that outgrows one object moves to immutable segment objects: the
-segment is written first, then the head takes it with its compare-and-swap, so
-a crash leaves at worst an orphan segment that no head refers to. Resolutions
-of entries in segments are an overlay in the head; the segments never change.
+History that outgrows one object (feedback, iteration records, error records)
+moves to immutable segment objects: the segment is written first, then the
+head takes it with its compare-and-swap, so a crash leaves at worst an orphan
+segment that no head refers to. Resolutions of entries in segments are an
+overlay in the head; the segments never change.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
-import json
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ulid import ULID
 
 from remstate.errors import (
     AlreadyExists,
     Conflict,
-    CorruptState,
     InvalidInput,
     MaxIterationsReached,
     NotFound,
@@ -54,60 +52,60 @@ from remstate.errors import (
     StateNotFound,
     Unavailable,
 )
+from remstate.history import HistoryReader, check_page
 from remstate.retry import RetryPolicy, remaining
 from remstate.schema import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ITERATIONS,
     LABEL_MANAGED_BY,
-    RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
     SCHEMA_VERSION,
     Clock,
     ErrorRecord,
     FeedbackEntry,
     IterationRecord,
-    SegmentRef,
     Severity,
     Status,
     TaskState,
     apply_compaction,
-    apply_resolutions,
-    decode_segment,
     decode_state,
     encode_state,
+    filter_page_object,
+    needs_filter_page,
     object_name,
     owner_reference,
     parse_status,
     plan_compaction,
+    plan_moves,
     segment_object,
     segment_ref,
     utc_now,
+    validate_record_id,
     validate_task_id,
 )
 from remstate.schema.encoding import normalize_json
-from remstate.store import Store, StoredObject
+from remstate.store import Store, StoredObject, open_store
 from remstate.turns import ANNOTATION_TURN, FREE_WRITES, TURN_TTL, Turns
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
+    from remstate.store.opener import ApiClient
 
-    from remstate.store.embedded_file import OpenMode
-
-__all__ = ["FeedbackPage", "StateManager"]
+__all__ = ["ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
 
 _R = TypeVar("_R")
 
 #: Set on every write to the id of the operation that made it, so that an
 #: operation whose response was lost recognises its own committed write.
 ANNOTATION_WRITE_ID = "remstate.io/write-id"
-#: The most entries one write appends: a retry after a lost response must
-#: find them all again, in the head or in its window of recently moved ids.
-MAX_BATCH = RECENT_MOVED_LIMIT // 2
+#: The most entries one write appends: about 500 KB of typical entries, so
+#: that one write, and the segments it fills, stay well under 1 MiB each.
+MAX_BATCH = 2048
 
 #: Seconds of the retry deadline kept for the write after a wait for a turn.
 _WRITE_MARGIN = 0.5
 #: How many tasks' last-seen objects a manager remembers.
 DEFAULT_CACHE_SIZE = 1024
-#: How many immutable history segments a manager keeps decoded, for paging.
-SEGMENT_CACHE_SIZE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +117,32 @@ class FeedbackPage:
     """
 
     entries: list[FeedbackEntry]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class IterationPage:
+    """One page of a task's iteration records, oldest first (or newest first).
+
+    ``next_cursor`` is ``None`` when the page reaches the end; pass it back as
+    ``cursor`` to read on. ``total`` is the number of records, the iteration counter.
+    """
+
+    records: list[IterationRecord]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    """One page of a task's error records, oldest first (or newest first).
+
+    ``next_cursor`` is ``None`` when the page reaches the end; pass it back as
+    ``cursor`` to read on.
+    """
+
+    records: list[ErrorRecord]
     next_cursor: str | None
     total: int
 
@@ -155,9 +179,7 @@ class StateManager:
         if store is None:
             if api_client is None:
                 raise InvalidInput("give a store, or an api_client and a namespace")
-            from remstate.store.kubernetes import KubernetesStore
-
-            store = KubernetesStore(namespace or "default", api_client=api_client)
+            store = open_store("kubernetes://", namespace=namespace, api_client=api_client)
             self._owns_store = True
         else:
             if api_client is not None:
@@ -174,8 +196,8 @@ class StateManager:
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen: OrderedDict[str, tuple[StoredObject, TaskState | None]] = OrderedDict()
-        self._segments: OrderedDict[tuple[str, str, int], tuple[FeedbackEntry, ...]] = OrderedDict()
         self._lock = threading.Lock()
+        self._history = HistoryReader(self._get)
         #: Tasks this manager took a contended turn on: writes left before it steps aside.
         self._free_writes: dict[str, int] = {}
 
@@ -192,10 +214,13 @@ class StateManager:
         more strictly if the URL asks; the Kubernetes store ignores it. Other
         keyword options go to the constructor.
 
+        The URL is opened by ``remstate.store.open_store``.
+
         Raises:
-            InvalidInput: the URL's scheme is not one of these.
+            InvalidInput: the URL's scheme is not one of these, or it has no path.
             NotFound: the embedded store's file does not exist, and the mode may not create it.
             CorruptStore, Unavailable: the embedded store's file cannot be used.
+            Unavailable: no Kubernetes configuration (kubeconfig or in-cluster) can be loaded.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
@@ -203,29 +228,10 @@ class StateManager:
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
         mode = options.pop("mode", "rwc")
+        namespace = options.pop("namespace", None)
         # Before the store is opened: a bad option must not leave a database behind.
-        _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
-        parts = urlsplit(url)
-        if parts.scheme == "sqlite":
-            path = unquote(parts.netloc + parts.path)
-            if not path:
-                raise InvalidInput(f"no database path in {url!r}")
-            from remstate.store.embedded import EmbeddedStore
-
-            namespace = options.pop("namespace", "default")
-            store = EmbeddedStore(path, namespace=namespace, mode=_sqlite_mode(url, mode))
-            manager = cls(store, **options)
-        elif parts.scheme in ("kubernetes", "k8s"):
-            from remstate.store.kubernetes import KubernetesStore
-
-            namespace = parts.netloc or parts.path.strip("/") or options.get("namespace")
-            options.pop("namespace", None)
-            manager = cls(KubernetesStore(namespace or "default"), **options)
-        else:
-            raise InvalidInput(
-                f"unknown store URL {url!r}: use sqlite:///path/to/state.db "
-                "or kubernetes://NAMESPACE"
-            )
+        _check_settings(**options)
+        manager = cls(open_store(url, namespace=namespace, mode=mode), **options)
         manager._owns_store = True
         return manager
 
@@ -283,59 +289,64 @@ class StateManager:
             CorruptState: the history index promises entries that are not there.
         """
         _int_argument(limit, "limit", low=1, high=10_000)
-        if cursor is not None and not isinstance(cursor, str):
-            raise InvalidInput("cursor must be a string from an earlier page")
         _bool_argument(newest_first, "newest_first")
+        check_page(KIND_FEEDBACK, limit, cursor)
         state = self.get_state(task_id)
-        total = state.feedback_total
-        if cursor is not None:
-            seq, newest_first = _decode_cursor(cursor)
-        else:
-            seq = total if newest_first else 0
-        entries: list[FeedbackEntry] = []
-        # ``seq`` is the next position to read; reading backwards, one past it.
-        while len(entries) < limit and (seq > 0 if newest_first else seq < total):
-            position = min(seq, total) - 1 if newest_first else seq
-            held, first = self._held_at(state, position)
-            offset = position - first
-            room = limit - len(entries)
-            if newest_first:
-                taken = list(reversed(held[max(0, offset + 1 - room) : offset + 1]))
-                seq = position + 1 - len(taken)
-            else:
-                taken = list(held[offset : offset + room])
-                seq = position + len(taken)
-            if not taken:
-                raise CorruptState(
-                    f"feedback {position} of task {task_id!r} is missing from its history",
-                    task_id=task_id,
-                    field="history_index",
-                )
-            entries.extend(taken)
-        more = seq > 0 if newest_first else seq < total
-        next_cursor = _encode_cursor(seq, newest_first) if more else None
+        entries, next_cursor, total = self._history.page(
+            state, KIND_FEEDBACK, limit=limit, cursor=cursor, newest_first=newest_first
+        )
         return FeedbackPage(entries=entries, next_cursor=next_cursor, total=total)
 
-    def _held_at(self, state: TaskState, position: int) -> tuple[Sequence[FeedbackEntry], int]:
-        """The entries of the object holding ``position``, and the position of the first."""
-        if position >= state.head_first_seq:
-            return state.feedback_history, state.head_first_seq
-        segment = state.segment_for_seq(position)
-        if segment is None:
-            raise CorruptState(
-                f"no history segment of task {state.task_id!r} holds feedback {position}",
-                task_id=state.task_id,
-                field="history_index",
-            )
-        entries = self._segment_entries(state.task_id, segment)
-        if len(entries) != segment.count:
-            raise CorruptState(
-                f"history segment {segment.name} of task {state.task_id!r} holds "
-                f"{len(entries)} entries, not the {segment.count} its index says",
-                task_id=state.task_id,
-                field="history_index",
-            )
-        return apply_resolutions(entries, state.archived_resolutions), segment.first_seq
+    def get_iteration_history(
+        self,
+        task_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> IterationPage:
+        """One page of iteration records, oldest first (or newest first), as feedback pages.
+
+        Records that moved to history segments are read from the one or two
+        segments the page covers.
+
+        Raises:
+            StateNotFound: the task has no state.
+            InvalidInput: a bad limit or cursor.
+            CorruptState: the history index promises records that are not there.
+        """
+        _int_argument(limit, "limit", low=1, high=10_000)
+        _bool_argument(newest_first, "newest_first")
+        check_page(KIND_ITERATIONS, limit, cursor)
+        state = self.get_state(task_id)
+        records, next_cursor, total = self._history.page(
+            state, KIND_ITERATIONS, limit=limit, cursor=cursor, newest_first=newest_first
+        )
+        return IterationPage(records=records, next_cursor=next_cursor, total=total)
+
+    def get_errors(
+        self,
+        task_id: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> ErrorPage:
+        """One page of error records, oldest first (or newest first), as feedback pages.
+
+        Raises:
+            StateNotFound: the task has no state.
+            InvalidInput: a bad limit or cursor.
+            CorruptState: the history index promises records that are not there.
+        """
+        _int_argument(limit, "limit", low=1, high=10_000)
+        _bool_argument(newest_first, "newest_first")
+        check_page(KIND_ERRORS, limit, cursor)
+        state = self.get_state(task_id)
+        records, next_cursor, total = self._history.page(
+            state, KIND_ERRORS, limit=limit, cursor=cursor, newest_first=newest_first
+        )
+        return ErrorPage(records=records, next_cursor=next_cursor, total=total)
 
     # -- writes ---------------------------------------------------------------
 
@@ -436,32 +447,42 @@ class StateManager:
                 self.store.delete(name, uid=uid or None)
         return deleted
 
-    def increment_iteration(self, task_id: str, *, note: str = "") -> int:
+    def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.
 
         At the maximum it raises and writes nothing. Each increment adds an
-        ``IterationRecord`` stamped by the clock.
+        ``IterationRecord`` stamped by the clock, carrying ``op_id`` (a ULID
+        when none is given).
+
+        ``op_id`` is an idempotency key: if an increment with this key has
+        committed, however long ago, this returns the iteration it got and
+        writes nothing (even at the maximum). A workflow step that retries
+        with the same key (its step id, say) increments once.
 
         Raises:
             MaxIterationsReached: the counter is at ``max_iterations``.
+            InvalidInput: a bad note or key (1 to 128 printable characters).
         """
-        op_id = str(ULID())
         if not isinstance(note, str):
             raise InvalidInput("note must be a string")
+        op_id = str(ULID()) if op_id is None else validate_record_id(op_id, "increment key")
         max_iterations = self.max_iterations
 
         def increment(state: TaskState) -> tuple[TaskState | None, int]:
-            # A retry after an unknown outcome: our record is there already.
-            for record in reversed(state.iteration_history):
-                if record.extra.get("op") == op_id:
-                    return None, record.iteration
+            # Committed before (a retry, ours or the caller's): its record is there.
+            found, built = self._history.find(state, KIND_ITERATIONS, [op_id])
+            record = found.get(op_id)
+            if isinstance(record, IterationRecord):
+                return None, record.iteration
             if state.iteration >= max_iterations:
                 raise MaxIterationsReached(state.task_id, state.iteration, max_iterations)
             number = state.iteration + 1
             record = IterationRecord(number, self.clock(), note, {"op": op_id})
             record.validate()
             new = dataclasses.replace(
-                state, iteration=number, iteration_history=(*state.iteration_history, record)
+                state.with_filters(built),
+                iteration=number,
+                iteration_history=(*state.iteration_history, record),
             )
             return new, number
 
@@ -532,27 +553,25 @@ class StateManager:
         return stored
 
     def _append_batch(self, task_id: str, batch: list[FeedbackEntry]) -> list[FeedbackEntry]:
-        # An id is found in the head, or among the ids recently moved out of it.
-        # Beyond that window, a retry also looks at every entry appended since
-        # its first attempt looked (by anyone): an earlier attempt of ours that
-        # committed unseen is among them, however many landed after it.
+        # An id is looked up across the whole history (the head, then each
+        # segment whose ID filter may hold it). A retry also looks at every
+        # entry appended since its first attempt looked (by anyone), so that an
+        # earlier attempt of ours that committed unseen is found without filters.
         floor: list[int] = []  # the history's length when the first attempt looked
 
         def append(state: TaskState) -> tuple[TaskState | None, list[FeedbackEntry]]:
             if not floor:
                 floor.append(state.feedback_total)
-            since = self._ids_since(state, floor[0])
+            since = self._history.records_since(state, KIND_FEEDBACK, floor[0])
+            unseen = {e.id for e in batch if e.id not in since}
+            found, built = self._history.find(state, KIND_FEEDBACK, unseen)
             stored: list[FeedbackEntry] = []
             new: list[FeedbackEntry] = []
             pending: dict[str, FeedbackEntry] = {}
             for entry in batch:
-                found = (
-                    pending.get(entry.id)
-                    or self._find_entry(state, entry.id)
-                    or since.get(entry.id)
-                )
-                if found is not None:
-                    stored.append(found)
+                hit = pending.get(entry.id) or found.get(entry.id) or since.get(entry.id)
+                if isinstance(hit, FeedbackEntry):
+                    stored.append(hit)
                     continue
                 pending[entry.id] = entry
                 new.append(entry)
@@ -560,7 +579,10 @@ class StateManager:
             if not new:
                 return None, stored
             return (
-                dataclasses.replace(state, feedback_history=(*state.feedback_history, *new)),
+                dataclasses.replace(
+                    state.with_filters(built),
+                    feedback_history=(*state.feedback_history, *new),
+                ),
                 stored,
             )
 
@@ -595,7 +617,8 @@ class StateManager:
                 )
                 history[i] = updated
                 return dataclasses.replace(state, feedback_history=tuple(history)), updated
-            archived = self._find_archived(state, entry_id)
+            hit = self._history.find(state, KIND_FEEDBACK, [entry_id])[0].get(entry_id)
+            archived = hit if isinstance(hit, FeedbackEntry) else None
             if archived is None:
                 raise InvalidInput(f"task {state.task_id!r} has no feedback with id {entry_id!r}")
             if archived.resolved == resolved:
@@ -632,25 +655,37 @@ class StateManager:
 
         return self._mutate(task_id, apply, create={})[0]
 
-    def record_error(self, task_id: str, message: str) -> ErrorRecord:
-        """Append an error message, stamped by the clock; idempotent on retry.
+    def record_error(
+        self,
+        task_id: str,
+        message: str,
+        *,
+        id: str | None = None,  # noqa: A002 - the record's own field name
+    ) -> ErrorRecord:
+        """Append an error message, stamped by the clock; idempotent by ``id``.
+
+        ``id`` (a ULID when none is given) is kept on the record. If a record
+        with this id has committed, however long ago, this returns it and
+        writes nothing, so a retry cannot double an error record.
 
         Raises:
-            InvalidInput: an empty or oversized message; nothing is written.
+            InvalidInput: an empty or oversized message, or a bad id (1 to 128
+                printable characters); nothing is written.
         """
         if not isinstance(message, str) or not message.strip():
             raise InvalidInput("an error message must be a non-empty string")
+        record_key = str(ULID()) if id is None else validate_record_id(id, "error id")
         record = ErrorRecord.new(message, clock=self.clock)
-        op_id = str(ULID())
-        record = dataclasses.replace(record, extra={"id": op_id})
+        record = dataclasses.replace(record, extra={"id": record_key})
         record.validate()
 
         def apply(state: TaskState) -> tuple[TaskState | None, ErrorRecord]:
-            for existing in state.error_messages:
-                if existing.extra.get("id") == op_id:
-                    return None, existing
+            found, built = self._history.find(state, KIND_ERRORS, [record_key])
+            existing = found.get(record_key)
+            if isinstance(existing, ErrorRecord):
+                return None, existing
             return dataclasses.replace(
-                state, error_messages=(*state.error_messages, record)
+                state.with_filters(built), error_messages=(*state.error_messages, record)
             ), record
 
         return self._mutate(task_id, apply, create={})[1]
@@ -937,25 +972,40 @@ class StateManager:
     def _compact(
         self, head: StoredObject, state: TaskState, created: list[StoredObject]
     ) -> TaskState:
-        """Move the oldest feedback to new segments while the head would be too large.
+        """Move the oldest history to new segments while the head would be too large,
+        and the inline ID filters to a filter page once they fill one.
 
         Each segment is created before the head refers to it, and appended to
         ``created``. A name that is taken belongs to an orphan or to a racing
         writer's segment: it is skipped, never touched.
         """
         owner = owner_reference(head)
-        moved = plan_compaction(state)
-        while moved is not None:
+
+        def create(build: Callable[[int], StoredObject]) -> StoredObject:
             n = state.next_segment_number
             while True:
                 try:
-                    segment = self.store.create(segment_object(state, moved, owner=owner, n=n))
-                    break
+                    segment = self.store.create(build(n))
                 except AlreadyExists:
                     n += 1
-            created.append(segment)
-            state = apply_compaction(state, segment_ref(segment))
-            moved = plan_compaction(state)
+                    continue
+                created.append(segment)
+                return segment
+
+        while (plan := plan_moves(state)) is not None:
+            kind, moved = plan
+            segment = create(
+                lambda n: segment_object(state, moved, owner=owner, n=n, kind=kind)  # noqa: B023
+            )
+            # No window of recently moved ids: the segments' ID filters find
+            # every id, so the head no longer carries (up to 4,096 of) them.
+            state = apply_compaction(state, segment_ref(segment), recent_limit=0)
+        while needs_filter_page(state):
+            page = segment_ref(
+                create(lambda n: filter_page_object(state, n=n, owner=owner))  # noqa: B023
+            )
+            self._history.remember_page(page, state)  # what it holds: no need to read it
+            state = state.with_filter_page(page)
         return state
 
     def _discard_unreferenced(self, task_id: str, segments: Sequence[StoredObject]) -> None:
@@ -975,53 +1025,6 @@ class StateManager:
             if segment.uid not in referenced:
                 with contextlib.suppress(RemstateError):
                     self.store.delete(segment.name, uid=segment.uid)
-
-    def _find_entry(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
-        """The entry if the head holds it or it moved out recently (constant cost)."""
-        found = state.find_feedback(entry_id)
-        if found is not None:
-            return found
-        n = state.moved_to_segment(entry_id)
-        for segment in state.segments if n is not None else ():
-            if segment.n == n:
-                return self._in_segment(state, segment, entry_id)
-        return None
-
-    def _ids_since(self, state: TaskState, floor: int) -> dict[str, FeedbackEntry]:
-        """The entries that moved to segments after position ``floor``, by id.
-
-        Usually none: between two attempts new entries stay in the head.
-        """
-        found: dict[str, FeedbackEntry] = {}
-        for segment in state.segments:
-            if segment.first_seq + segment.count > floor:
-                entries = self._segment_entries(state.task_id, segment)
-                found.update(
-                    (e.id, e) for e in apply_resolutions(entries, state.archived_resolutions)
-                )
-        return found
-
-    def _find_archived(self, state: TaskState, entry_id: str) -> FeedbackEntry | None:
-        """The entry wherever it is in the history; reads segments newest first.
-
-        Only resolving old feedback needs this, and it stops at the first hit.
-        """
-        found = self._find_entry(state, entry_id)
-        if found is not None:
-            return found
-        for segment in reversed(state.segments):
-            found = self._in_segment(state, segment, entry_id)
-            if found is not None:
-                return found
-        return None
-
-    def _in_segment(
-        self, state: TaskState, segment: SegmentRef, entry_id: str
-    ) -> FeedbackEntry | None:
-        for entry in self._segment_entries(state.task_id, segment):
-            if entry.id == entry_id:
-                return apply_resolutions((entry,), state.archived_resolutions)[0]
-        return None
 
     # -- the cache of last-seen objects ----------------------------------------
 
@@ -1076,57 +1079,8 @@ class StateManager:
         with self._lock:
             self._seen.pop(task_id, None)
 
-    def _segment_entries(self, task_id: str, ref: SegmentRef) -> tuple[FeedbackEntry, ...]:
-        """A segment's entries as stored (without the head's resolutions laid over).
-
-        Cached by ``(name, uid, rev)``: a fold of resolutions bumps ``rev`` in
-        the head, so a cached copy is never served for newer content.
-        """
-        key = ref.cache_key
-        with self._lock:
-            cached = self._segments.get(key)
-            if cached is not None:
-                self._segments.move_to_end(key)
-                return cached
-        entries = decode_segment(self._segment_object(task_id, ref)).entries
-        with self._lock:
-            self._segments[key] = entries
-            while len(self._segments) > SEGMENT_CACHE_SIZE:
-                self._segments.popitem(last=False)
-        return entries
-
-    def _segment_object(self, task_id: str, ref: SegmentRef) -> StoredObject:
-        try:
-            obj = self._get(ref.name)
-        except NotFound:
-            raise CorruptState(
-                f"history segment {ref.name} of task {task_id!r} is missing",
-                task_id=task_id,
-                field="history_index",
-            ) from None
-        if ref.uid and obj.uid != ref.uid:
-            raise CorruptState(
-                f"history segment {ref.name} of task {task_id!r} was replaced",
-                task_id=task_id,
-                field="history_index",
-            )
-        return obj
-
 
 _OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
-_SQLITE_MODES = ("ro", "rw", "rwc")
-
-
-def _sqlite_mode(url: str, option: object) -> OpenMode:
-    """The stricter of the ``mode`` option and the URL's ``?mode=`` (read-only first)."""
-    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
-    if set(query) - {"mode"} or len(query.get("mode", ())) > 1:
-        raise InvalidInput(f"a sqlite store URL takes one query parameter, mode: {url!r}")
-    modes = [option, *query.get("mode", ())]
-    for mode in modes:
-        if mode not in _SQLITE_MODES:
-            raise InvalidInput(f"mode must be one of ro, rw or rwc, not {mode!r}")
-    return cast("OpenMode", min(modes, key=_SQLITE_MODES.index))
 
 
 def _check_update(old: TaskState, new: object) -> None:
@@ -1224,22 +1178,3 @@ def _foreign(meta: Mapping[str, str]) -> dict[str, str]:
     return {
         k: v for k, v in meta.items() if not k.startswith("remstate.io/") and k != LABEL_MANAGED_BY
     }
-
-
-def _encode_cursor(seq: int, newest_first: bool) -> str:
-    body = json.dumps({"seq": seq, "newest_first": newest_first}).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[int, bool]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        body = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        seq, newest_first = body["seq"], body.get("newest_first", False)
-    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as e:
-        raise InvalidInput(f"not a feedback cursor: {cursor!r}") from e
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise InvalidInput(f"not a feedback cursor: {cursor!r}")
-    if not isinstance(newest_first, bool):
-        raise InvalidInput(f"not a feedback cursor: {cursor!r}")
-    return seq, newest_first

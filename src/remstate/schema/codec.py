@@ -13,9 +13,12 @@ The head object ``task-{id}-state`` holds, as ``data``::
     error_messages     JSON array of {timestamp?, message}
     metadata           JSON object
     history_index      only when segments exist: JSON object
-                       {"segments": [{n, name, first_seq, count, uid, rev?}],
+                       {"segments": [{n, name, first_seq, count, uid, rev?, kind?, ids?}],
                         "recent_moved": {"<n>": [IDs moved into segment n, oldest first]}}
-                       (``rev`` only when not 0: how often the segment was rewritten)
+                       (``rev`` only when not 0: how often the segment was rewritten;
+                       ``kind`` only when not "feedback": "iterations" or "errors";
+                       ``ids``: a Bloom filter of the IDs the segment holds, see
+                       ``idfilter``; without one, the segment may hold any ID)
     feedback_resolutions
                        only when not empty: JSON object {"<entry ID>": RFC 3339 | null},
                        resolutions of entries that are in segments, which override
@@ -35,7 +38,19 @@ change, only their resolutions, when the manager folds the head's
 ``feedback_resolutions`` into it (:func:`fold_segment`) and bumps its ``rev``
 in the index::
 
-    schema_version, task_id, segment (n), first_seq, count, feedback_history
+    schema_version, task_id, segment (n), first_seq, count, and one of
+    feedback_history, iteration_history, error_messages (its kind)
+
+A filter page (a segment of kind ``id-filters``) holds the ID filters of the
+segments numbered ``first_seq`` .. ``first_seq + count - 1``, taken out of the
+head's index so that the head stays small however long the history grows::
+
+    schema_version, task_id, segment (n), first_seq, count,
+    id_filters: {"<segment n>": {"k": ..., "bloom": ...}}
+
+Each kind (feedback, iterations, errors) has its own sequence numbers; the
+iteration counter equals the iteration records in the head plus the ``count``
+of the index's iteration segments, so the invariant is checked from the head.
 
 Reading is tolerant: a missing JSON key reads as empty, and a state with no
 ``schema_version`` is version 0 (the original sketch) and is migrated on read.
@@ -58,6 +73,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput, RemstateError, UnsupportedSchemaVersion
+from remstate.objects import OwnerReference, StoredObject
 from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
@@ -68,7 +84,12 @@ from remstate.schema.encoding import (
     normalize_json,
     value_bytes,
 )
+from remstate.schema.idfilter import IdFilter
 from remstate.schema.model import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ID_FILTERS,
+    KIND_ITERATIONS,
     SCHEMA_VERSION,
     ErrorRecord,
     FeedbackEntry,
@@ -82,6 +103,7 @@ from remstate.schema.model import (
     format_timestamp,
     parse_timestamp,
     read_resolution,
+    record_id,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -103,20 +125,23 @@ from remstate.schema.naming import (
     segment_name,
 )
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
-from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [
     "DATA_KEYS",
+    "FILTER_PAGE_BYTES",
     "KEY_FEEDBACK_RESOLUTIONS",
     "KEY_HISTORY_INDEX",
     "MIGRATED_NOTE",
     "SEGMENT_DATA_KEYS",
     "EncodedObject",
     "StateTooLarge",
+    "decode_filter_page",
     "decode_segment",
     "decode_state",
+    "encode_records_segment",
     "encode_segment",
     "encode_state",
+    "filter_page_object",
     "fold_segment",
     "last_update_of",
     "owner_reference",
@@ -146,7 +171,13 @@ DATA_KEYS = (
 KEY_HISTORY_INDEX = "history_index"
 #: Present only when entries in segments were resolved or unresolved since they moved.
 KEY_FEEDBACK_RESOLUTIONS = "feedback_resolutions"
-#: The data keys of a history segment.
+#: The data key of each kind's records, in the head and in segments.
+HISTORY_KEYS = {
+    KIND_FEEDBACK: "feedback_history",
+    KIND_ITERATIONS: "iteration_history",
+    KIND_ERRORS: "error_messages",
+}
+#: The data keys of a (feedback) history segment.
 SEGMENT_DATA_KEYS = (
     "schema_version",
     "task_id",
@@ -314,20 +345,48 @@ def encode_segment(
     compress_over: int = COMPRESS_OVER,
     max_bytes: int = MAX_DATA_BYTES,
 ) -> dict[str, str]:
-    """A history segment's data. Labels and annotations: :func:`segment_metadata`.
+    """A feedback history segment's data. Labels and annotations: :func:`segment_metadata`.
 
     Raises:
         StateTooLarge: the entries do not fit in one object.
     """
+    return encode_records_segment(
+        task_id,
+        n,
+        first_seq,
+        KIND_FEEDBACK,
+        entries,
+        compress_over=compress_over,
+        max_bytes=max_bytes,
+    )
+
+
+def encode_records_segment(
+    task_id: str,
+    n: int,
+    first_seq: int,
+    kind: str,
+    records: Sequence[FeedbackEntry] | Sequence[IterationRecord] | Sequence[ErrorRecord],
+    *,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> dict[str, str]:
+    """A history segment's data, holding ``records`` of ``kind``.
+
+    Raises:
+        InvalidInput: an unknown kind.
+        StateTooLarge: the records do not fit in one object.
+    """
+    if kind not in HISTORY_KEYS:
+        raise InvalidInput(f"unknown kind of history {kind!r}")
+    body = "[" + ",".join(r.to_json() for r in records) + "]"
     data = {
         "schema_version": str(SCHEMA_VERSION),
         "task_id": _utf8(task_id, "task_id"),
         "segment": str(n),
         "first_seq": str(first_seq),
-        "count": str(len(entries)),
-        "feedback_history": compress_json_text(
-            _feedback_json(entries), compress_over=compress_over
-        ),
+        "count": str(len(records)),
+        HISTORY_KEYS[kind]: compress_json_text(body, compress_over=compress_over),
     }
     size = value_bytes(data)
     if size > max_bytes:
@@ -398,34 +457,35 @@ def owner_reference(head: StoredObject) -> OwnerReference:
 
 def segment_object(
     state: TaskState,
-    moved: Sequence[FeedbackEntry],
+    moved: Sequence[FeedbackEntry] | Sequence[IterationRecord] | Sequence[ErrorRecord],
     *,
     owner: OwnerReference | None = None,
     n: int | None = None,
+    kind: str = KIND_FEEDBACK,
     compress_over: int = COMPRESS_OVER,
 ) -> StoredObject:
-    """The segment object holding ``moved``, the oldest entries of ``state``'s head.
+    """The segment object holding ``moved``, the oldest records of ``kind`` in ``state``'s head.
 
     ``n`` defaults to ``state.next_segment_number``; pass a higher one when
     that name is taken (an orphan from a crashed or lost attempt).
 
     Raises:
-        InvalidInput: ``moved`` is not a prefix of the head, or ``n`` is not
-            above the last segment's number.
+        InvalidInput: ``moved`` is not a prefix of the head's records of
+            ``kind``, or ``n`` is not above the last segment's number.
         StateTooLarge: ``moved`` does not fit in one object.
     """
     n = state.next_segment_number if n is None else n
     if n < state.next_segment_number:
         raise InvalidInput(f"segment number {n} is not above the last one of the task")
-    head = state.feedback_history
+    head = state.held(kind) if kind in HISTORY_KEYS else ()
     if (
         not moved
         or len(moved) > len(head)
-        or any(a.id != b.id for a, b in zip(moved, head, strict=False))
+        or any(a != b for a, b in zip(moved, head, strict=False))
     ):
-        raise InvalidInput("the entries to move must be the oldest entries of the head")
-    data = encode_segment(
-        state.task_id, n, state.head_first_seq, moved, compress_over=compress_over
+        raise InvalidInput(f"the {kind} to move must be the oldest of the head")
+    data = encode_records_segment(
+        state.task_id, n, state.first_seq(kind), kind, moved, compress_over=compress_over
     )
     labels, annotations = segment_metadata(state.task_id)
     return StoredObject(
@@ -435,6 +495,103 @@ def segment_object(
         annotations=annotations,
         owner_references=() if owner is None else (owner,),
     )
+
+
+#: The most bytes of filters one filter page holds (margin under 1 MiB):
+#: the filters of about 170,000 IDs.
+FILTER_PAGE_BYTES = 900_000
+
+
+def filter_page_object(
+    state: TaskState,
+    *,
+    n: int,
+    owner: OwnerReference | None = None,
+    max_bytes: int = FILTER_PAGE_BYTES,
+) -> StoredObject:
+    """The filter page ``n`` holding the oldest movable inline ID filters of the head.
+
+    It takes the filters of ``state.movable_filters()``, oldest first, as many
+    as ``max_bytes`` hold (at least one), and covers the segment numbers from
+    the end of the last filter page's range to the last segment it takes.
+    The head then takes it with ``state.with_filter_page(segment_ref(created))``.
+
+    Raises:
+        InvalidInput: there is no inline filter to take, or ``n`` is not
+            above the last segment's number.
+    """
+    if n < state.next_segment_number:
+        raise InvalidInput(f"segment number {n} is not above the last one of the task")
+    movable = state.movable_filters()
+    if not movable:
+        raise InvalidInput("no inline ID filter to move into a filter page")
+    pages = state.segments_of(KIND_ID_FILTERS)
+    first = pages[-1].end_seq if pages else 0
+    filters: dict[str, Any] = {}
+    size = 0
+    for segment in movable:
+        assert segment.id_filter is not None
+        stored = segment.id_filter.to_dict()
+        size += len(stored["bloom"]) + 32
+        if filters and size > max_bytes:
+            break
+        filters[str(segment.n)] = stored
+        last = segment.n
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(state.task_id, "task_id"),
+        "segment": str(n),
+        "first_seq": str(first),
+        "count": str(last - first + 1),
+        "id_filters": encode_json(filters, compress_over=COMPRESS_OVER),
+    }
+    size = value_bytes(data)
+    if size > MAX_DATA_BYTES:
+        raise StateTooLarge(f"filter page {n} of task {state.task_id!r}", size, MAX_DATA_BYTES)
+    labels, annotations = segment_metadata(state.task_id)
+    return StoredObject(
+        name=segment_name(state.task_id, n),
+        data=data,
+        labels=labels,
+        annotations=annotations,
+        owner_references=() if owner is None else (owner,),
+    )
+
+
+def decode_filter_page(obj: StoredObject) -> dict[int, IdFilter]:
+    """The ID filters a filter page holds, by segment number.
+
+    A filter in a form this version does not know is left out: its segment
+    is then read when an ID is looked up (see ``idfilter``).
+
+    Raises:
+        CorruptState: the page cannot be read.
+        UnsupportedSchemaVersion: written by a newer remstate.
+        InvalidInput: ``obj`` came from a metadata-only read.
+    """
+
+    def read() -> dict[int, IdFilter]:
+        data = obj.data
+        reader = _Reader(collect=False)
+        if data is None:
+            _no_data(obj, reader)
+            return {}
+        version = _version(data, reader)
+        if version is not None:
+            _check_version(version, reader)
+        value = reader.json(data, "id_filters")
+        if not isinstance(value, Mapping):
+            raise CorruptState(f"{obj.name} holds no ID filters", field="id_filters")
+        out: dict[int, IdFilter] = {}
+        for key, stored in value.items():
+            if not _DIGITS.fullmatch(key):
+                raise CorruptState(f"{obj.name}: {key[:40]!r} is not a segment number")
+            found = IdFilter.from_stored(stored)
+            if found is not None:
+                out[int(key)] = found
+        return out
+
+    return _strictly(obj, read)
 
 
 # -- reading ---------------------------------------------------------------------
@@ -586,7 +743,8 @@ def _read_index(value: Any, reader: _Reader) -> HistoryIndex:
                 reader.fail(MalformedError(ProblemCode.BAD_VALUE, path, "expected string IDs"))
                 continue
             moved[entry_id] = int(n)
-    return HistoryIndex(segments, moved)
+    extra = {k: v for k, v in value.items() if k not in ("segments", "recent_moved")}
+    return HistoryIndex(segments, moved, extra)
 
 
 def _no_data(obj: StoredObject, reader: _Reader) -> None:
@@ -911,16 +1069,31 @@ def _cross_check(obj: StoredObject, state: TaskState) -> list[Problem]:
 
 
 def _check_iterations(state: TaskState) -> Iterator[Problem]:
-    if state.iteration != len(state.iteration_history):
+    # From the head alone: records that left it are counted by the index.
+    total = state.iteration_total
+    if state.iteration != total:
+        in_segments = total - len(state.iteration_history)
+        where = f" (and {in_segments} in segments)" if in_segments else ""
         yield Problem(
             "iteration",
             ProblemCode.ITERATION_MISMATCH,
             f"iteration is {state.iteration} but iteration_history has "
-            f"{len(state.iteration_history)} records",
+            f"{len(state.iteration_history)} records{where}",
         )
 
 
 def _check_ids(state: TaskState) -> Iterator[Problem]:
+    # From the head alone: IDs in the head, and the feedback IDs it lists as
+    # recently moved. (Across segments, uniqueness is the writer's: it looks
+    # every new ID up through the segments' filters before appending it.)
+    for key, records in (
+        ("iteration_history", state.iteration_history),
+        ("error_messages", state.error_messages),
+    ):
+        keys = [k for k in map(record_id, records) if k is not None]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            yield Problem(key, ProblemCode.DUPLICATE_ID, f"ID(s) {twice[:5]!r} appear twice")
     seen: set[str] = set()
     for entry in state.feedback_history:
         if entry.id in seen:
@@ -942,11 +1115,15 @@ def _check_index(state: TaskState) -> Iterator[Problem]:
         return Problem(KEY_HISTORY_INDEX, ProblemCode.INDEX_MISMATCH, message)
 
     previous: SegmentRef | None = None
+    last: dict[str, SegmentRef] = {}
     for seg in state.segments:
         if previous is not None and seg.n <= previous.n:
             yield problem(f"segment {seg.n} follows segment {previous.n}")
-        if previous is not None and seg.first_seq != previous.end_seq:
-            yield problem(f"segment {seg.n} starts at {seg.first_seq}, not at {previous.end_seq}")
+        before = last.get(seg.kind)
+        expected_seq = before.end_seq if before is not None else 0
+        if before is not None and seg.first_seq != expected_seq:
+            yield problem(f"segment {seg.n} starts at {seg.first_seq}, not at {expected_seq}")
+        last[seg.kind] = seg
         try:
             expected = segment_name(state.task_id, seg.n)
         except InvalidInput:
@@ -1031,25 +1208,42 @@ def _read_segment(obj: StoredObject, reader: _Reader) -> HistorySegment | None:
     if task_id is None:
         reader.fail(MalformedError(ProblemCode.MISSING_KEY, "task_id", "missing"))
     reader.task_id = task_id
-    if "feedback_history" not in data:
-        reader.fail(MalformedError(ProblemCode.MISSING_KEY, "feedback_history", "missing"))
-    entries = reader.items(
-        reader.json(data, "feedback_history"), "feedback_history", _each(FeedbackEntry._read)
-    )
+    kind = _segment_kind(data)
+    key = HISTORY_KEYS[kind]
+    if key not in data:
+        reader.fail(MalformedError(ProblemCode.MISSING_KEY, key, "missing"))
+    readers: dict[str, Callable[[Any, str], Any]] = {
+        KIND_FEEDBACK: FeedbackEntry._read,
+        KIND_ITERATIONS: IterationRecord._read,
+        KIND_ERRORS: ErrorRecord._read,
+    }
+    records = reader.items(reader.json(data, key), key, _each(readers[kind]))
     n, first_seq, count = values["segment"], values["first_seq"], values["count"]
-    if count is not None and count != len(entries) and reader.collect:
+    if count is not None and count != len(records) and reader.collect:
         reader.problems.append(
             Problem(
-                "count", ProblemCode.INDEX_MISMATCH, f"count is {count}, entries {len(entries)}"
+                "count", ProblemCode.INDEX_MISMATCH, f"count is {count}, records {len(records)}"
             )
         )
     if task_id is None or n is None or first_seq is None:
         return None
-    return HistorySegment(task_id, n, first_seq, tuple(entries))
+    if kind == KIND_ITERATIONS:
+        return HistorySegment(task_id, n, first_seq, kind=kind, iterations=tuple(records))
+    if kind == KIND_ERRORS:
+        return HistorySegment(task_id, n, first_seq, kind=kind, errors=tuple(records))
+    return HistorySegment(task_id, n, first_seq, tuple(records))
+
+
+def _segment_kind(data: Mapping[str, str]) -> str:
+    """What a segment holds, from its data key (feedback when it has none of them)."""
+    for kind, key in HISTORY_KEYS.items():
+        if key in data:
+            return kind
+    return KIND_FEEDBACK
 
 
 def decode_segment(obj: StoredObject) -> HistorySegment:
-    """The entries held in a history segment object, with its number and first sequence.
+    """The records held in a history segment object, with its kind, number and first sequence.
 
     Raises:
         CorruptState: a field cannot be read, or a key is missing.
@@ -1080,7 +1274,8 @@ def segment_ref(obj: StoredObject) -> SegmentRef:
     n, first_seq, count = values["segment"], values["first_seq"], values["count"]
     if n is None or first_seq is None or count is None:
         raise CorruptState(f"{obj.name} is not a history segment", field="segment")
-    return SegmentRef(n=n, name=obj.name, first_seq=first_seq, count=count, uid=obj.uid)
+    kind = KIND_ID_FILTERS if "id_filters" in data else _segment_kind(data)
+    return SegmentRef(n=n, name=obj.name, first_seq=first_seq, count=count, uid=obj.uid, kind=kind)
 
 
 # -- metadata-only readers (cleanup scans without data) ----------------------------

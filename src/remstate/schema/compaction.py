@@ -1,19 +1,29 @@
-"""When feedback moves out of the head into a history segment, and which entries.
+"""When history moves out of the head into a history segment, and which records.
 
 The head is rewritten on every update, so its size is the cost of every
-write. Two budgets bound it:
+write. Budgets bound it:
 
 - ``feedback_budget`` (plain JSON bytes of the head's feedback): past it, the
   oldest entries move out, down to ``keep_bytes`` of the newest. This bounds
-  the cost of an append, however long the history grows;
+  the cost of an append, however long the history grows. Iteration records
+  and error records have budgets of their own (:data:`RECORD_BUDGETS`), so
+  that neither list grows with the number of increments or errors either;
 - ``head_budget`` (bytes of the encoded head): the head never nears the API
   server's 1 MiB, and always has room for one more full-size entry.
 
-The manager's loop, before each write of the head::
+Each kind of record moves to segments of its own kind. Each segment's ID
+filter (see ``idfilter``) is kept in the head's index until the inline
+filters pass ``filter_budget``; then they move together into a filter page,
+so the head does not grow with the number of IDs either. The manager's loop,
+before each write of the head::
 
-    while (moved := plan_compaction(state)) is not None:
-        created = store.create(segment_object(state, moved, owner=owner_reference(head)))
+    while (plan := plan_moves(state)) is not None:
+        kind, moved = plan
+        created = store.create(segment_object(state, moved, kind=kind, owner=...))
         state = apply_compaction(state, segment_ref(created))
+    while needs_filter_page(state):
+        created = store.create(filter_page_object(state, n=..., owner=...))
+        state = state.with_filter_page(segment_ref(created))
     store.replace(state_object(state, resource_version=...))
 
 The segment is written first and the head takes it with a compare-and-swap,
@@ -35,7 +45,7 @@ import sys
 from collections.abc import Sequence
 
 from remstate.errors import InvalidInput
-from remstate.schema.codec import encode_segment, encode_state
+from remstate.schema.codec import encode_records_segment, encode_state
 from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DECODED_BYTES,
@@ -44,9 +54,15 @@ from remstate.schema.encoding import (
     value_bytes,
 )
 from remstate.schema.model import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ITERATIONS,
     RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
+    ErrorRecord,
     FeedbackEntry,
+    IterationRecord,
+    Records,
     Resolutions,
     SegmentRef,
     TaskState,
@@ -54,14 +70,18 @@ from remstate.schema.model import (
 
 __all__ = [
     "FEEDBACK_BUDGET",
+    "FILTER_BUDGET",
     "HEAD_BUDGET",
     "KEEP_BYTES",
     "RECENT_MOVED_LIMIT",
+    "RECORD_BUDGETS",
     "RESOLUTIONS_LIMIT",
     "SEGMENT_BUDGET",
     "apply_compaction",
     "feedback_bytes",
+    "needs_filter_page",
     "plan_compaction",
+    "plan_moves",
 ]
 
 #: The most bytes of data the encoded head may hold: 768 KiB leaves 256 KiB
@@ -77,6 +97,24 @@ FEEDBACK_BUDGET = 64 * 1024
 KEEP_BYTES = 16 * 1024
 #: The most bytes of data one segment holds (margin under 1 MiB).
 SEGMENT_BUDGET = 1_000_000
+#: Bytes of ID filters (base64) the head's index holds inline; past it, they
+#: move into a filter page. 48 KiB hold the filters of about 9,000 IDs.
+FILTER_BUDGET = 48 * 1024
+#: (budget, keep) in plain JSON bytes, for iteration records and error records:
+#: past the budget, the oldest move out, down to ``keep`` bytes of the newest.
+#: An iteration record with its key is about 100 bytes: about 160 stay in the head.
+RECORD_BUDGETS = {
+    KIND_ITERATIONS: (16 * 1024, 4 * 1024),
+    KIND_ERRORS: (32 * 1024, 8 * 1024),
+}
+
+
+def _size(record: FeedbackEntry | IterationRecord | ErrorRecord) -> int:
+    return record.json_size() if isinstance(record, FeedbackEntry) else utf8_len(record.to_json())
+
+
+def _records_bytes(records: Records) -> int:
+    return sum(_size(r) for r in records) + max(len(records) - 1, 0) + 2
 
 
 def feedback_bytes(entries: Sequence[FeedbackEntry]) -> int:
@@ -86,11 +124,7 @@ def feedback_bytes(entries: Sequence[FeedbackEntry]) -> int:
 
 def _plain_head_bytes(state: TaskState, compress_over: int) -> int:
     """An upper bound on the encoded head's size: everything as plain JSON."""
-    others = [
-        [r.to_dict() for r in state.iteration_history],
-        [r.to_dict() for r in state.error_messages],
-        state.metadata,
-    ]
+    others = [state.metadata]
     scalars = utf8_len(state.task_id) + utf8_len(str(state.status)) + 64
     extra = sum(utf8_len(v) for v in state.extra_data.values())
     # The index's and the resolutions' encodings are cached, and no larger than
@@ -103,6 +137,8 @@ def _plain_head_bytes(state: TaskState, compress_over: int) -> int:
     )
     return (
         feedback_bytes(state.feedback_history)
+        + _records_bytes(state.iteration_history)
+        + _records_bytes(state.error_messages)
         + sum(utf8_len(dumps(x)) for x in others)
         + scalars
         + extra
@@ -120,19 +156,21 @@ def _head_over(state: TaskState, head_budget: int, compress_over: int) -> bool:
 
 def _fit(
     state: TaskState,
-    candidates: Sequence[FeedbackEntry],
+    candidates: Records,
     *,
     segment_budget: int,
     compress_over: int,
+    kind: str = KIND_FEEDBACK,
 ) -> int:
     """How many of ``candidates`` (oldest first) one segment can hold."""
-    n, first = state.next_segment_number, state.head_first_seq
+    n, first = state.next_segment_number, state.first_seq(kind)
 
     def size(k: int) -> int:
-        data = encode_segment(
+        data = encode_records_segment(
             state.task_id,
             n,
             first,
+            kind,
             candidates[:k],
             compress_over=compress_over,
             max_bytes=sys.maxsize,
@@ -140,7 +178,7 @@ def _fit(
         return value_bytes(data)
 
     # Plain sizes give a count that surely fits (encoding never grows a value).
-    plain = list(itertools.accumulate((e.json_size() + 1 for e in candidates), initial=0))
+    plain = list(itertools.accumulate((_size(e) + 1 for e in candidates), initial=0))
     # Well compressed, 1 MB holds more JSON than a reader inflates: stop there.
     # (plain[k] + 1 is the size of the JSON array of k entries.)
     total = bisect.bisect_right(plain, MAX_DECODED_BYTES - 1) - 1
@@ -187,23 +225,79 @@ def plan_compaction(
         state, head_budget, compress_over
     ):
         return None
+    moved = _oldest(
+        state,
+        KIND_FEEDBACK,
+        keep_bytes=keep_bytes,
+        segment_budget=segment_budget,
+        compress_over=compress_over,
+    )
+    return [e for e in moved if isinstance(e, FeedbackEntry)] if moved else None
+
+
+def _oldest(
+    state: TaskState, kind: str, *, keep_bytes: int, segment_budget: int, compress_over: int
+) -> Records:
+    """The oldest records of ``kind`` to move: all but the newest ``keep_bytes``, as
+    many as one segment holds (none if none can move)."""
+    records = state.held(kind)
+    each: Sequence[FeedbackEntry | IterationRecord | ErrorRecord] = records
     kept, kept_bytes = 0, 0
-    for entry in reversed(entries):
-        kept_bytes += entry.json_size() + 1
+    for record in reversed(each):
+        kept_bytes += _size(record) + 1
         if kept_bytes > keep_bytes:
             break
         kept += 1
-    candidates = entries[: len(entries) - kept]
+    candidates = records[: len(records) - kept]
     if not candidates:
-        return None
-    count = _fit(state, candidates, segment_budget=segment_budget, compress_over=compress_over)
-    return list(candidates[:count]) if count else None
+        return ()
+    count = _fit(
+        state, candidates, segment_budget=segment_budget, compress_over=compress_over, kind=kind
+    )
+    return candidates[:count]
+
+
+def plan_moves(
+    state: TaskState,
+    *,
+    head_budget: int = HEAD_BUDGET,
+    segment_budget: int = SEGMENT_BUDGET,
+    compress_over: int = COMPRESS_OVER,
+) -> tuple[str, Records] | None:
+    """The kind and the oldest records to move into one new segment, or ``None``.
+
+    Feedback first (as :func:`plan_compaction`), then iteration records and
+    error records past their budgets (:data:`RECORD_BUDGETS`), or whichever
+    can move while the encoded head is over ``head_budget``. Call again after
+    :func:`apply_compaction`: more may need to move.
+    """
+    feedback = plan_compaction(
+        state, head_budget=head_budget, segment_budget=segment_budget, compress_over=compress_over
+    )
+    if feedback is not None:
+        return KIND_FEEDBACK, tuple(feedback)
+    over: bool | None = None  # computed once, only if needed
+    for kind, (budget, keep) in RECORD_BUDGETS.items():
+        records = state.held(kind)
+        if not records:
+            continue
+        if _records_bytes(records) <= budget:
+            if over is None:
+                over = _head_over(state, head_budget, compress_over)
+            if not over:
+                continue
+        moved = _oldest(
+            state, kind, keep_bytes=keep, segment_budget=segment_budget, compress_over=compress_over
+        )
+        if moved:
+            return kind, moved
+    return None
 
 
 def apply_compaction(
     state: TaskState, segment: SegmentRef, *, recent_limit: int = RECENT_MOVED_LIMIT
 ) -> TaskState:
-    """``state`` with its oldest ``segment.count`` entries moved into ``segment``.
+    """``state`` with its oldest ``segment.count`` records of ``segment.kind`` moved into it.
 
     The same as ``state.with_segment(...)``, from the segment's reference.
 
@@ -211,11 +305,25 @@ def apply_compaction(
         InvalidInput: the segment does not continue the history (its first
             sequence number or its number), or holds more than the head has.
     """
-    if segment.first_seq != state.head_first_seq:
+    if segment.first_seq != state.first_seq(segment.kind):
         raise InvalidInput(
             f"segment {segment.n} starts at {segment.first_seq}, "
-            f"but the head starts at {state.head_first_seq}"
+            f"but the head's {segment.kind} start at {state.first_seq(segment.kind)}"
         )
     return state.with_segment(
-        segment.n, segment.name, segment.uid, segment.count, recent_limit=recent_limit
+        segment.n,
+        segment.name,
+        segment.uid,
+        segment.count,
+        kind=segment.kind,
+        recent_limit=recent_limit,
     )
+
+
+def needs_filter_page(state: TaskState, *, filter_budget: int = FILTER_BUDGET) -> bool:
+    """Whether the head's movable inline ID filters are past ``filter_budget`` bytes."""
+    size = 0
+    for segment in state.movable_filters():
+        assert segment.id_filter is not None
+        size += len(segment.id_filter.to_dict()["bloom"])
+    return size > filter_budget

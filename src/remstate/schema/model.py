@@ -42,10 +42,16 @@ from ulid import ULID
 
 from remstate.errors import CorruptState, InvalidInput
 from remstate.schema.encoding import compress_json_text, dumps, normalize_json, utf8_len
+from remstate.schema.idfilter import IdFilter
 from remstate.schema.naming import validate_task_id
 from remstate.schema.problems import MalformedError, ProblemCode
 
 __all__ = [
+    "KINDS",
+    "KIND_ERRORS",
+    "KIND_FEEDBACK",
+    "KIND_ID_FILTERS",
+    "KIND_ITERATIONS",
     "MAX_AUTHOR_LENGTH",
     "MAX_FEEDBACK_ID_LENGTH",
     "MAX_TEXT_BYTES",
@@ -59,6 +65,7 @@ __all__ = [
     "HistorySegment",
     "IssueType",
     "IterationRecord",
+    "Records",
     "Resolutions",
     "SegmentRef",
     "Severity",
@@ -70,7 +77,9 @@ __all__ = [
     "parse_severity",
     "parse_status",
     "parse_timestamp",
+    "record_id",
     "utc_now",
+    "validate_record_id",
 ]
 
 #: The schema version this remstate writes, and the newest it reads.
@@ -87,6 +96,15 @@ RECENT_MOVED_LIMIT = 4096
 RESOLUTIONS_LIMIT = 1024
 #: A segment number as the ``recent_moved`` keys write it (18 digits keep int() cheap).
 SEGMENT_NUMBER = re.compile(r"[0-9]{1,18}")
+
+#: The kinds of history a segment holds. Each kind has its own sequence numbers.
+KIND_FEEDBACK = "feedback"
+KIND_ITERATIONS = "iterations"
+KIND_ERRORS = "errors"
+KINDS = (KIND_FEEDBACK, KIND_ITERATIONS, KIND_ERRORS)
+#: A segment of this kind holds no records but the ID filters of other segments:
+#: those numbered ``first_seq`` to ``first_seq + count - 1``.
+KIND_ID_FILTERS = "id-filters"
 
 Clock = Callable[[], datetime]
 
@@ -664,12 +682,15 @@ class ErrorRecord:
 
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
-    """A history segment: an immutable ConfigMap holding feedback entries.
+    """A history segment: an immutable ConfigMap holding records of one ``kind``.
 
-    It holds the entries with sequence numbers ``first_seq`` to
-    ``first_seq + count - 1`` (sequence numbers count entries from 0, oldest first).
-    ``rev`` counts the rewrites of its content (resolutions folded in): a
-    reader may cache a segment's content by ``(name, uid, rev)``.
+    It holds the records of its kind (feedback entries, iteration records or
+    error records) with sequence numbers ``first_seq`` to
+    ``first_seq + count - 1`` (sequence numbers count each kind's records from
+    0, oldest first). ``rev`` counts the rewrites of its content (resolutions
+    folded in): a reader may cache a segment's content by ``(name, uid, rev)``.
+    ``id_filter`` holds the IDs of its records (feedback IDs, increment keys,
+    error IDs); ``None`` (an index written before filters) means "maybe any ID".
     """
 
     n: int
@@ -681,8 +702,14 @@ class SegmentRef:
     rev: int = 0
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: What the segment holds: feedback (the default, and all older indexes knew).
+    kind: str = KIND_FEEDBACK
+    #: A Bloom filter of the IDs it holds; ``None``: unknown, read the segment.
+    #: Derived from the segment's content, so not part of equality.
+    id_filter: IdFilter | None = field(default=None, compare=False)
 
-    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid", "rev"})
+    # "ids" is not among them: a filter in a form we do not know stays in extra.
+    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid", "rev", "kind"})
 
     def __post_init__(self) -> None:
         for name in ("n", "first_seq", "count", "rev"):
@@ -691,7 +718,12 @@ class SegmentRef:
                 raise InvalidInput(f"segment {name} must not be negative")
         _check_type(self.name, str, "segment name")
         _check_type(self.uid, str, "segment uid")
+        _check_type(self.kind, str, "segment kind")
         _set(self, "extra", _check_extra(self.extra, self._KEYS, "segment reference"))
+        if self.id_filter is not None:
+            _check_type(self.id_filter, IdFilter, "segment id_filter")
+            if "ids" in self.extra:
+                raise InvalidInput("a segment reference has one ID filter, not two")
 
     @property
     def end_seq(self) -> int:
@@ -704,7 +736,8 @@ class SegmentRef:
         return (self.name, self.uid, self.rev)
 
     def to_dict(self) -> dict[str, Any]:
-        """The index's form; ``rev`` only when not 0, so older indexes read back unchanged."""
+        """The index's form; ``rev`` only when not 0, ``kind`` only when not feedback,
+        so that older indexes read back unchanged."""
         out: dict[str, Any] = {
             "n": self.n,
             "name": self.name,
@@ -714,6 +747,10 @@ class SegmentRef:
         }
         if self.rev:
             out["rev"] = self.rev
+        if self.kind != KIND_FEEDBACK:
+            out["kind"] = self.kind
+        if self.id_filter is not None:
+            out["ids"] = self.id_filter.to_dict()
         out.update(self.extra)
         return out
 
@@ -735,8 +772,15 @@ class SegmentRef:
         count = _int(_get(obj, "count", path), _path(path, "count"))
         uid = _str(obj.get("uid", ""), _path(path, "uid"))
         rev = _int(obj.get("rev", 0), _path(path, "rev"))
+        kind = _str(obj.get("kind", KIND_FEEDBACK), _path(path, "kind"))
         extra = _extra(obj, cls._KEYS)
-        return _construct(path, lambda: cls(n, name, first_seq, count, uid, rev, extra))
+        id_filter = IdFilter.from_stored(extra.get("ids"))
+        if id_filter is not None:
+            del extra["ids"]
+        return _construct(
+            path,
+            lambda: cls(n, name, first_seq, count, uid, rev, extra, kind=kind, id_filter=id_filter),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,7 +795,15 @@ class HistoryIndex:
     #: IDs most recently moved from the head into segments, oldest first, mapped
     #: to their segment number: a retried append is recognised at constant cost.
     recent_moved_ids: Mapping[str, int] = field(default_factory=dict)
+    #: Keys written by a newer remstate, kept and written back as they were.
+    extra: Mapping[str, Any] = field(default_factory=dict)
     _encoded: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
+    # Each kind's segments, computed once: every lookup and total asks for them.
+    _by_kind: dict[str, tuple[SegmentRef, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    _KEYS = frozenset({"segments", "recent_moved"})
 
     def __post_init__(self) -> None:
         _set(self, "segments", _tuple_of(self.segments, SegmentRef, "segments"))
@@ -760,16 +812,29 @@ class HistoryIndex:
             _check_type(entry_id, str, "recent_moved_ids key")
             _check_type(n, int, "recent_moved_ids value")
         _set(self, "recent_moved_ids", moved)
+        _set(self, "extra", _check_extra(self.extra, self._KEYS, "history index"))
 
     def __bool__(self) -> bool:
-        return bool(self.segments or self.recent_moved_ids)
+        return bool(self.segments or self.recent_moved_ids or self.extra)
+
+    def segments_of(self, kind: str) -> tuple[SegmentRef, ...]:
+        """The segments holding records of ``kind``, oldest first."""
+        if self._by_kind is None:
+            by_kind: dict[str, list[SegmentRef]] = {}
+            for segment in self.segments:
+                by_kind.setdefault(segment.kind, []).append(segment)
+            _set(self, "_by_kind", {k: tuple(v) for k, v in by_kind.items()})
+        assert self._by_kind is not None
+        return self._by_kind.get(kind, ())
 
     def to_dict(self) -> dict[str, Any]:
         """The ``history_index`` document: IDs are grouped by segment, for compactness."""
         grouped: dict[str, list[str]] = {}
         for entry_id, n in self.recent_moved_ids.items():
             grouped.setdefault(str(n), []).append(entry_id)
-        return {"segments": [s.to_dict() for s in self.segments], "recent_moved": grouped}
+        out = {"segments": [s.to_dict() for s in self.segments], "recent_moved": grouped}
+        out.update(self.extra)
+        return out
 
     def encoded(self, compress_over: int) -> str:
         """The ConfigMap value of :meth:`to_dict`, computed once per index."""
@@ -808,7 +873,8 @@ class HistoryIndex:
                 raise MalformedError(ProblemCode.BAD_VALUE, group, "not a segment number")
             for i, entry_id in enumerate(_array(ids, group)):
                 moved[_str(entry_id, _path(group, i))] = int(n)
-        return _construct(path, lambda: cls(segments, moved))
+        extra = _extra(obj, cls._KEYS)
+        return _construct(path, lambda: cls(segments, moved, extra))
 
 
 class Resolutions(Mapping[str, datetime | None]):
@@ -920,21 +986,60 @@ def _resolved(entry: FeedbackEntry, resolutions: Mapping[str, datetime | None]) 
     return dataclasses.replace(entry, resolved=resolved, resolved_at=resolved_at)
 
 
+#: The records of one kind, as the head or a segment holds them.
+Records = tuple[FeedbackEntry, ...] | tuple[IterationRecord, ...] | tuple[ErrorRecord, ...]
+
+
+def record_id(record: FeedbackEntry | IterationRecord | ErrorRecord) -> str | None:
+    """The ID that makes a record's write idempotent: a feedback entry's ``id``,
+    an increment's key (``op``), an error record's ``id``; ``None`` if it has none."""
+    if isinstance(record, FeedbackEntry):
+        return record.id
+    key = record.extra.get("op" if isinstance(record, IterationRecord) else "id")
+    return key if isinstance(key, str) else None
+
+
+def validate_record_id(value: object, what: str) -> str:
+    """An idempotency key given by a caller: 1 to 128 printable characters.
+
+    Raises:
+        InvalidInput: anything else.
+    """
+    return _check_feedback_id(value, what)
+
+
 @dataclass(frozen=True, slots=True)
 class HistorySegment:
-    """The content of one history segment object, as read back."""
+    """The content of one history segment object, as read back.
+
+    A segment holds one kind of record: ``entries`` (feedback),
+    ``iterations`` or ``errors``; :attr:`records` is whichever it holds.
+    """
 
     task_id: str
     n: int
     first_seq: int
-    entries: tuple[FeedbackEntry, ...]
+    entries: tuple[FeedbackEntry, ...] = ()
+    kind: str = KIND_FEEDBACK
+    iterations: tuple[IterationRecord, ...] = ()
+    errors: tuple[ErrorRecord, ...] = ()
 
     def __post_init__(self) -> None:
         _set(self, "entries", tuple(self.entries))
+        _set(self, "iterations", tuple(self.iterations))
+        _set(self, "errors", tuple(self.errors))
+
+    @property
+    def records(self) -> Records:
+        if self.kind == KIND_ITERATIONS:
+            return self.iterations
+        if self.kind == KIND_ERRORS:
+            return self.errors
+        return self.entries
 
     @property
     def count(self) -> int:
-        return len(self.entries)
+        return len(self.records)
 
 
 def _tuple_of(value: Iterable[Any], kind: type, what: str) -> tuple[Any, ...]:
@@ -951,14 +1056,16 @@ def _tuple_of(value: Iterable[Any], kind: type, what: str) -> tuple[Any, ...]:
 class TaskState:
     """The whole state of one task, as held in its head object.
 
-    ``feedback_history`` holds only the newest entries, those still in the head;
-    older ones are in the history ``segments``. Sequence numbers are implicit:
-    the head holds ``head_first_seq`` .. ``feedback_total - 1``. An archived
-    entry's resolution, when changed after it left the head, is in
+    ``feedback_history``, ``iteration_history`` and ``error_messages`` hold
+    only the newest records, those still in the head; older ones are in the
+    history ``segments`` of their kind. Sequence numbers are implicit: the head
+    holds ``first_seq(kind)`` .. ``total(kind) - 1``. An archived entry's
+    resolution, when changed after it left the head, is in
     ``archived_resolutions`` and overrides what its segment holds.
 
-    The invariant the manager keeps (and the validator checks) is
-    ``iteration == len(iteration_history)``, records numbered from 1.
+    The invariant the manager keeps (and the validator checks, from the head
+    alone) is ``iteration == iteration_total``: the records in the head plus
+    those its index counts in segments, numbered from 1.
     """
 
     task_id: str
@@ -1047,20 +1154,51 @@ class TaskState:
         """IDs recently moved into segments, oldest first, to their segment number."""
         return self.history.recent_moved_ids
 
+    def segments_of(self, kind: str) -> tuple[SegmentRef, ...]:
+        """The segments holding records of ``kind`` (see :data:`KINDS`), oldest first."""
+        return self.history.segments_of(kind)
+
+    def first_seq(self, kind: str) -> int:
+        """The sequence number of the oldest record of ``kind`` held in the head."""
+        segments = self.segments_of(kind)
+        return segments[-1].end_seq if segments else 0
+
+    def held(self, kind: str) -> Records:
+        """The records of ``kind`` held in the head, oldest first."""
+        if kind == KIND_ITERATIONS:
+            return self.iteration_history
+        if kind == KIND_ERRORS:
+            return self.error_messages
+        return self.feedback_history
+
+    def total(self, kind: str) -> int:
+        """How many records of ``kind`` the task has, in the head and in segments."""
+        return self.first_seq(kind) + len(self.held(kind))
+
     @property
     def head_first_seq(self) -> int:
-        """The sequence number of the oldest entry held in the head."""
-        return self.segments[-1].end_seq if self.segments else 0
+        """The sequence number of the oldest feedback entry held in the head."""
+        return self.first_seq(KIND_FEEDBACK)
 
     @property
     def feedback_total(self) -> int:
         """How many feedback entries the task has, in the head and in segments."""
-        return self.head_first_seq + len(self.feedback_history)
+        return self.total(KIND_FEEDBACK)
+
+    @property
+    def iteration_total(self) -> int:
+        """How many iteration records the task has, in the head and in segments."""
+        return self.total(KIND_ITERATIONS)
+
+    @property
+    def error_total(self) -> int:
+        """How many error records the task has, in the head and in segments."""
+        return self.total(KIND_ERRORS)
 
     @property
     def next_segment_number(self) -> int:
-        """The number the next history segment takes."""
-        return self.segments[-1].n + 1 if self.segments else 1
+        """The number the next history segment takes (segments of every kind share them)."""
+        return max(s.n for s in self.segments) + 1 if self.segments else 1
 
     def find_feedback(self, entry_id: str) -> FeedbackEntry | None:
         """The entry with this ID if the head holds it."""
@@ -1074,37 +1212,128 @@ class TaskState:
         return self.recent_moved_ids.get(entry_id)
 
     def with_segment(
-        self, n: int, name: str, uid: str, count: int, *, recent_limit: int = RECENT_MOVED_LIMIT
+        self,
+        n: int,
+        name: str,
+        uid: str,
+        count: int,
+        *,
+        kind: str = KIND_FEEDBACK,
+        recent_limit: int = RECENT_MOVED_LIMIT,
     ) -> TaskState:
-        """This state with its oldest ``count`` entries moved into segment ``n``.
+        """This state with its oldest ``count`` records of ``kind`` moved into segment ``n``.
 
-        The segment joins the index; the moved IDs join ``recent_moved_ids``,
-        which keeps the newest ``recent_limit``.
+        The segment joins the index with a filter of the moved records' IDs;
+        moved feedback IDs also join ``recent_moved_ids``, which keeps the
+        newest ``recent_limit``.
 
         Raises:
-            InvalidInput: ``n`` is not above the last segment's number, or
-                ``count`` is not between 1 and the number of entries in the head.
+            InvalidInput: ``n`` is not above the last segment's number, ``kind``
+                is unknown, or ``count`` is not between 1 and the number of
+                records of ``kind`` in the head.
         """
+        if kind not in KINDS:
+            raise InvalidInput(f"unknown kind of history {kind!r}")
         if n < self.next_segment_number:
             raise InvalidInput(
                 f"segment number {n} is not above the last one ({self.next_segment_number - 1})"
             )
-        if not 0 < count <= len(self.feedback_history):
-            raise InvalidInput(
-                f"segment {n} holds {count} entries; the head has {len(self.feedback_history)}"
-            )
-        segment = SegmentRef(n, name, self.head_first_seq, count, uid)
-        recent = dict(self.recent_moved_ids)
-        for entry in self.feedback_history[:count]:
-            recent.pop(entry.id, None)  # re-insert: the newest go last
-            recent[entry.id] = n
-        if len(recent) > recent_limit:
-            recent = dict(itertools.islice(recent.items(), len(recent) - recent_limit, None))
-        return dataclasses.replace(
-            self,
-            feedback_history=self.feedback_history[count:],
-            history=HistoryIndex((*self.segments, segment), recent),
+        held = self.held(kind)
+        if not 0 < count <= len(held):
+            raise InvalidInput(f"segment {n} holds {count} {kind}; the head has {len(held)}")
+        moved = held[:count]
+        ids = [i for i in map(record_id, moved) if i is not None]
+        segment = SegmentRef(
+            n,
+            name,
+            self.first_seq(kind),
+            count,
+            uid,
+            kind=kind,
+            id_filter=IdFilter.of(ids),
         )
+        recent = dict(self.recent_moved_ids)
+        if kind == KIND_FEEDBACK:
+            for entry_id in ids:
+                recent.pop(entry_id, None)  # re-insert: the newest go last
+                recent[entry_id] = n
+            if len(recent) > recent_limit:
+                recent = dict(itertools.islice(recent.items(), len(recent) - recent_limit, None))
+        history = HistoryIndex((*self.segments, segment), recent, self.history.extra)
+        if kind == KIND_ITERATIONS:
+            return dataclasses.replace(
+                self, iteration_history=self.iteration_history[count:], history=history
+            )
+        if kind == KIND_ERRORS:
+            return dataclasses.replace(
+                self, error_messages=self.error_messages[count:], history=history
+            )
+        return dataclasses.replace(
+            self, feedback_history=self.feedback_history[count:], history=history
+        )
+
+    def filter_page_for(self, n: int) -> SegmentRef | None:
+        """The filter page holding segment ``n``'s ID filter, if one does."""
+        pages = self.segments_of(KIND_ID_FILTERS)
+        i = bisect.bisect_right([p.first_seq for p in pages], n) - 1
+        if i >= 0 and n < pages[i].end_seq:
+            return pages[i]
+        return None
+
+    def movable_filters(self) -> list[SegmentRef]:
+        """The segments whose inline ID filter a new filter page would take, oldest first:
+        those numbered from the end of the last filter page's range on."""
+        pages = self.segments_of(KIND_ID_FILTERS)
+        first = pages[-1].end_seq if pages else 0
+        return [s for s in self.segments if s.id_filter is not None and s.n >= first]
+
+    def with_filter_page(self, page: SegmentRef) -> TaskState:
+        """This state once the inline ID filters of the segments ``page`` covers (numbered
+        ``page.first_seq`` .. ``page.end_seq - 1``) moved into that filter page.
+
+        Raises:
+            InvalidInput: ``page`` is not a filter page, its number is not above
+                the last segment's, or its range does not follow the last page's.
+        """
+        if page.kind != KIND_ID_FILTERS:
+            raise InvalidInput(f"segment {page.n} is not a filter page")
+        if page.n < self.next_segment_number:
+            raise InvalidInput(
+                f"segment number {page.n} is not above the last one "
+                f"({self.next_segment_number - 1})"
+            )
+        pages = self.segments_of(KIND_ID_FILTERS)
+        if pages and page.first_seq != pages[-1].end_seq:
+            raise InvalidInput(
+                f"filter page {page.n} starts at {page.first_seq}, not at {pages[-1].end_seq}"
+            )
+        segments = tuple(
+            dataclasses.replace(s, id_filter=None) if page.first_seq <= s.n < page.end_seq else s
+            for s in self.segments
+        )
+        history = HistoryIndex((*segments, page), self.recent_moved_ids, self.history.extra)
+        return dataclasses.replace(self, history=history)
+
+    def with_filters(self, filters: Mapping[int, IdFilter]) -> TaskState:
+        """This state with the ID filters of the segments numbered as the keys set.
+
+        For indexes written before filters: the manager reads such a segment
+        once, and its filter then spares every later lookup that read.
+        """
+        if not filters:
+            return self
+        segments = tuple(
+            dataclasses.replace(
+                s,
+                id_filter=filters[s.n],
+                extra={k: v for k, v in s.extra.items() if k != "ids"},
+            )
+            if s.n in filters
+            else s
+            for s in self.segments
+        )
+        history = HistoryIndex(segments, self.recent_moved_ids, self.history.extra)
+        return dataclasses.replace(self, history=history)
 
     def with_folded(self, ns: Iterable[int], folded_ids: Iterable[str]) -> TaskState:
         """This state once resolutions were folded into the segments numbered ``ns``.
@@ -1129,21 +1358,22 @@ class TaskState:
             segments = tuple(
                 dataclasses.replace(s, rev=s.rev + 1) if s.n in wanted else s for s in self.segments
             )
-            history = HistoryIndex(segments, self.recent_moved_ids)
+            history = HistoryIndex(segments, self.recent_moved_ids, self.history.extra)
         resolutions = Resolutions.of(self.archived_resolutions).without(folded_ids)
         return dataclasses.replace(self, history=history, archived_resolutions=resolutions)
 
-    def segment_for_seq(self, seq: int) -> SegmentRef | None:
-        """The segment holding sequence number ``seq``, if a segment does."""
-        i = bisect.bisect_right([s.first_seq for s in self.segments], seq) - 1
-        if i >= 0 and seq < self.segments[i].end_seq:
-            return self.segments[i]
+    def segment_for_seq(self, seq: int, kind: str = KIND_FEEDBACK) -> SegmentRef | None:
+        """The segment holding sequence number ``seq`` of ``kind``, if a segment does."""
+        segments = self.segments_of(kind)
+        i = bisect.bisect_right([s.first_seq for s in segments], seq) - 1
+        if i >= 0 and seq < segments[i].end_seq:
+            return segments[i]
         return None
 
     # -- plain JSON form (for the CLI and HTTP API) ---------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as JSON, plus the derived ``feedback_total``."""
+        """Every field as JSON, plus the derived totals of each kind of history."""
         return {
             "schema_version": self.schema_version,
             "task_id": self.task_id,
@@ -1153,6 +1383,8 @@ class TaskState:
             "iteration_history": [r.to_dict() for r in self.iteration_history],
             "feedback_history": [e.to_dict() for e in self.feedback_history],
             "feedback_total": self.feedback_total,
+            "iteration_total": self.iteration_total,
+            "error_total": self.error_total,
             "segments": [s.to_dict() for s in self.segments],
             "recent_moved_ids": dict(self.recent_moved_ids),
             "error_messages": [r.to_dict() for r in self.error_messages],
@@ -1163,7 +1395,7 @@ class TaskState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskState:
-        """Read the form :meth:`to_dict` writes (``feedback_total`` is derived, not read).
+        """Read the form :meth:`to_dict` writes (the totals are derived, not read).
 
         Raises:
             CorruptState: a field is missing or of the wrong type.
