@@ -440,7 +440,7 @@ class TestStoreSetting:
     ) -> None:
         """An empty ``--store`` or REMSTATE_STORE exits 2; the default store is not used."""
         default = tmp_path / "default" / "state.db"
-        monkeypatch.setattr(cli, "DEFAULT_DB", default)
+        monkeypatch.setattr(cli.options, "DEFAULT_DB", default)
         if where == "option":
             result = run_bare("--store", value, "increment", TASK)
         else:
