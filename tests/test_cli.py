@@ -412,6 +412,39 @@ class TestStoreOption:
         assert_one_error_line(result)
 
 
+class TestKubeconfig:
+    @pytest.mark.parametrize(
+        "content",
+        [
+            pytest.param(None, id="missing"),
+            pytest.param("garbage: [\n  not yaml", id="garbage"),
+            pytest.param("apiVersion: v1\nkind: Config\n", id="no-contexts"),
+        ],
+    )
+    @pytest.mark.parametrize("command", [["get", "42"], ["increment", "42"]])
+    def test_unusable_kubeconfig_exits_6_with_one_line(
+        self,
+        run_bare: Run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        content: str | None,
+        command: list[str],
+    ) -> None:
+        """A missing or broken kubeconfig outside a pod exits 6 with one line naming it."""
+        kubeconfig = tmp_path / "kubeconfig"
+        if content is not None:
+            kubeconfig.write_text(content)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setenv("REMSTATE_STORE", "kubernetes://default")
+        # Not a pod, whatever the machine running the tests is.
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+        result = run_bare(*command)
+        assert result.code == Exit.UNAVAILABLE == 6
+        assert_one_error_line(result)
+        assert str(kubeconfig) in result.err
+
+
 class TestTimeout:
     def test_timeout_after_the_command_is_taken(self, run: Run) -> None:
         """``--timeout`` is a global option, accepted after the command like ``-o``."""

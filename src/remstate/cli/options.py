@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
-from remstate.errors import InvalidInput
+from remstate.errors import InvalidInput, StoreError, Unavailable
 from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
 
@@ -187,12 +187,21 @@ class Session:
             # OSError traceback.
             with suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
-        with StateManager.from_url(
-            self.store_url,
-            max_iterations=self.max_iterations,
-            retry=RetryPolicy(deadline=deadline),
-            mode=mode,
-        ) as m:
+        try:
+            opened = StateManager.from_url(
+                self.store_url,
+                max_iterations=self.max_iterations,
+                retry=RetryPolicy(deadline=deadline),
+                mode=mode,
+            )
+        except StoreError as e:
+            if type(e) is not StoreError:
+                raise
+            # Nothing was sent yet: a store that cannot be opened for a reason
+            # its backend did not classify (no Kubernetes configuration, say)
+            # is unavailable to this command (exit 6), not a bug of ours (1).
+            raise Unavailable(str(e)) from e
+        with opened as m:
             yield m
 
     def emit(self, value: Any, text: Callable[[], str]) -> None:
