@@ -116,3 +116,42 @@ class TestAll:
     def test_exported_exception_is_a_remstate_error(self, name: str) -> None:
         """Every exception in ``__all__`` subclasses ``RemstateError``: one except catches all."""
         assert issubclass(getattr(remstate, name), RemstateError)
+
+
+def _drawn_errors() -> set[str]:
+    """The class names the tree in ``remstate.errors``'s docstring draws."""
+    import re
+
+    import remstate.errors
+
+    return set(re.findall(r"[├└]── (\w+)", remstate.errors.__doc__ or "")) | {"RemstateError"}
+
+
+class TestErrorsAndStores:
+    def test_every_error_the_tree_draws_is_listed(self) -> None:
+        """Each class drawn in the errors tree, and ``ApiStatus`` they carry, is exported."""
+        drawn = _drawn_errors()
+        assert {"Gone", "InvalidObject", "StoreError"} <= drawn
+        assert sorted((drawn | {"ApiStatus"}) - set(remstate.__all__)) == []
+
+    @pytest.mark.parametrize("name", ["EmbeddedStore", "KubernetesStore"])
+    def test_the_store_classes_are_listed(self, name: str) -> None:
+        """The stores a caller passes to ``StateManager(store)`` are exported, as the classes."""
+        import remstate.store
+
+        assert name in remstate.__all__
+        assert getattr(remstate, name) is getattr(remstate.store, name)
+
+    def test_importing_remstate_loads_no_backend(self) -> None:
+        """``import remstate`` loads neither the Kubernetes client nor sqlite3."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, remstate; "
+            "print(sorted(m for m in ('kubernetes', 'sqlite3') if m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+        assert out.strip() == "[]"

@@ -25,8 +25,8 @@ from remstate.errors import (
     Conflict,
     Forbidden,
     Gone,
-    Invalid,
     InvalidInput,
+    InvalidObject,
     NotFound,
     StoreError,
     Unavailable,
@@ -137,8 +137,8 @@ class TestKubernetesStore:
         assert caught.value.status.code == 410
 
     def test_a_body_over_the_request_limit_is_invalid(self, admin_store: KubernetesStore) -> None:
-        """A body over the API server's 3 MiB request limit is Invalid (HTTP 413), not a crash."""
-        with pytest.raises(Invalid) as caught:
+        """A body over the API server's 3 MiB request limit is InvalidObject (413), not a crash."""
+        with pytest.raises(InvalidObject) as caught:
             admin_store.create(StoredObject(name="huge", data={"a": "x" * (4 * 1024 * 1024)}))
         assert caught.value.status.code == 413
 
@@ -257,15 +257,15 @@ class TestNoClientExceptionEscapes:
 @pytest.mark.parametrize(
     ("code", "reason", "expected"),
     [
-        (400, "BadRequest", Invalid),
+        (400, "BadRequest", InvalidObject),
         (401, "Unauthorized", Forbidden),
         (403, "Forbidden", Forbidden),
         (404, "NotFound", NotFound),
         (409, "AlreadyExists", AlreadyExists),
         (409, "Conflict", Conflict),
         (410, "Expired", Gone),
-        (413, "RequestEntityTooLarge", Invalid),
-        (422, "Invalid", Invalid),
+        (413, "RequestEntityTooLarge", InvalidObject),
+        (422, "Invalid", InvalidObject),
         (429, "TooManyRequests", Unavailable),
         (500, "InternalError", Unavailable),
         (503, "ServiceUnavailable", Unavailable),
@@ -301,9 +301,9 @@ class TestErrorTranslation:
         (urllib3.exceptions.ReadTimeoutError(None, "/", "slow"), Unavailable),  # type: ignore[arg-type]
         (ConnectionRefusedError(), Unavailable),
         (ApiException(status=0, reason="SSLError"), Unavailable),
-        (ValueError("bad field"), Invalid),
+        (ValueError("bad field"), InvalidObject),
     ],
 )
 def test_transport_errors_translate(exc: BaseException, expected: type) -> None:
-    """Network and client-side failures become Unavailable or Invalid."""
+    """Network and client-side failures become Unavailable or InvalidObject."""
     assert type(translate_error(exc)) is expected

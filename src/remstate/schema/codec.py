@@ -73,6 +73,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput, RemstateError, UnsupportedSchemaVersion
+from remstate.objects import OwnerReference, StoredObject
 from remstate.schema.encoding import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
@@ -124,7 +125,6 @@ from remstate.schema.naming import (
     segment_name,
 )
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
-from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [
     "DATA_KEYS",
