@@ -9,8 +9,8 @@ so a workflow step can branch on it without parsing text:
 
     0  success
     1  an unexpected error (a bug of remstate's, or a store failure it cannot classify)
-    2  bad input or usage (an empty --store too), or the store refused the object
-       as invalid (too large, a bad name); nothing was written
+    2  bad input or usage (an empty --store too), or the store refused the request
+       as invalid (an object too large, a bad name or selector); nothing was written
     3  not found: the task has no state (or the embedded store's file does not exist)
     4  max iterations reached; nothing was written
     5  another writer got in first: conflicts outlasted the retry policy (other

@@ -17,6 +17,7 @@ from remstate.errors import (
     Forbidden,
     Gone,
     InvalidInput,
+    InvalidObject,
     MaxIterationsReached,
     NotFound,
     OutcomeUnknown,
@@ -27,7 +28,6 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
-from remstate.errors import Invalid as InvalidObject
 
 __all__ = ["EXIT_CODES", "Exit", "describe", "exit_code", "one_line"]
 

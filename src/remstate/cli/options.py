@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, Concatenate, ParamSpec
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 
 from remstate.errors import InvalidInput, StoreError, Unavailable
 from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
+from remstate.store import parse_store_url
 
 __all__ = [
     "DEFAULT_DB",
@@ -178,10 +178,9 @@ class Session:
         Its retries give up after the command's timeout: a read (``ro``) sooner.
         """
         deadline = self.timeout or (READ_TIMEOUT if mode == "ro" else WRITE_TIMEOUT)
-        url = urlsplit(self.store_url)
-        asked = parse_qs(url.query).get("mode", ["rwc"])
-        if mode == "rwc" and url.scheme == "sqlite" and asked == ["rwc"]:
-            path = Path(unquote(url.netloc + url.path))
+        target = parse_store_url(self.store_url)
+        if mode == "rwc" and target.backend == "sqlite" and target.mode == "rwc":
+            path = Path(target.path)
             # A directory we cannot make is left for the store to report when it
             # opens the file: one translated line and a documented code, not an
             # OSError traceback.
