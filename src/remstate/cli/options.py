@@ -2,12 +2,13 @@
 
 Design constraint: a workflow author writes ``remstate increment 42 -o json``,
 an operator ``remstate -o json get 42``; both must work without rewriting
-argv. So the options are declared twice through typer's own parameters, from
-one table: on the group (with their environment variables and defaults) and,
-by the ``global_options`` decorator, on every command and subgroup (no
-environment, no default: only what is typed there). Click parses each level
-itself, so a subcommand option's value (``--note -o``) and ``--`` keep their
-usual meaning. A value given after the command wins over one given before it.
+argv. So the options are ordinary typer options at every level, built from
+one table: on the root group (with their environment variables and defaults),
+and on every subgroup (``group_callback``) and command (``global_options``),
+where they default to "not given here". Click parses each level itself, so a
+subcommand option's value (``--note -o``) and ``--`` keep their usual
+meaning. A value given after the command wins over one given before it, and
+over the environment.
 """
 
 from __future__ import annotations
