@@ -28,6 +28,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from remstate.errors import CorruptState, InvalidInput, NotFound
@@ -51,7 +52,10 @@ from remstate.store import StoredObject
 
 __all__ = [
     "MAX_PAGE",
+    "ErrorPage",
+    "FeedbackPage",
     "HistoryReader",
+    "IterationPage",
     "Record",
     "check_page",
     "decode_cursor",
@@ -67,6 +71,45 @@ SEGMENT_CACHE_SIZE = 4
 PAGE_CACHE_SIZE = 64
 #: The largest page a caller may ask for.
 MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackPage:
+    """One page of a task's feedback history, oldest first.
+
+    ``next_cursor`` is ``None`` when the page reaches the newest entry; pass it
+    back as ``cursor`` to read on.
+    """
+
+    entries: list[FeedbackEntry]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class IterationPage:
+    """One page of a task's iteration records, oldest first (or newest first).
+
+    ``next_cursor`` is ``None`` when the page reaches the end; pass it back as
+    ``cursor`` to read on. ``total`` is the number of records, the iteration counter.
+    """
+
+    records: list[IterationRecord]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    """One page of a task's error records, oldest first (or newest first).
+
+    ``next_cursor`` is ``None`` when the page reaches the end; pass it back as
+    ``cursor`` to read on.
+    """
+
+    records: list[ErrorRecord]
+    next_cursor: str | None
+    total: int
 
 
 class HistoryReader:
@@ -177,6 +220,9 @@ class HistoryReader:
         then each segment whose filter may hold one of the IDs still missing,
         newest first. The second result: filters built for segments that had
         none (give them to ``TaskState.with_filters`` before writing).
+
+        Grade C: the three places an id can be, in the order that reads least,
+        are clearer in one function than split across three.
         """
         wanted = set(keys)
         found: dict[str, Record] = {}
@@ -289,6 +335,8 @@ class HistoryReader:
         Raises:
             InvalidInput: a bad limit, or a cursor made for another kind of history.
             CorruptState: the history index promises records that are not there.
+
+        Grade C: both directions share one loop, so that their bounds are read side by side.
         """
         start = check_page(kind, limit, cursor)
         total = state.total(kind)

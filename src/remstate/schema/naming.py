@@ -69,6 +69,9 @@ ANNOTATION_TASK_ID = "remstate.io/task-id"
 ANNOTATION_LAST_UPDATE = "remstate.io/last-update"
 ANNOTATION_SCHEMA_VERSION = "remstate.io/schema-version"
 ANNOTATION_SOFT_DELETED_AT = "remstate.io/soft-deleted-at"
+#: Set on every write to the id of the attempt that made it, so that an
+#: operation whose response was lost recognises its own committed write.
+ANNOTATION_WRITE_ID = "remstate.io/write-id"
 
 MAX_TASK_ID_LENGTH = 1024
 #: Segment numbers have at most 6 digits: ``-h999999`` is the 8 characters kept free.

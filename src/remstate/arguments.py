@@ -1,0 +1,62 @@
+"""The checks of a caller's arguments to the manager: one readable InvalidInput each.
+
+Apart from the manager so that its operations read as what they do; the
+checks of records and states themselves are schema's (``validate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from remstate.cache import DEFAULT_CACHE_SIZE
+from remstate.errors import InvalidInput
+from remstate.retry import RetryPolicy
+from remstate.schema import utc_now
+from remstate.schema.encoding import normalize_json
+
+__all__ = ["OPTIONS", "bool_argument", "check_settings", "int_argument", "metadata_argument"]
+
+#: The options ``StateManager.from_url`` takes.
+OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
+
+
+def metadata_argument(value: object) -> dict[str, Any]:
+    """Metadata given by a caller, checked: a mapping of JSON values, or nothing."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"metadata must be a mapping, not {type(value).__name__}")
+    normalized: dict[str, Any] = normalize_json(dict(value), what="metadata")
+    return normalized
+
+
+def check_settings(
+    *,
+    max_iterations: object = 10,
+    retry: object = None,
+    clock: object = utc_now,
+    cache_size: object = DEFAULT_CACHE_SIZE,
+) -> None:
+    """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
+    int_argument(max_iterations, "max_iterations", low=1)
+    int_argument(cache_size, "cache_size", low=0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+    if not callable(clock):
+        raise InvalidInput("clock must be a function returning an aware datetime")
+
+
+def int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:
+    """Refuse what is not an int in ``low..high``; a bool is an int to Python, not to us."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer, not {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidInput(f"{what} must be {bounds}, not {value!r}")
+
+
+def bool_argument(value: object, what: str) -> None:
+    """Refuse what is not a bool: ``"no"`` or ``0`` must not silently mean anything."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, not {type(value).__name__} {value!r}")
