@@ -6,16 +6,24 @@ checks of records and states themselves are schema's (``validate``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from remstate.cache import DEFAULT_CACHE_SIZE
 from remstate.errors import InvalidInput
 from remstate.retry import RetryPolicy
-from remstate.schema import utc_now
+from remstate.schema import FeedbackEntry, utc_now
 from remstate.schema.encoding import normalize_json
 
-__all__ = ["OPTIONS", "bool_argument", "check_settings", "int_argument", "metadata_argument"]
+__all__ = [
+    "OPTIONS",
+    "bool_argument",
+    "check_settings",
+    "feedback_argument",
+    "int_argument",
+    "keys_argument",
+    "metadata_argument",
+]
 
 #: The options ``StateManager.from_url`` takes.
 OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
@@ -60,3 +68,25 @@ def bool_argument(value: object, what: str) -> None:
     """Refuse what is not a bool: ``"no"`` or ``0`` must not silently mean anything."""
     if not isinstance(value, bool):
         raise InvalidInput(f"{what} must be True or False, not {type(value).__name__} {value!r}")
+
+
+def feedback_argument(entries: object) -> list[FeedbackEntry]:
+    """A batch of feedback entries given by a caller, each validated as new input."""
+    if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Iterable):
+        raise InvalidInput("entries must be a list of FeedbackEntry")
+    batch = list(entries)
+    for entry in batch:
+        if not isinstance(entry, FeedbackEntry):
+            raise InvalidInput(f"entries must be FeedbackEntry, not {type(entry).__name__}")
+        entry.validate()
+    return batch
+
+
+def keys_argument(value: object, name: str, *, what: str) -> None:
+    """Refuse what is not a list of strings; a string alone is not a list of its letters."""
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not all(isinstance(k, str) for k in value)
+    ):
+        raise InvalidInput(f"{name} must be a list of {what}")

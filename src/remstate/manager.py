@@ -29,7 +29,9 @@ from remstate.arguments import (
     OPTIONS,
     bool_argument,
     check_settings,
+    feedback_argument,
     int_argument,
+    keys_argument,
     metadata_argument,
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
@@ -382,13 +384,7 @@ class StateManager:
         Raises:
             InvalidInput: a bad entry; nothing is written.
         """
-        if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Iterable):
-            raise InvalidInput("entries must be a list of FeedbackEntry")
-        batch = list(entries)
-        for entry in batch:
-            if not isinstance(entry, FeedbackEntry):
-                raise InvalidInput(f"entries must be FeedbackEntry, not {type(entry).__name__}")
-            entry.validate()
+        batch = feedback_argument(entries)
         stored: list[FeedbackEntry] = []
         for start in range(0, len(batch), MAX_BATCH):
             stored.extend(self._append_batch(task_id, batch[start : start + MAX_BATCH]))
@@ -500,12 +496,7 @@ class StateManager:
             InvalidInput: values that are not JSON; nothing is written.
         """
         checked = metadata_argument(updates)
-        if (
-            isinstance(remove, str)
-            or not isinstance(remove, Sequence)
-            or not all(isinstance(k, str) for k in remove)
-        ):
-            raise InvalidInput("remove must be a list of metadata keys")
+        keys_argument(remove, "remove", what="metadata keys")
         return self._writer.mutate(
             task_id,
             lambda state: mutations.update_metadata(state, checked, remove),
