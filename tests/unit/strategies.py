@@ -231,7 +231,6 @@ segment_refs = st.builds(
     first_seq=st.integers(0, 10**9),
     count=st.integers(0, 10**5),
     uid=short_json_texts,
-    rev=st.just(0) | st.integers(0, 10**6),
     extra=extras(SegmentRef._KEYS),
 )
 history_indexes = st.builds(

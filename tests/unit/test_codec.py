@@ -46,13 +46,11 @@ from remstate.schema import (
     StateTooLarge,
     Status,
     TaskState,
-    apply_resolutions,
     codec,
     decode_segment,
     decode_state,
     encode_segment,
     encode_state,
-    fold_segment,
     label_value,
     last_update_of,
     object_name,
@@ -69,7 +67,7 @@ from remstate.schema import (
     value_bytes,
 )
 from remstate.store.base import OwnerReference, StoredObject
-from tests.unit.strategies import FAST, feedback_entries, resolution_maps, task_states
+from tests.unit.strategies import FAST, task_states
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -786,125 +784,17 @@ class TestFeedbackResolutions:
         with pytest.raises(InvalidInput):
             encode_state(sample_state(extra_data={KEY_FEEDBACK_RESOLUTIONS: "{}"}))
 
-    def test_segment_rev_in_the_index(self) -> None:
-        """``rev`` is in the index only when not 0; an index without it reads as rev 0."""
+    def test_a_stored_segment_rev_is_kept_as_an_unknown_key(self) -> None:
+        """An index an older remstate wrote with ``rev`` reads, and writes it back as it was."""
         state = archived_state()
-        plain = json.loads(encode_state(state).data[KEY_HISTORY_INDEX])
-        assert "rev" not in plain["segments"][0]
-        folded = state.with_folded([1], ["e0"])
-        index = json.loads(encode_state(folded).data[KEY_HISTORY_INDEX])
-        assert index["segments"][0]["rev"] == 1
-        again = decode_state(stored(folded))
-        assert again.segments[0].rev == 1
-        assert again == folded
-        assert again.archived_resolutions == {"e1": None}
-
-
-class TestFoldSegment:
-    def segment(self, **kwargs: Any) -> StoredObject:
-        state = sample_state(feedback_history=(fb(0), fb(1, resolved=True, resolved_at=T0), fb(2)))
-        return segment_object(state, [fb(0), fb(1, resolved=True, resolved_at=T0)], **kwargs)
-
-    def test_none_when_no_entry_is_concerned(self) -> None:
-        """Resolutions of entries elsewhere leave the segment alone."""
-        assert fold_segment(self.segment(), {"e2": T0, "other": None}) is None
-        assert fold_segment(self.segment(), {}) is None
-
-    def test_folds_resolutions_into_the_entries(self) -> None:
-        """The segment's entries take the resolutions; every other key is as it was."""
-        later = T0 + timedelta(days=1)
-        obj = self.segment()
-        obj = dataclasses.replace(obj, data={**(obj.data or {}), "future_key": "kept"})
-        data = fold_segment(obj, {"e0": later, "e1": None, "e9": T0})
-        assert data is not None
-        assert {k: v for k, v in data.items() if k != "feedback_history"} == {
-            k: v for k, v in (obj.data or {}).items() if k != "feedback_history"
-        }
-        entries = decode_segment(dataclasses.replace(obj, data=data)).entries
-        assert [(e.id, e.resolved, e.resolved_at) for e in entries] == [
-            ("e0", True, later),
-            ("e1", False, None),
-        ]
-        assert entries[0] == dataclasses.replace(fb(0), resolved=True, resolved_at=later)
-        assert validate_segment(dataclasses.replace(obj, data=data)) == []
-
-    def test_refolding_gives_the_same_data(self) -> None:
-        """Folding what is already folded (a retried fold) changes nothing."""
-        obj = self.segment()
-        data = fold_segment(obj, {"e0": T0})
-        assert data is not None
-        again = fold_segment(dataclasses.replace(obj, data=data), {"e0": T0})
-        assert again == data
-
-    def test_large_segment_stays_compressed(self) -> None:
-        """The folded history is compressed like any other value."""
-        entries = tuple(fb(i) for i in range(300))
-        obj = segment_object(sample_state(feedback_history=entries), list(entries))
-        assert (obj.data or {})["feedback_history"].startswith(GZIP_MARKER)
-        data = fold_segment(obj, {"e7": T0})
-        assert data is not None
-        assert data["feedback_history"].startswith(GZIP_MARKER)
-        folded = decode_segment(dataclasses.replace(obj, data=data)).entries
-        assert folded == apply_resolutions(entries, {"e7": T0})
-
-    def test_too_large_and_corrupt(self) -> None:
-        """Data over ``max_bytes`` is StateTooLarge; an unreadable segment is CorruptState."""
-        obj = self.segment()
-        with pytest.raises(StateTooLarge):
-            fold_segment(obj, {"e0": T0}, max_bytes=value_bytes(obj.data or {}))
-        broken = dataclasses.replace(obj, data={**(obj.data or {}), "feedback_history": "[x"})
-        with pytest.raises(CorruptState):
-            fold_segment(broken, {"e0": T0})
-
-    def test_the_whole_fold(self) -> None:
-        """Resolve archived entries, fold, take the fold: readers see the same entries."""
-        later = T0 + timedelta(hours=1)
-        state = archived_state(archived_resolutions={"e0": later})
-        head = StoredObject(name="task-42-state", uid="head-uid")
-        seg = segment_object(
-            dataclasses.replace(state, feedback_history=(fb(0), fb(1)), history=HistoryIndex()),
-            [fb(0), fb(1)],
-            owner=owner_reference(head),
-        )
-        seen_before = apply_resolutions(decode_segment(seg).entries, state.archived_resolutions)
-        data = fold_segment(seg, state.archived_resolutions)
-        assert data is not None
-        after = state.with_folded([1], list(state.archived_resolutions))
-        seg_after = dataclasses.replace(seg, data=data)
-        seen_after = apply_resolutions(
-            decode_segment(seg_after).entries, after.archived_resolutions
-        )
-        assert seen_after == seen_before
-        assert after.archived_resolutions == {}
-        assert after.segments[0].cache_key != state.segments[0].cache_key
-        assert decode_state(stored(after)) == after
-
-    @FAST
-    @given(
-        entries=st.lists(feedback_entries, min_size=1, max_size=6),
-        resolutions=resolution_maps,
-        pick=st.lists(st.booleans(), max_size=6),
-        compress_over=st.sampled_from([0, 4096]),
-    )
-    def test_fold_is_the_overlay_written_down(
-        self,
-        entries: list[FeedbackEntry],
-        resolutions: dict[str, datetime | None],
-        pick: list[bool],
-        compress_over: int,
-    ) -> None:
-        """Reading a folded segment gives what the overlay gave on the original."""
-        # Resolve some of the segment's own entries too, not only unrelated IDs.
-        for entry, chosen in zip(entries, pick, strict=False):
-            if chosen and entry.id.isprintable() and len(entry.id) <= 128:
-                resolutions[entry.id] = entry.timestamp
-        obj = StoredObject(name="s", data=encode_segment("t", 1, 0, entries))
-        data = fold_segment(obj, resolutions, compress_over=compress_over)
-        expected = apply_resolutions(entries, resolutions)
-        if data is None:
-            assert not any(e.id in resolutions for e in entries)
-            assert expected == tuple(entries)
-        else:
-            folded = decode_segment(dataclasses.replace(obj, data=data))
-            assert folded.entries == expected
-            assert apply_resolutions(folded.entries, resolutions) == expected
+        obj = stored(state)
+        data = dict(obj.data or {})
+        index = json.loads(data[KEY_HISTORY_INDEX])
+        index["segments"][0]["rev"] = 1
+        data[KEY_HISTORY_INDEX] = json.dumps(index)
+        again = decode_state(dataclasses.replace(obj, data=data))
+        assert again.segments[0].extra == {"rev": 1}
+        assert again.segments[0].cache_key == ("task-42-state-h1", "u1")
+        written = json.loads(encode_state(again).data[KEY_HISTORY_INDEX])
+        assert written["segments"][0]["rev"] == 1
+        assert validate_object(dataclasses.replace(obj, data=data)) == []

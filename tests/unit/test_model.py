@@ -396,7 +396,7 @@ def archived(i: int, **changes: Any) -> FeedbackEntry:
 
 def two_segments() -> HistoryIndex:
     return HistoryIndex(
-        (SegmentRef(1, "s1", 0, 2, "u1"), SegmentRef(2, "s2", 2, 2, "u2", rev=4)), {"e3": 2}
+        (SegmentRef(1, "s1", 0, 2, "u1"), SegmentRef(2, "s2", 2, 2, "u2")), {"e3": 2}
     )
 
 
@@ -458,12 +458,6 @@ class TestResolutions:
         assert r.encoded(4096).startswith("gzip+base64:")
         assert r.encoded(10**9) == dumps(r.to_dict())
 
-    def test_without(self) -> None:
-        """``without`` drops IDs; ``self`` when none of them is there."""
-        r = Resolutions({"a": T0, "b": None})
-        assert r.without(["a", "zz"]) == {"b": None}
-        assert r.without(["zz"]) is r
-
     def test_to_dict_and_from_dict(self) -> None:
         """The state's JSON form carries them as ID -> RFC 3339 or null."""
         state = TaskState("42", 0, "pending", T0, archived_resolutions={"e1": T0, "e2": None})
@@ -510,65 +504,22 @@ class TestApplyResolutions:
 
 
 class TestSegmentRev:
-    def test_rev_defaults_to_zero_and_is_written_only_when_set(self) -> None:
-        """Indexes written before ``rev`` existed read back, and write back, unchanged."""
+    def test_a_stored_rev_is_an_unknown_key(self) -> None:
+        """``rev`` (written by remstates that rewrote segments) is kept in ``extra``, as it was."""
         ref = SegmentRef(1, "s1", 0, 2, "u1")
-        assert ref.rev == 0
         assert "rev" not in ref.to_dict()
         assert SegmentRef.from_dict(ref.to_dict()) == ref
-        bumped = dataclasses.replace(ref, rev=3)
-        assert bumped.to_dict()["rev"] == 3
-        assert SegmentRef.from_dict(bumped.to_dict()) == bumped
-        assert bumped != ref
-        assert bumped.cache_key == ("s1", "u1", 3)
+        old = SegmentRef.from_dict({**ref.to_dict(), "rev": 3})
+        assert old.extra == {"rev": 3}
+        assert old.to_dict()["rev"] == 3
+        assert SegmentRef.from_dict(old.to_dict()) == old
+        assert old != ref
+        assert old.cache_key == ref.cache_key == ("s1", "u1")
 
-    def test_rev_is_a_non_negative_int(self) -> None:
-        """A negative or non-integer rev is refused; a stored one is a CorruptState."""
-        with pytest.raises(InvalidInput):
-            SegmentRef(1, "s1", 0, 2, "u1", rev=-1)
-        with pytest.raises(InvalidInput):
-            SegmentRef(1, "s1", 0, 2, "u1", rev=True)
-        with pytest.raises(CorruptState) as info:
-            SegmentRef.from_dict({**SegmentRef(1, "s1", 0, 2, "u1").to_dict(), "rev": "2"})
-        assert info.value.field == "segments.rev"
-
-
-class TestWithFolded:
-    def state(self) -> TaskState:
-        return TaskState(
-            "42",
-            0,
-            "pending",
-            T0,
-            history=two_segments(),
-            archived_resolutions={"e0": T0, "e1": None, "e3": T0},
-        )
-
-    def test_bumps_rev_and_drops_folded_ids(self) -> None:
-        """The folded segments' rev goes up by one; the folded IDs leave the head."""
-        state = self.state()
-        after = state.with_folded([1], ["e0", "e1"])
-        assert [s.rev for s in after.segments] == [1, 4]
-        assert after.archived_resolutions == {"e3": T0}
-        assert after.recent_moved_ids == state.recent_moved_ids
-        twice = after.with_folded([1, 2], ["e3"])
-        assert [s.rev for s in twice.segments] == [2, 5]
-        assert twice.archived_resolutions == {}
-        assert state.segments[0].rev == 0  # the original is unchanged
-
-    def test_unknown_ids_are_ignored_and_nothing_folded_changes_nothing(self) -> None:
-        """IDs not in the map are ignored; no segments and no IDs give an equal state."""
-        state = self.state()
-        assert state.with_folded([], ["nope"]) == state
-        assert state.with_folded([], []).history is state.history
-        assert state.with_folded((n for n in [2]), iter(["e3"])).segments[1].rev == 5
-
-    def test_refuses_unknown_segments_and_a_string(self) -> None:
-        """A segment number the task does not have, or IDs as one string: InvalidInput."""
-        with pytest.raises(InvalidInput, match=r"\[7\]"):
-            self.state().with_folded([1, 7], [])
-        with pytest.raises(InvalidInput):
-            self.state().with_folded([1], "e0")
+    def test_any_stored_rev_reads(self) -> None:
+        """A non-integer ``rev`` is no longer a field of ours: it reads, and stays as it was."""
+        data = {**SegmentRef(1, "s1", 0, 2, "u1").to_dict(), "rev": "2"}
+        assert SegmentRef.from_dict(data).to_dict() == data
 
 
 class TestHistoryIndexFromDict:

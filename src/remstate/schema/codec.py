@@ -13,10 +13,9 @@ The head object ``task-{id}-state`` holds, as ``data``::
     error_messages     JSON array of {timestamp?, message}
     metadata           JSON object
     history_index      only when segments exist: JSON object
-                       {"segments": [{n, name, first_seq, count, uid, rev?, kind?, ids?}],
+                       {"segments": [{n, name, first_seq, count, uid, kind?, ids?}],
                         "recent_moved": {"<n>": [IDs moved into segment n, oldest first]}}
-                       (``rev`` only when not 0: how often the segment was rewritten;
-                       ``kind`` only when not "feedback": "iterations" or "errors";
+                       (``kind`` only when not "feedback": "iterations" or "errors";
                        ``ids``: a Bloom filter of the IDs the segment holds, see
                        ``idfilter``; without one, the segment may hold any ID)
     feedback_resolutions
@@ -33,10 +32,9 @@ segment is added, and is encoded once.
 The JSON values are plain when small and ``gzip+base64:`` when large (see
 ``encoding``). A key this version does not know is kept and written back.
 
-A history segment ``task-{id}-state-h{n}`` is written once; its entries never
-change, only their resolutions, when the manager folds the head's
-``feedback_resolutions`` into it (:func:`fold_segment`) and bumps its ``rev``
-in the index::
+A history segment ``task-{id}-state-h{n}`` is written once and never changes;
+resolutions of its entries stay in the head's ``feedback_resolutions``, which
+readers lay over its entries::
 
     schema_version, task_id, segment (n), first_seq, count, and one of
     feedback_history, iteration_history, error_messages (its kind)
@@ -98,7 +96,6 @@ from remstate.schema.model import (
     Resolutions,
     SegmentRef,
     TaskState,
-    apply_resolutions,
     format_timestamp,
     parse_timestamp,
     read_resolution,
@@ -142,7 +139,6 @@ __all__ = [
     "encode_segment",
     "encode_state",
     "filter_page_object",
-    "fold_segment",
     "last_update_of",
     "owner_reference",
     "salvage_state",
@@ -391,43 +387,6 @@ def encode_records_segment(
     size = value_bytes(data)
     if size > max_bytes:
         raise StateTooLarge(f"history segment {n} of task {task_id!r}", size, max_bytes)
-    return data
-
-
-def fold_segment(
-    obj: StoredObject,
-    resolutions: Mapping[str, datetime | None],
-    *,
-    compress_over: int = COMPRESS_OVER,
-    max_bytes: int = MAX_DATA_BYTES,
-) -> dict[str, str] | None:
-    """A segment's data with ``resolutions`` folded into its entries, or ``None``.
-
-    ``None`` when none of the segment's entries has its ID in ``resolutions``.
-    Otherwise the data to replace the segment's with: ``feedback_history``
-    re-encoded with :func:`apply_resolutions`, every other key as it was.
-    (It may equal ``obj.data`` when the entries already agree, after a
-    retried fold, say.) The head then takes the fold with ``TaskState.with_folded``.
-
-    Raises:
-        CorruptState: the segment cannot be read (nothing is folded into it).
-        UnsupportedSchemaVersion: written by a newer remstate.
-        InvalidInput: ``obj`` came from a metadata-only read.
-        StateTooLarge: the folded data would exceed ``max_bytes``.
-    """
-    segment = decode_segment(obj)
-    if not any(e.id in resolutions for e in segment.entries):
-        return None
-    entries = apply_resolutions(segment.entries, resolutions)
-    data = dict(obj.data or {})
-    data["feedback_history"] = compress_json_text(
-        _feedback_json(entries), compress_over=compress_over
-    )
-    size = value_bytes(data)
-    if size > max_bytes:
-        raise StateTooLarge(
-            f"history segment {segment.n} of task {segment.task_id!r}", size, max_bytes
-        )
     return data
 
 

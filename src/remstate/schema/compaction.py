@@ -31,8 +31,7 @@ so a crash leaves at worst an orphan segment (see DESIGN.md).
 
 The head also carries the resolutions of archived entries
 (``feedback_resolutions``), which count against ``head_budget`` like the rest;
-the manager keeps them under :data:`RESOLUTIONS_LIMIT` by folding them into
-their segments (``codec.fold_segment``, ``TaskState.with_folded``).
+the manager refuses a resolution past :data:`RESOLUTIONS_LIMIT`.
 
 Pure functions, no I/O.
 """

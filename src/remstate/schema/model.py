@@ -17,11 +17,9 @@ Resolutions of archived feedback: segments hold feedback that left the head.
 Resolving (or un-resolving) such an entry is recorded in the head, in
 ``TaskState.archived_resolutions`` (entry ID -> resolved_at, ``None`` for
 "marked unresolved"), which readers lay over the segment's entries with
-:func:`apply_resolutions`. When it grows past :data:`RESOLUTIONS_LIMIT`, the
-manager rewrites the segments concerned with the resolutions folded in
-(``codec.fold_segment``), then takes them out of the head and bumps those
-segments' ``rev`` (:meth:`TaskState.with_folded`), so that a reader caching
-segment content by ``(name, uid, rev)`` never serves stale content.
+:func:`apply_resolutions`. Segments are never rewritten, so a reader may cache
+a segment's content by ``(name, uid)``; the head refuses a resolution past
+:data:`RESOLUTIONS_LIMIT`.
 
 Pure code, no I/O.
 """
@@ -91,8 +89,8 @@ MAX_AUTHOR_LENGTH = 256
 MAX_TEXT_BYTES = 64 * 1024
 #: The most IDs remembered as recently moved into segments (see ``HistoryIndex``).
 RECENT_MOVED_LIMIT = 4096
-#: The most resolutions of archived entries the head should carry: past it, the
-#: manager folds them into their segments (see ``TaskState.archived_resolutions``).
+#: The most resolutions of archived entries the head carries: past it, resolving
+#: one more archived entry is refused (see ``TaskState.archived_resolutions``).
 RESOLUTIONS_LIMIT = 1024
 #: A segment number as the ``recent_moved`` keys write it (18 digits keep int() cheap).
 SEGMENT_NUMBER = re.compile(r"[0-9]{1,18}")
@@ -687,8 +685,9 @@ class SegmentRef:
     It holds the records of its kind (feedback entries, iteration records or
     error records) with sequence numbers ``first_seq`` to
     ``first_seq + count - 1`` (sequence numbers count each kind's records from
-    0, oldest first). ``rev`` counts the rewrites of its content (resolutions
-    folded in): a reader may cache a segment's content by ``(name, uid, rev)``.
+    0, oldest first). It is never rewritten: a reader may cache its content by
+    ``(name, uid)``. (Older remstates wrote a ``rev`` key here; it is kept as an
+    unknown key.)
     ``id_filter`` holds the IDs of its records (feedback IDs, increment keys,
     error IDs); ``None`` (an index written before filters) means "maybe any ID".
     """
@@ -698,8 +697,6 @@ class SegmentRef:
     first_seq: int
     count: int
     uid: str
-    #: How many times the segment's content was rewritten (0: as first written).
-    rev: int = 0
     #: Keys written by a newer remstate, kept and written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
     #: What the segment holds: feedback (the default, and all older indexes knew).
@@ -709,10 +706,10 @@ class SegmentRef:
     id_filter: IdFilter | None = field(default=None, compare=False)
 
     # "ids" is not among them: a filter in a form we do not know stays in extra.
-    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid", "rev", "kind"})
+    _KEYS = frozenset({"n", "name", "first_seq", "count", "uid", "kind"})
 
     def __post_init__(self) -> None:
-        for name in ("n", "first_seq", "count", "rev"):
+        for name in ("n", "first_seq", "count"):
             _check_type(getattr(self, name), int, f"segment {name}")
             if getattr(self, name) < 0:
                 raise InvalidInput(f"segment {name} must not be negative")
@@ -731,13 +728,13 @@ class SegmentRef:
         return self.first_seq + self.count
 
     @property
-    def cache_key(self) -> tuple[str, str, int]:
-        """``(name, uid, rev)``: the same key means the same content."""
-        return (self.name, self.uid, self.rev)
+    def cache_key(self) -> tuple[str, str]:
+        """``(name, uid)``: the same key means the same content (segments are immutable)."""
+        return (self.name, self.uid)
 
     def to_dict(self) -> dict[str, Any]:
-        """The index's form; ``rev`` only when not 0, ``kind`` only when not feedback,
-        so that older indexes read back unchanged."""
+        """The index's form; ``kind`` only when not feedback, so that older indexes
+        read back unchanged."""
         out: dict[str, Any] = {
             "n": self.n,
             "name": self.name,
@@ -745,8 +742,6 @@ class SegmentRef:
             "count": self.count,
             "uid": self.uid,
         }
-        if self.rev:
-            out["rev"] = self.rev
         if self.kind != KIND_FEEDBACK:
             out["kind"] = self.kind
         if self.id_filter is not None:
@@ -771,7 +766,6 @@ class SegmentRef:
         first_seq = _int(_get(obj, "first_seq", path), _path(path, "first_seq"))
         count = _int(_get(obj, "count", path), _path(path, "count"))
         uid = _str(obj.get("uid", ""), _path(path, "uid"))
-        rev = _int(obj.get("rev", 0), _path(path, "rev"))
         kind = _str(obj.get("kind", KIND_FEEDBACK), _path(path, "kind"))
         extra = _extra(obj, cls._KEYS)
         id_filter = IdFilter.from_stored(extra.get("ids"))
@@ -779,7 +773,7 @@ class SegmentRef:
             del extra["ids"]
         return _construct(
             path,
-            lambda: cls(n, name, first_seq, count, uid, rev, extra, kind=kind, id_filter=id_filter),
+            lambda: cls(n, name, first_seq, count, uid, extra, kind=kind, id_filter=id_filter),
         )
 
 
@@ -843,10 +837,6 @@ class HistoryIndex:
             _set(self, "_encoded", (compress_over, text))
         assert self._encoded is not None
         return self._encoded[1]
-
-    def plain_size(self) -> int:
-        """UTF-8 bytes of :meth:`to_dict` as plain JSON: a bound on :meth:`encoded`."""
-        return utf8_len(dumps(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HistoryIndex:
@@ -930,13 +920,6 @@ class Resolutions(Mapping[str, datetime | None]):
             text = compress_json_text(dumps(self.to_dict()), compress_over=compress_over)
             self._encoded = (compress_over, text)
         return self._encoded[1]
-
-    def without(self, entry_ids: Iterable[str]) -> Resolutions:
-        """These resolutions less ``entry_ids``; ``self`` when none of them is here."""
-        drop = {i for i in entry_ids if i in self._items}
-        if not drop:
-            return self
-        return Resolutions({k: v for k, v in self._items.items() if k not in drop})
 
 
 def read_resolution(entry_id: object, value: object, path: str) -> tuple[str, datetime | None]:
@@ -1334,33 +1317,6 @@ class TaskState:
         )
         history = HistoryIndex(segments, self.recent_moved_ids, self.history.extra)
         return dataclasses.replace(self, history=history)
-
-    def with_folded(self, ns: Iterable[int], folded_ids: Iterable[str]) -> TaskState:
-        """This state once resolutions were folded into the segments numbered ``ns``.
-
-        Each of those segments' ``rev`` goes up by one (their content changed);
-        ``folded_ids`` leave ``archived_resolutions`` (IDs not there are ignored).
-        Apply it in the same compare-and-swap as the state the fold was
-        computed from: an ID resolved again since then would otherwise be lost.
-
-        Raises:
-            InvalidInput: a number in ``ns`` is not one of the task's segments,
-                or ``folded_ids`` is a string.
-        """
-        if isinstance(folded_ids, str):
-            raise InvalidInput("folded_ids must be a collection of IDs, not a string")
-        wanted = set(ns)
-        unknown = wanted.difference(s.n for s in self.segments)
-        if unknown:
-            raise InvalidInput(f"the task has no history segment numbered {sorted(unknown)}")
-        history = self.history
-        if wanted:
-            segments = tuple(
-                dataclasses.replace(s, rev=s.rev + 1) if s.n in wanted else s for s in self.segments
-            )
-            history = HistoryIndex(segments, self.recent_moved_ids, self.history.extra)
-        resolutions = Resolutions.of(self.archived_resolutions).without(folded_ids)
-        return dataclasses.replace(self, history=history, archived_resolutions=resolutions)
 
     def segment_for_seq(self, seq: int, kind: str = KIND_FEEDBACK) -> SegmentRef | None:
         """The segment holding sequence number ``seq`` of ``kind``, if a segment does."""
