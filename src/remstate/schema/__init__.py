@@ -58,38 +58,11 @@ from remstate.schema.encoding import (
     value_bytes,
 )
 from remstate.schema.idfilter import IdFilter
-from remstate.schema.model import (
-    KIND_ERRORS,
-    KIND_FEEDBACK,
-    KIND_ID_FILTERS,
-    KIND_ITERATIONS,
-    KINDS,
-    MAX_AUTHOR_LENGTH,
-    MAX_FEEDBACK_ID_LENGTH,
-    MAX_TEXT_BYTES,
-    SCHEMA_VERSION,
-    Clock,
-    ErrorRecord,
-    FeedbackEntry,
+from remstate.schema.index import (
     HistoryIndex,
-    HistorySegment,
-    IssueType,
-    IterationRecord,
-    Records,
     Resolutions,
     SegmentRef,
-    Severity,
-    Status,
-    TaskState,
     apply_resolutions,
-    format_timestamp,
-    parse_issue_type,
-    parse_severity,
-    parse_status,
-    parse_timestamp,
-    record_id,
-    utc_now,
-    validate_record_id,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -115,6 +88,39 @@ from remstate.schema.naming import (
     validate_task_id,
 )
 from remstate.schema.problems import Problem, ProblemCode
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    HistorySegment,
+    IterationRecord,
+    Records,
+    record_id,
+    validate_record_id,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.values import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ID_FILTERS,
+    KIND_ITERATIONS,
+    KINDS,
+    MAX_AUTHOR_LENGTH,
+    MAX_FEEDBACK_ID_LENGTH,
+    MAX_TEXT_BYTES,
+    SCHEMA_VERSION,
+    Clock,
+    IssueType,
+    Severity,
+    Status,
+    format_timestamp,
+    parse_issue_type,
+    parse_severity,
+    parse_status,
+    parse_timestamp,
+    utc_now,
+)
 
 __all__ = [
     "ANNOTATION_LAST_UPDATE",

@@ -82,24 +82,11 @@ from remstate.schema.encoding import (
     value_bytes,
 )
 from remstate.schema.idfilter import IdFilter
-from remstate.schema.model import (
-    KIND_ERRORS,
-    KIND_FEEDBACK,
-    KIND_ID_FILTERS,
-    KIND_ITERATIONS,
-    SCHEMA_VERSION,
-    ErrorRecord,
-    FeedbackEntry,
+from remstate.schema.index import (
     HistoryIndex,
-    HistorySegment,
-    IterationRecord,
     Resolutions,
     SegmentRef,
-    TaskState,
-    format_timestamp,
-    parse_timestamp,
     read_resolution,
-    record_id,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -121,6 +108,25 @@ from remstate.schema.naming import (
     segment_name,
 )
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    HistorySegment,
+    IterationRecord,
+    record_id,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.values import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ID_FILTERS,
+    KIND_ITERATIONS,
+    SCHEMA_VERSION,
+    format_timestamp,
+    parse_timestamp,
+)
 from remstate.store.base import OwnerReference, StoredObject
 
 __all__ = [

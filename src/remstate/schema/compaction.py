@@ -52,19 +52,25 @@ from remstate.schema.encoding import (
     utf8_len,
     value_bytes,
 )
-from remstate.schema.model import (
+from remstate.schema.index import (
+    Resolutions,
+    SegmentRef,
+)
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    IterationRecord,
+    Records,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.values import (
     KIND_ERRORS,
     KIND_FEEDBACK,
     KIND_ITERATIONS,
     RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
-    ErrorRecord,
-    FeedbackEntry,
-    IterationRecord,
-    Records,
-    Resolutions,
-    SegmentRef,
-    TaskState,
 )
 
 __all__ = [
