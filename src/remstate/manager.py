@@ -81,7 +81,7 @@ from remstate.schema import (
     validate_record_id,
     validate_task_id,
 )
-from remstate.schema.encoding import normalize_json
+from remstate.schema.datavalue import normalize_json
 from remstate.store import Store, StoredObject
 
 if TYPE_CHECKING:

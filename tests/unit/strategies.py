@@ -41,7 +41,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
-from remstate.schema.encoding import utf8_len
+from remstate.schema.datavalue import utf8_len
 
 #: Property tests stay quick; the machine is noisy, so no deadline.
 FAST = settings(

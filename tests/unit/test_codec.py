@@ -46,9 +46,9 @@ from remstate.schema import (
     StateTooLarge,
     Status,
     TaskState,
-    codec,
     decode_segment,
     decode_state,
+    decoding,
     encode_segment,
     encode_state,
     label_value,
@@ -64,6 +64,7 @@ from remstate.schema import (
     state_object,
     validate_object,
     validate_segment,
+    validation,
     value_bytes,
 )
 from remstate.store.base import OwnerReference, StoredObject
@@ -562,8 +563,9 @@ class TestCorruption:
         def explode(*_: Any) -> Any:
             raise RecursionError("maximum recursion depth exceeded")
 
-        monkeypatch.setattr(codec, "_read_index", explode)
-        monkeypatch.setattr(codec, "_read_segment", explode)
+        monkeypatch.setattr(decoding, "_read_metadata", explode)
+        monkeypatch.setattr(decoding, "read_segment", explode)
+        monkeypatch.setattr(validation, "read_segment", explode)
         obj = stored(sample_state())
         with pytest.raises(CorruptState, match="nested too deeply") as info:
             decode_state(obj)

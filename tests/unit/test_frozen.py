@@ -16,7 +16,7 @@ from remstate.schema import (
     IterationRecord,
     SegmentRef,
 )
-from remstate.schema.encoding import dumps
+from remstate.schema.datavalue import dumps
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -32,7 +32,7 @@ from remstate.schema import (
     parse_status,
     parse_timestamp,
 )
-from remstate.schema.encoding import dumps
+from remstate.schema.datavalue import dumps
 from tests.unit.strategies import (
     FAST,
     aware_datetimes,

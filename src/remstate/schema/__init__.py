@@ -7,32 +7,6 @@ The manager reads and writes through :func:`decode_state` and
 
 from __future__ import annotations
 
-from remstate.schema.codec import (
-    DATA_KEYS,
-    KEY_FEEDBACK_RESOLUTIONS,
-    KEY_HISTORY_INDEX,
-    MIGRATED_NOTE,
-    SEGMENT_DATA_KEYS,
-    EncodedObject,
-    StateTooLarge,
-    decode_filter_page,
-    decode_segment,
-    decode_state,
-    encode_records_segment,
-    encode_segment,
-    encode_state,
-    filter_page_object,
-    last_update_of,
-    owner_reference,
-    salvage_state,
-    segment_metadata,
-    segment_object,
-    segment_ref,
-    soft_deleted_at,
-    state_object,
-    validate_object,
-    validate_segment,
-)
 from remstate.schema.compaction import (
     FEEDBACK_BUDGET,
     FILTER_BUDGET,
@@ -48,7 +22,7 @@ from remstate.schema.compaction import (
     plan_compaction,
     plan_moves,
 )
-from remstate.schema.encoding import (
+from remstate.schema.datavalue import (
     COMPRESS_OVER,
     GZIP_MARKER,
     MAX_DATA_BYTES,
@@ -57,12 +31,41 @@ from remstate.schema.encoding import (
     encode_json,
     value_bytes,
 )
+from remstate.schema.decoding import (
+    decode_filter_page,
+    decode_segment,
+    decode_state,
+    segment_ref,
+)
+from remstate.schema.encoding import (
+    encode_records_segment,
+    encode_segment,
+    encode_state,
+    filter_page_object,
+    owner_reference,
+    segment_metadata,
+    segment_object,
+    state_object,
+)
 from remstate.schema.idfilter import IdFilter
 from remstate.schema.index import (
     HistoryIndex,
     Resolutions,
     SegmentRef,
     apply_resolutions,
+)
+from remstate.schema.layout import (
+    DATA_KEYS,
+    KEY_FEEDBACK_RESOLUTIONS,
+    KEY_HISTORY_INDEX,
+    SEGMENT_DATA_KEYS,
+    EncodedObject,
+    StateTooLarge,
+    last_update_of,
+    soft_deleted_at,
+)
+from remstate.schema.migrations import (
+    MIGRATED_NOTE,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -99,6 +102,11 @@ from remstate.schema.records import (
 )
 from remstate.schema.state import (
     TaskState,
+)
+from remstate.schema.validation import (
+    salvage_state,
+    validate_object,
+    validate_segment,
 )
 from remstate.schema.values import (
     KIND_ERRORS,

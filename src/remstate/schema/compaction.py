@@ -44,13 +44,16 @@ import sys
 from collections.abc import Sequence
 
 from remstate.errors import InvalidInput
-from remstate.schema.codec import encode_records_segment, encode_state
-from remstate.schema.encoding import (
+from remstate.schema.datavalue import (
     COMPRESS_OVER,
     MAX_DECODED_BYTES,
     dumps,
     utf8_len,
     value_bytes,
+)
+from remstate.schema.encoding import (
+    encode_records_segment,
+    encode_state,
 )
 from remstate.schema.index import (
     Resolutions,

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput
-from remstate.schema.encoding import normalize_json, utf8_len
+from remstate.schema.datavalue import normalize_json, utf8_len
 from remstate.schema.problems import MalformedError, ProblemCode
 from remstate.schema.values import (
     MAX_FEEDBACK_ID_LENGTH,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from remstate.schema.encoding import dumps
+from remstate.schema.datavalue import dumps
 
 if TYPE_CHECKING:
     from remstate.schema.records import ErrorRecord, IterationRecord

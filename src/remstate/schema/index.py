@@ -17,13 +17,13 @@ Pure code, no I/O.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from remstate.errors import InvalidInput
-from remstate.schema.encoding import compress_json_text, dumps
+from remstate.schema.datavalue import compress_json_text, dumps
 from remstate.schema.fields import (
     _array,
     _check_extra,
@@ -58,9 +58,17 @@ from remstate.schema.values import (
     parse_timestamp,
 )
 
-__all__ = ["HistoryIndex", "Resolutions", "SegmentRef", "apply_resolutions", "read_resolution"]
+__all__ = [
+    "HistoryIndex",
+    "Resolutions",
+    "SegmentRef",
+    "apply_resolutions",
+    "read_history_index",
+    "read_resolution",
+]
 
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,26 +236,64 @@ class HistoryIndex:
         Raises:
             CorruptState: a field is missing or of the wrong type.
         """
-        return _public(lambda: cls._read(data, "history_index"))
+        return _public(lambda: read_history_index(data, _raise))
 
-    @classmethod
-    def _read(cls, value: object, path: str) -> HistoryIndex:
+
+def _raise(m: MalformedError) -> None:
+    raise m
+
+
+def read_history_index(
+    value: object, report: Callable[[MalformedError], None], path: str = "history_index"
+) -> HistoryIndex:
+    """The one reader of a stored ``history_index`` document.
+
+    ``report`` is given each part that cannot be read: a strict reader raises
+    it, a collecting one records it, and that part is left out (a segment
+    reference, a group of moved IDs, one ID), so a validator sees every
+    problem and the rest of the index still reads.
+    """
+    try:
         obj = _object(value, path)
-        seg_path = _path(path, "segments")
-        segments = tuple(
-            SegmentRef._read(v, _path(seg_path, i))
-            for i, v in enumerate(_array(obj.get("segments", []), seg_path))
-        )
-        moved_path = _path(path, "recent_moved")
-        moved: dict[str, int] = {}
-        for n, ids in _object(obj.get("recent_moved", {}), moved_path).items():
-            group = _path(moved_path, n[:40])
-            if not SEGMENT_NUMBER.fullmatch(n):
-                raise MalformedError(ProblemCode.BAD_VALUE, group, "not a segment number")
-            for i, entry_id in enumerate(_array(ids, group)):
+    except MalformedError as m:
+        report(m)
+        return HistoryIndex()
+    seg_path = _path(path, "segments")
+    segments: list[SegmentRef] = []
+    for i, item in enumerate(_part(obj.get("segments", []), seg_path, _array, report) or ()):
+        try:
+            segments.append(SegmentRef._read(item, _path(seg_path, i)))
+        except MalformedError as m:
+            report(m)
+        except RecursionError:
+            report(MalformedError(ProblemCode.BAD_VALUE, _path(seg_path, i), "nested too deeply"))
+    moved_path = _path(path, "recent_moved")
+    moved: dict[str, int] = {}
+    for n, ids in (_part(obj.get("recent_moved", {}), moved_path, _object, report) or {}).items():
+        group = _path(moved_path, n[:40])
+        if not SEGMENT_NUMBER.fullmatch(n):
+            report(MalformedError(ProblemCode.BAD_VALUE, group, "not a segment number"))
+            continue
+        for i, entry_id in enumerate(_part(ids, group, _array, report) or ()):
+            try:
                 moved[_str(entry_id, _path(group, i))] = int(n)
-        extra = _extra(obj, cls._KEYS)
-        return _construct(path, lambda: cls(segments, moved, extra))
+            except MalformedError as m:
+                report(m)
+    extra = _extra(obj, HistoryIndex._KEYS)
+    return _construct(path, lambda: HistoryIndex(tuple(segments), moved, extra))
+
+
+def _part(
+    value: object,
+    path: str,
+    read: Callable[[object, str], _V],
+    report: Callable[[MalformedError], None],
+) -> _V | None:
+    try:
+        return read(value, path)
+    except MalformedError as m:
+        report(m)
+        return None
 
 
 class Resolutions(Mapping[str, datetime | None]):

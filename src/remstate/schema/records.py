@@ -18,7 +18,7 @@ from typing import Any
 from ulid import ULID
 
 from remstate.errors import InvalidInput
-from remstate.schema.encoding import dumps, utf8_len
+from remstate.schema.datavalue import dumps, utf8_len
 from remstate.schema.fields import (
     _bool,
     _check_extra,

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from remstate.errors import InvalidInput
-from remstate.schema.encoding import normalize_json
+from remstate.schema.datavalue import normalize_json
 from remstate.schema.fields import (
     _array,
     _check_type,
