@@ -35,7 +35,12 @@ from remstate.schema.layout import (
     KNOWN_KEYS,
     last_update_of,
 )
-from remstate.schema.migrations import MAX_RECONSTRUCTED, MIGRATED_NOTE, v0_entry_id
+from remstate.schema.migrations import (
+    default_entry_id,
+    expected_keys,
+    migrate_iterations,
+    reuses_decoded_records,
+)
 from remstate.schema.naming import (
     ANNOTATION_TASK_ID,
 )
@@ -199,6 +204,45 @@ def _reuse_prefix(
     return [*known, *added]  # type: ignore[list-item]
 
 
+def _read_counter(data: Mapping[str, str], reader: Reader) -> int | None:
+    """The iteration counter; ``None`` when missing or unreadable (counted from the records)."""
+    iteration = int_field(data, "iteration", reader)
+    if iteration is not None and iteration < 0:
+        reader.fail(MalformedError(ProblemCode.BAD_VALUE, "iteration", "must not be negative"))
+        iteration = None
+    if "iteration" not in data:
+        missing(reader, "iteration", fatal=False, detail="missing, counted from the history")
+    return iteration
+
+
+def _read_records(
+    data: Mapping[str, str], reader: Reader, version: int, previous: TaskState | None
+) -> tuple[list[IterationRecord], list[FeedbackEntry], list[ErrorRecord]]:
+    """The head's three arrays of records, reusing those ``previous`` decoded."""
+
+    def array(key: str, read: Callable[[Any, str, int], _T], known: Sequence[Any]) -> list[_T]:
+        if reuses_decoded_records(version):
+            reused = _reuse_prefix(data.get(key), known, key, read, reader)
+            if reused is not None:
+                return reused
+        return reader.items(reader.json(data, key), key, read)
+
+    def read_entry(raw: Any, path: str, index: int) -> FeedbackEntry:
+        return FeedbackEntry._read(raw, path, default_id=default_entry_id(version, index, raw))
+
+    return (
+        array(
+            "iteration_history",
+            each(IterationRecord._read),
+            previous.iteration_history if previous else (),
+        ),
+        array("feedback_history", read_entry, previous.feedback_history if previous else ()),
+        array(
+            "error_messages", each(ErrorRecord._read), previous.error_messages if previous else ()
+        ),
+    )
+
+
 def read_state(
     obj: StoredObject, reader: Reader, previous: TaskState | None = None
 ) -> TaskState | None:
@@ -214,39 +258,11 @@ def read_state(
         return None
 
     task_id, status, last_update = _read_identity(obj, data, reader)
-    iteration = int_field(data, "iteration", reader)
-    if iteration is not None and iteration < 0:
-        reader.fail(MalformedError(ProblemCode.BAD_VALUE, "iteration", "must not be negative"))
-        iteration = None
-    if "iteration" not in data:
-        missing(reader, "iteration", fatal=False, detail="missing, counted from the history")
-    for key in ("iteration_history", "feedback_history", "error_messages", "metadata"):
-        # Version 0 did not record iterations; every other key it had.
-        if key not in data and (version >= 1 or key != "iteration_history"):
+    iteration = _read_counter(data, reader)
+    for key in expected_keys(version):
+        if key not in data:
             missing(reader, key, fatal=False)
-
-    def array(key: str, read: Callable[[Any, str, int], _T], known: Sequence[Any]) -> list[_T]:
-        reused = _reuse_prefix(data.get(key), known, key, read, reader) if version else None
-        if reused is not None:
-            return reused
-        return reader.items(reader.json(data, key), key, read)
-
-    iterations = array(
-        "iteration_history",
-        each(IterationRecord._read),
-        previous.iteration_history if previous else (),
-    )
-
-    def read_entry(raw: Any, path: str, index: int) -> FeedbackEntry:
-        # Version 0 entries had no IDs: derive stable ones, so that re-reading
-        # the same object (on every retry, say) gives the same IDs.
-        default_id = v0_entry_id(index, raw) if version == 0 else None
-        return FeedbackEntry._read(raw, path, default_id=default_id)
-
-    feedback = array("feedback_history", read_entry, previous.feedback_history if previous else ())
-    errors = array(
-        "error_messages", each(ErrorRecord._read), previous.error_messages if previous else ()
-    )
+    iterations, feedback, errors = _read_records(data, reader, version, previous)
     metadata = _read_metadata(data, reader)
     index_value = reader.json(data, KEY_HISTORY_INDEX)
     history = (
@@ -258,10 +274,9 @@ def read_state(
         return None  # only a collecting reader gets here
     if iteration is None:
         iteration = len(iterations)
-    if version == 0 and "iteration_history" not in data and iteration <= MAX_RECONSTRUCTED:
-        iterations = [
-            IterationRecord(i, last_update, MIGRATED_NOTE) for i in range(1, iteration + 1)
-        ]
+    iterations = migrate_iterations(
+        version, data, iteration=iteration, last_update=last_update, read=iterations
+    )
     extra_data = {k: v for k, v in data.items() if k not in KNOWN_KEYS}
 
     def build() -> TaskState:

@@ -18,6 +18,7 @@ from remstate.errors import CorruptState, InvalidInput, RemstateError, Unsupport
 from remstate.schema.datavalue import (
     decode_value,
 )
+from remstate.schema.migrations import UNVERSIONED
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
 from remstate.schema.values import (
     SCHEMA_VERSION,
@@ -98,7 +99,7 @@ def each(read: Callable[[Any, str], _T]) -> Callable[[Any, str, int], _T]:
 def stored_version(data: Mapping[str, str], reader: Reader) -> int | None:
     raw = data.get("schema_version")
     if raw is None:
-        return 0
+        return UNVERSIONED
     if not _DIGITS.fullmatch(raw.strip()):
         reader.fail(
             MalformedError(ProblemCode.BAD_VALUE, "schema_version", f"not a number: {raw[:40]!r}")
