@@ -216,11 +216,11 @@ class HistoryReader:
         key = (state.task_id, kind)
         with self._lock:
             cached = self._probes.get(key)
-        if cached is not None and cached[0] is state.history:
+        if cached is not None and cached[0] is state.history_index:
             return cached[1]
         order = [(ref, self.id_filter(state, ref)) for ref in reversed(state.segments_of(kind))]
         with self._lock:
-            self._probes[key] = (state.history, order)
+            self._probes[key] = (state.history_index, order)
             self._probes.move_to_end(key)
             while len(self._probes) > PAGE_CACHE_SIZE:
                 self._probes.popitem(last=False)

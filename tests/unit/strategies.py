@@ -274,7 +274,7 @@ task_states = st.builds(
     last_update=aware_datetimes,
     iteration_history=st.lists(iteration_records, max_size=3).map(tuple),
     feedback_history=st.lists(feedback_entries, max_size=4).map(tuple),
-    history=st.just(HistoryIndex()) | history_indexes,
+    history_index=st.just(HistoryIndex()) | history_indexes,
     error_messages=st.lists(error_records, max_size=3).map(tuple),
     metadata=json_objects,
     extra_data=extra_data,

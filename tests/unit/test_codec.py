@@ -51,6 +51,8 @@ from remstate.schema import (
     decoding,
     encode_segment,
     encode_state,
+    find_problems,
+    find_segment_problems,
     label_value,
     last_update_of,
     object_name,
@@ -62,8 +64,6 @@ from remstate.schema import (
     segment_ref,
     soft_deleted_at,
     state_object,
-    validate_object,
-    validate_segment,
     validation,
     value_bytes,
 )
@@ -187,7 +187,7 @@ class TestLayout:
         """``history_index`` appears only once history has moved to segments."""
         assert KEY_HISTORY_INDEX not in encode_state(sample_state()).data
         history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 2, "u"),), {"a": 1, "b": 1})
-        data = encode_state(sample_state(history=history)).data
+        data = encode_state(sample_state(history_index=history)).data
         assert json.loads(data[KEY_HISTORY_INDEX]) == {
             "segments": [
                 {"n": 1, "name": "task-42-state-h1", "first_seq": 0, "count": 2, "uid": "u"}
@@ -324,11 +324,11 @@ class TestVersion0:
         again = decode_state(obj)
         assert again == state
         assert again.schema_version == 1
-        assert validate_object(obj) == []
+        assert find_problems(obj) == []
 
     def test_v0_is_valid(self) -> None:
         """An intact version 0 object has no problems (it lacks annotations by design)."""
-        assert validate_object(StoredObject(name=V0_NAME, data=V0_DATA)) == []
+        assert find_problems(StoredObject(name=V0_NAME, data=V0_DATA)) == []
 
 
 class TestNewerVersion:
@@ -342,7 +342,7 @@ class TestNewerVersion:
     def test_validate_reports_unsupported_only(self) -> None:
         """The validator says why it cannot check, and checks nothing else."""
         obj = with_data(stored(sample_state()), schema_version="7", metadata="{broken")
-        assert codes(validate_object(obj)) == {
+        assert codes(find_problems(obj)) == {
             ("schema_version", ProblemCode.UNSUPPORTED_SCHEMA_VERSION)
         }
 
@@ -379,7 +379,7 @@ class TestCorruption:
             decode_state(obj)
         assert info.value.field == key
         assert info.value.task_id in ("42", None)
-        assert (key, code) in codes(validate_object(obj))
+        assert (key, code) in codes(find_problems(obj))
 
     @pytest.mark.parametrize(
         ("entry", "field", "code"),
@@ -405,7 +405,7 @@ class TestCorruption:
         with pytest.raises(CorruptState) as info:
             decode_state(obj)
         assert info.value.field == field
-        assert codes(validate_object(obj)) == {(field, code)}
+        assert codes(find_problems(obj)) == {(field, code)}
 
     def test_salvage_keeps_the_good_entries(self) -> None:
         """Salvage reads what it can: bad entries are left out and reported."""
@@ -425,7 +425,7 @@ class TestCorruption:
         """Missing JSON keys default to empty when decoding; the validator reports them."""
         obj = with_data(stored(sample_state(iteration=0, iteration_history=())), **{key: None})
         decode_state(obj)
-        assert (key, ProblemCode.MISSING_KEY) in codes(validate_object(obj))
+        assert (key, ProblemCode.MISSING_KEY) in codes(find_problems(obj))
 
     def test_missing_status_is_fatal(self) -> None:
         """No default for status is safe: CorruptState."""
@@ -433,14 +433,14 @@ class TestCorruption:
         with pytest.raises(CorruptState) as info:
             decode_state(obj)
         assert info.value.field == "status"
-        assert codes(validate_object(obj)) == {("status", ProblemCode.MISSING_KEY)}
+        assert codes(find_problems(obj)) == {("status", ProblemCode.MISSING_KEY)}
 
     def test_missing_task_id_and_last_update_come_from_annotations(self) -> None:
         """The annotations stand in for a missing task_id or last_update."""
         obj = with_data(stored(sample_state()), task_id=None, last_update=None)
         state = decode_state(obj)
         assert (state.task_id, state.last_update) == ("42", T0)
-        assert codes(validate_object(obj)) == {
+        assert codes(find_problems(obj)) == {
             ("task_id", ProblemCode.MISSING_KEY),
             ("last_update", ProblemCode.MISSING_KEY),
         }
@@ -458,7 +458,7 @@ class TestCorruption:
         """A missing iteration is the length of the history."""
         obj = with_data(stored(sample_state()), iteration=None)
         assert decode_state(obj).iteration == 2
-        assert codes(validate_object(obj)) == {("iteration", ProblemCode.MISSING_KEY)}
+        assert codes(find_problems(obj)) == {("iteration", ProblemCode.MISSING_KEY)}
 
     def test_iteration_mismatch(self) -> None:
         """An iteration count that disagrees with the history is reported, and refused on read."""
@@ -466,15 +466,15 @@ class TestCorruption:
         with pytest.raises(CorruptState, match="iteration is 5 but iteration_history has 2"):
             decode_state(obj)
         assert decode_state(obj, check=False).iteration == 5
-        assert codes(validate_object(obj)) == {("iteration", ProblemCode.ITERATION_MISMATCH)}
+        assert codes(find_problems(obj)) == {("iteration", ProblemCode.ITERATION_MISMATCH)}
 
     def test_duplicate_ids(self) -> None:
         """Two entries with one ID, or an ID both in the head and moved, are reported."""
         history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 1, "u"),), {"e1": 1})
-        obj = stored(sample_state(feedback_history=(fb(0), fb(0)), history=history))
-        obj2 = stored(sample_state(history=history))
-        assert codes(validate_object(obj)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
-        assert codes(validate_object(obj2)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
+        obj = stored(sample_state(feedback_history=(fb(0), fb(0)), history_index=history))
+        obj2 = stored(sample_state(history_index=history))
+        assert codes(find_problems(obj)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
+        assert codes(find_problems(obj2)) == {("feedback_history", ProblemCode.DUPLICATE_ID)}
 
     def test_index_mismatch(self) -> None:
         """Segments out of order, with gaps or wrongly named, are reported."""
@@ -485,7 +485,7 @@ class TestCorruption:
                 SegmentRef(3, "elsewhere", 8, 3, "u"),
             )
         )
-        problems = validate_object(stored(sample_state(history=history)))
+        problems = find_problems(stored(sample_state(history_index=history)))
         assert {p.code for p in problems} == {ProblemCode.INDEX_MISMATCH}
         assert len(problems) == 3
 
@@ -496,8 +496,8 @@ class TestCorruption:
             obj,
             annotations={ANNOTATION_TASK_ID: "41", ANNOTATION_LAST_UPDATE: "2020-01-01T00:00:00Z"},
         )
-        assert {p.code for p in validate_object(obj)} == {ProblemCode.ANNOTATION_MISMATCH}
-        assert len(validate_object(obj)) == 2
+        assert {p.code for p in find_problems(obj)} == {ProblemCode.ANNOTATION_MISMATCH}
+        assert len(find_problems(obj)) == 2
 
     @pytest.mark.parametrize(
         ("key", "value"),
@@ -525,7 +525,7 @@ class TestCorruption:
             decode_state(obj)
         assert info.value.field is not None
         assert info.value.field.startswith(key)
-        problems = validate_object(obj)
+        problems = find_problems(obj)
         assert any(p.field.startswith(key) for p in problems), problems
         state, salvaged = salvage_state(obj)
         assert salvaged == problems
@@ -552,7 +552,7 @@ class TestCorruption:
         with pytest.raises(CorruptState) as info:
             decode_segment(obj)
         assert info.value.field == "feedback_history"
-        assert codes(validate_segment(obj)) == {
+        assert codes(find_segment_problems(obj)) == {
             ("feedback_history", ProblemCode.MALFORMED_JSON),
             ("count", ProblemCode.INDEX_MISMATCH),
         }
@@ -570,12 +570,12 @@ class TestCorruption:
         with pytest.raises(CorruptState, match="nested too deeply") as info:
             decode_state(obj)
         assert isinstance(info.value.__cause__, RecursionError)
-        assert codes(validate_object(obj)) == {("data", ProblemCode.BAD_VALUE)}
+        assert codes(find_problems(obj)) == {("data", ProblemCode.BAD_VALUE)}
         assert salvage_state(obj)[0] is None
         segment = StoredObject(name="s", data=encode_segment("t", 1, 0, [fb(0)]))
         with pytest.raises(CorruptState):
             decode_segment(segment)
-        assert codes(validate_segment(segment)) == {("data", ProblemCode.BAD_VALUE)}
+        assert codes(find_segment_problems(segment)) == {("data", ProblemCode.BAD_VALUE)}
 
     def test_our_own_errors_pass_through_unchanged(self) -> None:
         """The guard does not swallow remstate's errors: a newer version stays one."""
@@ -588,11 +588,11 @@ class TestCorruption:
         obj = StoredObject(name="x", data=None)
         with pytest.raises(InvalidInput):
             decode_state(obj)
-        assert codes(validate_object(obj)) == {("data", ProblemCode.NO_DATA)}
+        assert codes(find_problems(obj)) == {("data", ProblemCode.NO_DATA)}
 
     def test_intact_object_has_no_problems(self) -> None:
         """A state we wrote validates clean."""
-        assert validate_object(stored(sample_state())) == []
+        assert find_problems(stored(sample_state())) == []
 
     @FAST
     @given(
@@ -622,7 +622,7 @@ class TestCorruption:
     ) -> None:
         """Whatever the data, the validator returns results and the decoder raises ours."""
         obj = StoredObject(name="x", data=data)
-        problems = validate_object(obj)
+        problems = find_problems(obj)
         try:
             decode_state(obj)
         except RemstateError:
@@ -673,7 +673,7 @@ class TestSegments:
     def test_segment_object_number_must_advance(self) -> None:
         """A taken name is skipped with a higher ``n``, never a lower one."""
         history = HistoryIndex((SegmentRef(4, "task-42-state-h4", 0, 1, "u"),))
-        state = sample_state(history=history)
+        state = sample_state(history_index=history)
         assert segment_object(state, [fb(0)], n=6).name == "task-42-state-h6"
         with pytest.raises(InvalidInput):
             segment_object(state, [fb(0)], n=4)
@@ -688,9 +688,9 @@ class TestSegments:
         data = encode_segment("t", 1, 0, [fb(0)])
         with pytest.raises(CorruptState):
             decode_segment(StoredObject(name="s", data={**data, "feedback_history": "[x"}))
-        problems = validate_segment(StoredObject(name="s", data={**data, "count": "5"}))
+        problems = find_segment_problems(StoredObject(name="s", data={**data, "count": "5"}))
         assert codes(problems) == {("count", ProblemCode.INDEX_MISMATCH)}
-        missing = validate_segment(StoredObject(name="s", data={"schema_version": "1"}))
+        missing = find_segment_problems(StoredObject(name="s", data={"schema_version": "1"}))
         assert {p.code for p in missing} == {ProblemCode.MISSING_KEY}
 
 
@@ -699,7 +699,7 @@ def archived_state(**changes: Any) -> TaskState:
     history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 2, "u1"),), {"e0": 1, "e1": 1})
     fields: dict[str, Any] = {
         "feedback_history": (fb(2),),
-        "history": history,
+        "history_index": history,
         "archived_resolutions": {"e0": T0, "e1": None},
     }
     fields.update(changes)
@@ -724,7 +724,7 @@ class TestFeedbackResolutions:
         """Resolutions read back exactly, and the object validates clean."""
         obj = stored(archived_state())
         assert decode_state(obj) == archived_state()
-        assert validate_object(obj) == []
+        assert find_problems(obj) == []
 
     def test_large_resolutions_are_compressed_and_counted(self) -> None:
         """A full overlay is compressed, and its bytes count against the object's limit."""
@@ -757,7 +757,7 @@ class TestFeedbackResolutions:
         with pytest.raises(CorruptState) as info:
             decode_state(obj)
         assert info.value.field == KEY_FEEDBACK_RESOLUTIONS
-        assert codes(validate_object(obj)) == {(KEY_FEEDBACK_RESOLUTIONS, code)}
+        assert codes(find_problems(obj)) == {(KEY_FEEDBACK_RESOLUTIONS, code)}
 
     def test_salvage_keeps_the_good_resolutions(self) -> None:
         """Salvage reads every readable resolution and reports the others."""
@@ -771,11 +771,11 @@ class TestFeedbackResolutions:
     def test_resolutions_that_do_not_fit_the_history_are_reported(self) -> None:
         """Resolutions with no segments, or for entries still in the head, are mismatches."""
         lone = stored(sample_state(archived_resolutions={"e0": T0}))
-        assert codes(validate_object(lone)) == {
+        assert codes(find_problems(lone)) == {
             (KEY_FEEDBACK_RESOLUTIONS, ProblemCode.INDEX_MISMATCH)
         }
         in_head = stored(archived_state(archived_resolutions={"e2": T0}))
-        problems = validate_object(in_head)
+        problems = find_problems(in_head)
         assert codes(problems) == {(KEY_FEEDBACK_RESOLUTIONS, ProblemCode.INDEX_MISMATCH)}
         assert "'e2'" in problems[0].message
         assert decode_state(in_head).archived_resolutions == {"e2": T0}  # still readable
@@ -799,4 +799,4 @@ class TestFeedbackResolutions:
         assert again.segments[0].cache_key == ("task-42-state-h1", "u1")
         written = json.loads(encode_state(again).data[KEY_HISTORY_INDEX])
         assert written["segments"][0]["rev"] == 1
-        assert validate_object(dataclasses.replace(obj, data=data)) == []
+        assert find_problems(dataclasses.replace(obj, data=data)) == []

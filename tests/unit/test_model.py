@@ -329,7 +329,7 @@ class TestTaskState:
             (SegmentRef(1, "s1", 0, 10, "u1"), SegmentRef(2, "s2", 10, 5, "u2")),
             {"e-old": 2},
         )
-        state = TaskState("42", 0, "pending", T0, feedback_history=head, history=history)
+        state = TaskState("42", 0, "pending", T0, feedback_history=head, history_index=history)
         assert state.head_first_seq == 15
         assert state.feedback_total == 18
         assert state.next_segment_number == 3

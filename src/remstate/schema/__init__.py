@@ -104,9 +104,9 @@ from remstate.schema.state import (
     TaskState,
 )
 from remstate.schema.validation import (
+    find_problems,
+    find_segment_problems,
     salvage_state,
-    validate_object,
-    validate_segment,
 )
 from remstate.schema.values import (
     KIND_ERRORS,
@@ -201,6 +201,8 @@ __all__ = [
     "encode_state",
     "feedback_bytes",
     "filter_page_object",
+    "find_problems",
+    "find_segment_problems",
     "format_timestamp",
     "label_safe",
     "label_value",
@@ -225,9 +227,7 @@ __all__ = [
     "state_object",
     "task_selector",
     "utc_now",
-    "validate_object",
     "validate_record_id",
-    "validate_segment",
     "validate_task_id",
     "value_bytes",
 ]

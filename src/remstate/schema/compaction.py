@@ -137,7 +137,7 @@ def _plain_head_bytes(state: TaskState, compress_over: int) -> int:
     extra = sum(utf8_len(v) for v in state.extra_data.values())
     # The index's and the resolutions' encodings are cached, and no larger than
     # their plain JSON.
-    index = utf8_len(state.history.encoded(compress_over)) if state.history else 0
+    index = utf8_len(state.history_index.encoded(compress_over)) if state.history_index else 0
     resolutions = (
         utf8_len(Resolutions.of(state.archived_resolutions).encoded(compress_over))
         if state.archived_resolutions

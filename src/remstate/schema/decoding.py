@@ -288,7 +288,7 @@ def read_state(
                 last_update=last_update,
                 iteration_history=tuple(iterations),
                 feedback_history=tuple(feedback),
-                history=history,
+                history_index=history,
                 error_messages=tuple(errors),
                 metadata=metadata,
                 extra_data=extra_data,
@@ -320,7 +320,7 @@ def decode_state(
     records, feedback IDs must be unique, and ``task_id`` must be the task the
     object is named for and agree with its task-id annotation. ``check=False``
     skips these (for tools that look at what is stored, and for deleting it);
-    :func:`validate_object` reports them all without raising.
+    :func:`find_problems` reports them all without raising.
 
     Raises:
         CorruptState: a field cannot be read (``.field`` names it);

@@ -127,9 +127,9 @@ def encode_state(
         ),
         "metadata": encode_json(state.metadata, compress_over=compress_over),
     }
-    if state.history:
+    if state.history_index:
         # Unchanged since the last compaction: encoded once, not on every append.
-        data[KEY_HISTORY_INDEX] = state.history.encoded(compress_over)
+        data[KEY_HISTORY_INDEX] = state.history_index.encoded(compress_over)
     if state.archived_resolutions:
         # Carried over from write to write: encoded once too.
         data[KEY_FEEDBACK_RESOLUTIONS] = Resolutions.of(state.archived_resolutions).encoded(

@@ -53,7 +53,7 @@ of the index's iteration segments, so the invariant is checked from the head.
 Reading is tolerant: a missing JSON key reads as empty, and a state with no
 ``schema_version`` is version 0 (the original sketch) and is migrated on read.
 A field that cannot be read raises ``CorruptState`` naming it; the validator
-(``validate_object``) reports every problem as data and never raises. Whatever
+(``find_problems``) reports every problem as data and never raises. Whatever
 the stored bytes (JSON nested too deeply to decode, numbers too long to
 convert...), decoding raises only remstate's errors.
 

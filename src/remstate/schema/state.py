@@ -91,8 +91,10 @@ class TaskState:
     last_update: datetime
     iteration_history: tuple[IterationRecord, ...] = ()
     feedback_history: tuple[FeedbackEntry, ...] = ()
-    #: The segments holding older feedback, and the IDs moved there last.
-    history: HistoryIndex = field(default_factory=HistoryIndex)
+    #: The history index: the segments holding older records of each kind, and the
+    #: IDs moved there last (the records themselves are in the ``*_history`` fields
+    #: and in the segments).
+    history_index: HistoryIndex = field(default_factory=HistoryIndex)
     error_messages: tuple[ErrorRecord, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: Data keys this remstate does not know, kept and written back as they were.
@@ -122,7 +124,7 @@ class TaskState:
             "feedback_history",
             _tuple_of(self.feedback_history, FeedbackEntry, "feedback_history"),
         )
-        _check_type(self.history, HistoryIndex, "history")
+        _check_type(self.history_index, HistoryIndex, "history_index")
         set_normalized(
             self, "error_messages", _tuple_of(self.error_messages, ErrorRecord, "error_messages")
         )
@@ -166,16 +168,16 @@ class TaskState:
     @property
     def segments(self) -> tuple[SegmentRef, ...]:
         """The history segments, oldest first."""
-        return self.history.segments
+        return self.history_index.segments
 
     @property
     def recent_moved_ids(self) -> Mapping[str, int]:
         """IDs recently moved into segments, oldest first, to their segment number."""
-        return self.history.recent_moved_ids
+        return self.history_index.recent_moved_ids
 
     def segments_of(self, kind: str) -> tuple[SegmentRef, ...]:
         """The segments holding records of ``kind`` (see :data:`KINDS`), oldest first."""
-        return self.history.segments_of(kind)
+        return self.history_index.segments_of(kind)
 
     def first_seq(self, kind: str) -> int:
         """The sequence number of the oldest record of ``kind`` held in the head."""
@@ -278,17 +280,17 @@ class TaskState:
                 recent[entry_id] = n
             if len(recent) > recent_limit:
                 recent = dict(itertools.islice(recent.items(), len(recent) - recent_limit, None))
-        history = HistoryIndex((*self.segments, segment), recent, self.history.extra)
+        history = HistoryIndex((*self.segments, segment), recent, self.history_index.extra)
         if kind == KIND_ITERATIONS:
             return dataclasses.replace(
-                self, iteration_history=self.iteration_history[count:], history=history
+                self, iteration_history=self.iteration_history[count:], history_index=history
             )
         if kind == KIND_ERRORS:
             return dataclasses.replace(
-                self, error_messages=self.error_messages[count:], history=history
+                self, error_messages=self.error_messages[count:], history_index=history
             )
         return dataclasses.replace(
-            self, feedback_history=self.feedback_history[count:], history=history
+            self, feedback_history=self.feedback_history[count:], history_index=history
         )
 
     def filter_page_for(self, n: int) -> SegmentRef | None:
@@ -330,8 +332,8 @@ class TaskState:
             dataclasses.replace(s, id_filter=None) if page.first_seq <= s.n < page.end_seq else s
             for s in self.segments
         )
-        history = HistoryIndex((*segments, page), self.recent_moved_ids, self.history.extra)
-        return dataclasses.replace(self, history=history)
+        history = HistoryIndex((*segments, page), self.recent_moved_ids, self.history_index.extra)
+        return dataclasses.replace(self, history_index=history)
 
     def with_filters(self, filters: Mapping[int, IdFilter]) -> TaskState:
         """This state with the ID filters of the segments numbered as the keys set.
@@ -351,8 +353,8 @@ class TaskState:
             else s
             for s in self.segments
         )
-        history = HistoryIndex(segments, self.recent_moved_ids, self.history.extra)
-        return dataclasses.replace(self, history=history)
+        history = HistoryIndex(segments, self.recent_moved_ids, self.history_index.extra)
+        return dataclasses.replace(self, history_index=history)
 
     def segment_for_seq(self, seq: int, kind: str = KIND_FEEDBACK) -> SegmentRef | None:
         """The segment holding sequence number ``seq`` of ``kind``, if a segment does."""
@@ -437,7 +439,7 @@ class TaskState:
                 last_update=last_update,
                 iteration_history=iterations,
                 feedback_history=feedback,
-                history=HistoryIndex(segments, moved),
+                history_index=HistoryIndex(segments, moved),
                 error_messages=errors,
                 metadata=metadata,
                 extra_data=extra_data,

@@ -34,7 +34,7 @@ def salvage_state(obj: StoredObject) -> tuple[TaskState | None, list[Problem]]:
     return collecting(obj, reader, read), reader.problems
 
 
-def validate_object(obj: StoredObject) -> list[Problem]:
+def find_problems(obj: StoredObject) -> list[Problem]:
     """Every problem found in a head object, as typed results; never raises.
 
     Checks: unsupported or unreadable schema version; missing keys; malformed
@@ -46,7 +46,7 @@ def validate_object(obj: StoredObject) -> list[Problem]:
     return salvage_state(obj)[1]
 
 
-def validate_segment(obj: StoredObject) -> list[Problem]:
+def find_segment_problems(obj: StoredObject) -> list[Problem]:
     """Every problem found in a history segment object; never raises."""
     reader = Reader(collect=True)
     collecting(obj, reader, lambda: read_segment(obj, reader))
