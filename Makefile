@@ -39,7 +39,7 @@ test: $(STAMP) controlplane lint typecheck
 
 ## cluster: start a local control plane and print how to use it (Ctrl-C stops it)
 cluster: $(STAMP) controlplane
-	$(BIN)/python -m tests.controlplane up
+	$(BIN)/python -m remstate.testing.controlplane up
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

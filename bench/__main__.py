@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--json out.json]``: run every figure, print the tables.
 
-Starts its own kube-apiserver and etcd on 127.0.0.1 (``tests.controlplane``)
+Starts its own kube-apiserver and etcd on 127.0.0.1 (``remstate.testing.controlplane``)
 and stops them, with the writer processes, however the run ends. Progress
 goes to stderr; the markdown tables go to stdout.
 """
@@ -91,7 +91,7 @@ def _load() -> str:
 
 
 def run(settings: Settings, *, mode: str) -> Results:
-    from tests.controlplane import ControlPlane
+    from remstate.testing.controlplane import ControlPlane
 
     began = now()
     machine: dict[str, Any] = {

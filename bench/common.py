@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 
 if TYPE_CHECKING:
-    from tests.controlplane import ControlPlane
+    from remstate.testing.controlplane import ControlPlane
 
 __all__ = ["CountingApiClient", "Target", "check_clock", "median", "now"]
 

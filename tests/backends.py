@@ -7,7 +7,6 @@ child processes, each of which opens its own connection to the same store.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,23 +16,14 @@ from kubernetes import client
 from remstate.store import Store
 
 if TYPE_CHECKING:
-    from tests.controlplane import ControlPlane
+    from remstate.testing.controlplane import ControlPlane
 
 BACKENDS = ("embedded", "kubernetes")
 
 
 def new_namespace(plane: ControlPlane, prefix: str = "t") -> str:
-    """Create a namespace of its own for one test.
-
-    Namespaces are never deleted: with no controller manager running they
-    would stay Terminating, and the whole plane is thrown away at the end.
-    """
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    with plane.api_client() as api:
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    return name
+    """Create a namespace of its own for one test (never deleted: it goes with the plane)."""
+    return plane.create_namespace(prefix)
 
 
 class RecordingApiClient(client.ApiClient):  # type: ignore[misc]

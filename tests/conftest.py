@@ -1,16 +1,15 @@
-"""Fixtures shared by every test: the real control plane and a store on each backend.
+"""Fixtures shared by every test: a store on each backend.
 
 The Kubernetes backend is always tested against a real kube-apiserver with
-etcd, started once per session; a test never skips because it is missing.
-Each test gets a namespace of its own, so tests do not see each other's objects.
-Namespaces are never deleted: with no controller manager running they would
-stay Terminating, and the whole plane is thrown away at the end of the session.
+etcd, started once per session by the ``controlplane`` fixture of
+``remstate.testing.pytest_plugin`` (named in pyproject's ``addopts``, and a
+``pytest11`` entry point); a test never skips because it is missing. Each test
+gets a namespace of its own, so tests do not see each other's objects.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,30 +17,8 @@ from pathlib import Path
 import pytest
 
 from remstate.store import Store
-from tests.backends import BACKENDS, StoreSpec, new_namespace
-from tests.controlplane import ControlPlane
-
-#: What the session ran against, for the summary at the end.
-_PLANE: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def controlplane() -> Iterator[ControlPlane]:
-    """A real kube-apiserver and etcd for the whole session."""
-    from kubernetes import client
-
-    with ControlPlane.start() as plane:
-        with plane.api_client() as api:
-            version = client.VersionApi(api).get_code().git_version
-        etcd = subprocess.run(
-            [str(plane.bin_dir / "etcd"), "--version"], capture_output=True, text=True, check=True
-        ).stdout.splitlines()[0]
-        _PLANE.append(
-            f"kube-apiserver {version} at {plane.server}, {etcd}; "
-            f"ready in {plane.startup_seconds:.1f}s"
-        )
-        yield plane
-
+from remstate.testing.controlplane import ControlPlane
+from tests.backends import BACKENDS, StoreSpec
 
 _BACKEND_ID = re.compile(r"\[(?:[^\]]*-)?(" + "|".join(BACKENDS) + r")(?:-[^\]]*)?\]$")
 
@@ -54,11 +31,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             match = _BACKEND_ID.search(getattr(report, "nodeid", ""))
             if match and (report.when == "call" or outcome != "passed"):
                 counts[match.group(1)][outcome] += 1
-    if not _PLANE and not any(counts.values()):
+    if not any(counts.values()):
         return
     terminalreporter.section("remstate backends")
-    for line in _PLANE:
-        terminalreporter.write_line(f"control plane: {line}")
     for backend, counted in counts.items():
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counted.items()))
         terminalreporter.write_line(f"{backend}: {summary or 'no tests'}")
@@ -70,7 +45,8 @@ def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     if request.param == "embedded":
         return StoreSpec("embedded", "default", path=str(tmp_path / "state.db"))
     plane: ControlPlane = request.getfixturevalue("controlplane")
-    return StoreSpec("kubernetes", new_namespace(plane), kubeconfig=str(plane.kubeconfig))
+    namespace: str = request.getfixturevalue("controlplane_namespace")
+    return StoreSpec("kubernetes", namespace, kubeconfig=str(plane.kubeconfig))
 
 
 @pytest.fixture

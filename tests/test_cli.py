@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from remstate.errors import (
     MaxIterationsReached,
     NotFound,
     OutcomeUnknown,
+    RemstateError,
     RetriesExhausted,
     ServerFault,
     StateNotFound,
@@ -410,6 +412,39 @@ class TestStoreOption:
         assert_one_error_line(result)
 
 
+class TestKubeconfig:
+    @pytest.mark.parametrize(
+        "content",
+        [
+            pytest.param(None, id="missing"),
+            pytest.param("garbage: [\n  not yaml", id="garbage"),
+            pytest.param("apiVersion: v1\nkind: Config\n", id="no-contexts"),
+        ],
+    )
+    @pytest.mark.parametrize("command", [["get", "42"], ["increment", "42"]])
+    def test_unusable_kubeconfig_exits_6_with_one_line(
+        self,
+        run_bare: Run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        content: str | None,
+        command: list[str],
+    ) -> None:
+        """A missing or broken kubeconfig outside a pod exits 6 with one line naming it."""
+        kubeconfig = tmp_path / "kubeconfig"
+        if content is not None:
+            kubeconfig.write_text(content)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setenv("REMSTATE_STORE", "kubernetes://default")
+        # Not a pod, whatever the machine running the tests is.
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+        result = run_bare(*command)
+        assert result.code == Exit.UNAVAILABLE == 6
+        assert_one_error_line(result)
+        assert str(kubeconfig) in result.err
+
+
 class TestTimeout:
     def test_timeout_after_the_command_is_taken(self, run: Run) -> None:
         """``--timeout`` is a global option, accepted after the command like ``-o``."""
@@ -440,7 +475,7 @@ class TestStoreSetting:
     ) -> None:
         """An empty ``--store`` or REMSTATE_STORE exits 2; the default store is not used."""
         default = tmp_path / "default" / "state.db"
-        monkeypatch.setattr(cli, "DEFAULT_DB", default)
+        monkeypatch.setattr(cli.options, "DEFAULT_DB", default)
         if where == "option":
             result = run_bare("--store", value, "increment", TASK)
         else:
@@ -577,6 +612,46 @@ class TestExitCode:
         assert exit_code(error) == code
 
 
+def _error_tree(root: type[RemstateError] = RemstateError) -> list[type[RemstateError]]:
+    """Every class under ``root`` that remstate defines, depth first.
+
+    ``StoreError`` itself is left out, as ``RemstateError`` is: raised bare, it is
+    a store failure the store could not classify (exit 1, see ``TestExitCode``).
+    """
+    found: list[type[RemstateError]] = []
+    for sub in root.__subclasses__():
+        if sub.__module__.startswith("remstate."):
+            found += [*([] if sub is StoreError else [sub]), *_error_tree(sub)]
+    return found
+
+
+def _documented_codes() -> set[int]:
+    """The codes the module docstring's table lists, one per line that starts with a code."""
+    assert cli.__doc__ is not None
+    return {int(m.group(1)) for m in re.finditer(r"^ {2,4}(\d+) {2}\S", cli.__doc__, re.M)}
+
+
+class TestErrorTree:
+    @pytest.mark.parametrize("kind", _error_tree(), ids=lambda kind: kind.__name__)
+    def test_each_error_class_has_a_code_of_its_own(self, kind: type[RemstateError]) -> None:
+        """Every class of the tree maps to a documented code other than 1 (unexpected)."""
+        error = kind.__new__(kind)  # the code depends on the class alone
+        code = exit_code(error)
+        assert code != Exit.ERROR
+        assert code in _documented_codes()
+
+    def test_the_tree_is_walked_whole(self) -> None:
+        """The walk finds the store's 409, 410 and 422 classes and the outage ones."""
+        names = {kind.__name__ for kind in _error_tree()}
+        assert {"AlreadyExists", "Conflict", "Gone", "CorruptStore", "ServerFault"} <= names
+        assert {"OutcomeUnknown", "StateNotFound", "UnsupportedSchemaVersion"} <= names
+        assert "InvalidObject" in names
+
+    def test_the_docstring_lists_every_code(self) -> None:
+        """The module docstring's table has a line for each exit code, and nothing else."""
+        assert _documented_codes() == {int(code) for code in Exit}
+
+
 class TestConsoleScript:
     def test_installed_script_runs_a_step(self, store_url: str) -> None:
         """The installed ``remstate`` prints JSON and exits 0, then exits 4 at the maximum."""
@@ -634,3 +709,40 @@ class TestGlobalOptionsAnywhere:
         assert result.json() == {"task_id": TASK, "iteration": 1}
         state = run_bare("get", TASK, "-o", "json", "--store", store_url).json()
         assert state["iteration_history"][0]["note"] == "-o"
+
+    def test_a_value_after_double_dash_is_an_argument(self, run_bare: Run, store_url: str) -> None:
+        """After `--`, "-o" is the error message, not the output option."""
+        result = run_bare("error", TASK, "-s", store_url, "-o", "json", "--", "-o")
+        assert result.code == Exit.OK, result.err
+        assert result.json()["message"] == "-o"
+
+    def test_options_between_the_subgroup_and_its_command(
+        self, run_bare: Run, store_url: str
+    ) -> None:
+        """`remstate feedback -o json list 42` takes the option where it stands."""
+        run_bare("-s", store_url, "feedback", "add", TASK, "looks wrong", "--author", "r")
+        result = run_bare("feedback", "-o", "json", "-s", store_url, "list", TASK)
+        assert result.code == Exit.OK, result.err
+        assert result.json()["total"] == 1
+
+    def test_the_later_value_wins(self, run_bare: Run, store_url: str) -> None:
+        """Given before and after the command, the value after it is used."""
+        result = run_bare("-o", "text", "-s", store_url, "increment", TASK, "-o", "json")
+        assert result.json() == {"task_id": TASK, "iteration": 1}
+
+    def test_an_option_after_the_command_wins_over_the_environment(
+        self, run_bare: Run, store_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """REMSTATE_MAX_ITERATIONS=1 is overridden by `--max-iterations 2` after the command."""
+        monkeypatch.setenv("REMSTATE_MAX_ITERATIONS", "1")
+        for _ in range(2):
+            assert run_bare("increment", TASK, "-s", store_url, "--max-iterations", "2").code == 0
+        assert run_bare("increment", TASK, "-s", store_url).code == Exit.MAX_ITERATIONS
+
+    @pytest.mark.parametrize("args", [["increment", "--help"], ["feedback", "list", "--help"]])
+    def test_each_command_lists_the_global_options(self, run_bare: Run, args: list[str]) -> None:
+        """A command's help shows the global options it accepts."""
+        result = run_bare(*args)
+        assert result.code == Exit.OK
+        for option in ("--output", "--store", "--max-iterations", "--timeout"):
+            assert option in result.out

@@ -6,7 +6,8 @@ On both backends (Kubernetes: the real API server).
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -38,19 +39,12 @@ from remstate.schema import (
 )
 from remstate.store import Store
 from tests.backends import CountingStore
+from tests.helpers import T0, entry
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-
-def entry(i: int, *, id: str | None = None) -> FeedbackEntry:  # noqa: A002
-    return FeedbackEntry.new(
-        author=f"reviewer-{i % 3}",
-        severity="medium",
-        issue_type="bug",
-        description=f"finding {i}: " + "the loop re-reads the object " * 4,
-        id=id or f"fb-{i:06d}",
-        timestamp=T0 + timedelta(seconds=i),
-    )
+def wordy(i: int, **fields: Any) -> FeedbackEntry:
+    """Entry ``i`` with a longer description, so that the history pages out sooner."""
+    return entry(i, description=f"finding {i}: " + "the loop re-reads the object " * 4, **fields)
 
 
 def _build(store: Store, state: TaskState) -> None:
@@ -79,16 +73,16 @@ class TestFeedbackIdsAreNeverAppendedTwice:
     ) -> None:
         """An id appended again after 5,000 newer ones (past any recent window) is not doubled."""
         manager = StateManager(store)
-        first = manager.append_feedback("t", entry(0, id="first"))
-        manager.append_feedback_many("t", [entry(i) for i in range(1, 5001)])
+        first = manager.append_feedback("t", wordy(0, id="first"))
+        manager.append_feedback_many("t", [wordy(i) for i in range(1, 5001)])
         state = manager.get_state("t")
         assert state.find_feedback("first") is None
         assert "first" not in state.recent_moved_ids  # past the window of recent ids
 
-        again = manager.append_feedback("t", entry(9999, id="first"))
+        again = manager.append_feedback("t", wordy(9999, id="first"))
         assert again == first
         fresh = StateManager(store)  # a new process: only what is stored
-        assert fresh.append_feedback("t", entry(9998, id="first")) == first
+        assert fresh.append_feedback("t", wordy(9998, id="first")) == first
         page = fresh.get_feedback_history("t", limit=10_000)
         ids = [e.id for e in page.entries]
         assert page.total == 5001
@@ -98,16 +92,16 @@ class TestFeedbackIdsAreNeverAppendedTwice:
         """With segments, appending a new id is still one write and no read (warm manager)."""
         counting = CountingStore(store)
         manager = StateManager(counting)  # type: ignore[arg-type]
-        manager.append_feedback_many("t", [entry(i) for i in range(5000)])
+        manager.append_feedback_many("t", [wordy(i) for i in range(5000)])
         assert len(manager.get_state("t").segments) >= 2
         counting.calls.clear()
-        manager.append_feedback("t", entry(6000))
+        manager.append_feedback("t", wordy(6000))
         assert counting.calls == ["replace"]
 
     def test_a_segment_written_before_filters_is_read_then_filtered(self, store: Store) -> None:
         """An index without filters is still honoured: the segment is read, its filter stored."""
         manager = StateManager(store)
-        manager.append_feedback_many("t", [entry(i) for i in range(5000)])
+        manager.append_feedback_many("t", [wordy(i) for i in range(5000)])
         head = store.get(object_name("t"))
         state = decode_state(head)
         # As an older remstate wrote it: no filters, no recent window.
@@ -123,10 +117,10 @@ class TestFeedbackIdsAreNeverAppendedTwice:
         assert all(s.id_filter is None for s in decode_state(store.get(head.name)).segments)
 
         fresh = StateManager(store)
-        assert fresh.append_feedback("t", entry(3, id="fb-000003")).description.startswith(
+        assert fresh.append_feedback("t", wordy(3, id="fb-000003")).description.startswith(
             "finding 3:"
         )
-        fresh.append_feedback("t", entry(7000))
+        fresh.append_feedback("t", wordy(7000))
         after = decode_state(store.get(head.name))
         assert all(s.id_filter is not None for s in after.segments)
         assert fresh.get_feedback_history("t", limit=1).total == 5001
@@ -234,7 +228,7 @@ class TestPaging:
     def test_a_cursor_of_another_kind_is_refused(self, store: Store) -> None:
         """A feedback cursor given to get_errors raises InvalidInput."""
         manager = StateManager(store)
-        manager.append_feedback_many("t", [entry(i) for i in range(3)])
+        manager.append_feedback_many("t", [wordy(i) for i in range(3)])
         cursor = manager.get_feedback_history("t", limit=1).next_cursor
         assert cursor is not None
         manager.record_error("t", "boom")

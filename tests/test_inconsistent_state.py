@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from remstate.cli import Exit, main
 from remstate.schema import IterationRecord, TaskState, object_name, state_object
 from remstate.store import Store, StoredObject
 from tests.backends import StoreSpec
+from tests.helpers import T0
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TASK = "42"
 
 

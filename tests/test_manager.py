@@ -29,6 +29,7 @@ from remstate.retry import RetryPolicy
 from remstate.schema import decode_segment, encode_segment, object_name, plan_compaction
 from remstate.store import Store, StoredObject
 from tests.backends import CountingStore, LosesResponses, StoreSpec
+from tests.helpers import entry
 
 
 class Clock:
@@ -52,19 +53,6 @@ def clock() -> Clock:
 @pytest.fixture
 def manager(store: Store, clock: Clock) -> StateManager:
     return StateManager(store, clock=clock)
-
-
-def entry(i: int, **fields: Any) -> FeedbackEntry:
-    values: dict[str, Any] = {
-        "author": f"reviewer-{i % 3}",
-        "severity": "medium",
-        "issue_type": "bug",
-        "description": f"finding {i}",
-        "id": f"fb-{i:06d}",
-        "timestamp": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
-    }
-    values.update(fields)
-    return FeedbackEntry.new(**values)
 
 
 class TestStateLifecycle:
@@ -542,11 +530,6 @@ class TestPublicErrors:
         for call in calls:
             with pytest.raises(RemstateError):
                 call()
-
-
-def test_task_state_is_the_public_type(manager: StateManager) -> None:
-    """get_state returns a TaskState."""
-    assert isinstance(manager.get_or_create_state("t"), TaskState)
 
 
 def _bulky(i: int) -> FeedbackEntry:

@@ -18,8 +18,8 @@ import pytest
 from remstate import FeedbackEntry, MaxIterationsReached, NotFound, StateManager
 from remstate.store import Store
 from remstate.store.kubernetes import KubernetesStore
+from remstate.testing.controlplane import ControlPlane
 from tests.backends import RecordingApiClient, StoreSpec, new_namespace
-from tests.controlplane import ControlPlane
 
 WORKERS = 8
 

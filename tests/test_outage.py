@@ -29,8 +29,8 @@ from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
 from remstate.store import StoredObject
 from remstate.store.kubernetes import KubernetesStore
+from remstate.testing.controlplane import ControlPlane
 from tests.backends import new_namespace
-from tests.controlplane import ControlPlane
 from tests.faults import Relay, hung_server
 
 #: Seconds added to a deadline before an operation counts as having outlived it:

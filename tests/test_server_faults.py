@@ -22,8 +22,8 @@ from remstate.errors import ServerFault, Unavailable
 from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
 from remstate.store.kubernetes import KubernetesStore, error_from_status
+from remstate.testing.controlplane import ControlPlane
 from tests.backends import CountingStore
-from tests.controlplane import ControlPlane
 
 #: etcd's quota: room for what the API server writes when it starts, and a few MB more.
 QUOTA = 8_000_000

@@ -5,13 +5,18 @@ The public API is what ``__all__`` lists; everything else may change.
 
 from __future__ import annotations
 
+import typing
+
 from remstate.errors import (
     AlreadyExists,
+    ApiStatus,
     Conflict,
     CorruptState,
     CorruptStore,
     Forbidden,
+    Gone,
     InvalidInput,
+    InvalidObject,
     MaxIterationsReached,
     NotFound,
     OutcomeUnknown,
@@ -36,20 +41,29 @@ from remstate.schema import (
     TaskState,
 )
 
+if typing.TYPE_CHECKING:
+    from remstate.store.embedded import EmbeddedStore
+    from remstate.store.kubernetes import KubernetesStore
+
 __all__ = [
     "AlreadyExists",
+    "ApiStatus",
     "Conflict",
     "CorruptState",
     "CorruptStore",
+    "EmbeddedStore",
     "ErrorPage",
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
     "Forbidden",
+    "Gone",
     "InvalidInput",
+    "InvalidObject",
     "IssueType",
     "IterationPage",
     "IterationRecord",
+    "KubernetesStore",
     "MaxIterationsReached",
     "NotFound",
     "OutcomeUnknown",
@@ -68,3 +82,14 @@ __all__ = [
     "UnsupportedSchemaVersion",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The store classes are imported on first use: ``import remstate`` loads
+    # neither the Kubernetes client nor sqlite3, and using one backend never
+    # loads the other.
+    if name in ("EmbeddedStore", "KubernetesStore"):
+        import remstate.store
+
+        return getattr(remstate.store, name)
+    raise AttributeError(f"module 'remstate' has no attribute {name!r}")

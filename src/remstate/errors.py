@@ -10,7 +10,7 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   │   └── StateNotFound        no state for this task
     │   ├── AlreadyExists            409 AlreadyExists
     │   ├── Conflict                 409 Conflict: stale resourceVersion or precondition
-    │   ├── Invalid                  422: too large, bad name, bad label, bad key
+    │   ├── InvalidObject            422, 400, 413: too large, bad name, label, key or selector
     │   ├── Forbidden                403 (and 401 Unauthorized)
     │   ├── Gone                     410: continue token or watch resourceVersion expired
     │   ├── CorruptStore             500: the store's own file is damaged, or newer than us
@@ -49,8 +49,8 @@ __all__ = [
     "CorruptStore",
     "Forbidden",
     "Gone",
-    "Invalid",
     "InvalidInput",
+    "InvalidObject",
     "MaxIterationsReached",
     "NotFound",
     "OutcomeUnknown",
@@ -144,8 +144,14 @@ class Conflict(StoreError):
     reason = "Conflict"
 
 
-class Invalid(StoreError):
-    """The object breaks a rule of the API: too large, a bad name, label or key."""
+class InvalidObject(StoreError):
+    """The server refused the object or request as breaking a rule of its API.
+
+    Too large, a bad name, label or key (422, reason ``Invalid``), or a request
+    it cannot parse, such as a label selector or a continue token (400). Not to
+    be confused with ``InvalidInput``, which remstate raises itself, before
+    anything is sent, for a caller's bad argument.
+    """
 
     code = 422
     reason = "Invalid"

@@ -32,8 +32,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ulid import ULID
 
@@ -82,12 +81,10 @@ from remstate.schema import (
     validate_task_id,
 )
 from remstate.schema.datavalue import normalize_json
-from remstate.store import Store, StoredObject
+from remstate.store import Store, StoredObject, open_store
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
-
-    from remstate.store.embedded_file import OpenMode
+    from remstate.store.opener import ApiClient
 
 __all__ = ["ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
 
@@ -175,9 +172,7 @@ class StateManager:
         if store is None:
             if api_client is None:
                 raise InvalidInput("give a store, or an api_client and a namespace")
-            from remstate.store.kubernetes import KubernetesStore
-
-            store = KubernetesStore(namespace or "default", api_client=api_client)
+            store = open_store("kubernetes://", namespace=namespace, api_client=api_client)
             self._owns_store = True
         else:
             if api_client is not None:
@@ -210,10 +205,13 @@ class StateManager:
         more strictly if the URL asks; the Kubernetes store ignores it. Other
         keyword options go to the constructor.
 
+        The URL is opened by ``remstate.store.open_store``.
+
         Raises:
-            InvalidInput: the URL's scheme is not one of these.
+            InvalidInput: the URL's scheme is not one of these, or it has no path.
             NotFound: the embedded store's file does not exist, and the mode may not create it.
             CorruptStore, Unavailable: the embedded store's file cannot be used.
+            Unavailable: no Kubernetes configuration (kubeconfig or in-cluster) can be loaded.
         """
         if not isinstance(url, str):
             raise InvalidInput(f"a store URL is a string, not {type(url).__name__}")
@@ -221,29 +219,10 @@ class StateManager:
         if unknown:
             raise InvalidInput(f"unknown StateManager options: {', '.join(sorted(unknown))}")
         mode = options.pop("mode", "rwc")
+        namespace = options.pop("namespace", None)
         # Before the store is opened: a bad option must not leave a database behind.
-        _check_settings(**{k: v for k, v in options.items() if k != "namespace"})
-        parts = urlsplit(url)
-        if parts.scheme == "sqlite":
-            path = unquote(parts.netloc + parts.path)
-            if not path:
-                raise InvalidInput(f"no database path in {url!r}")
-            from remstate.store.embedded import EmbeddedStore
-
-            namespace = options.pop("namespace", "default")
-            store = EmbeddedStore(path, namespace=namespace, mode=_sqlite_mode(url, mode))
-            manager = cls(store, **options)
-        elif parts.scheme in ("kubernetes", "k8s"):
-            from remstate.store.kubernetes import KubernetesStore
-
-            namespace = parts.netloc or parts.path.strip("/") or options.get("namespace")
-            options.pop("namespace", None)
-            manager = cls(KubernetesStore(namespace or "default"), **options)
-        else:
-            raise InvalidInput(
-                f"unknown store URL {url!r}: use sqlite:///path/to/state.db "
-                "or kubernetes://NAMESPACE"
-            )
+        _check_settings(**options)
+        manager = cls(open_store(url, namespace=namespace, mode=mode), **options)
         manager._owns_store = True
         return manager
 
@@ -992,19 +971,6 @@ class StateManager:
 
 
 _OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
-_SQLITE_MODES = ("ro", "rw", "rwc")
-
-
-def _sqlite_mode(url: str, option: object) -> OpenMode:
-    """The stricter of the ``mode`` option and the URL's ``?mode=`` (read-only first)."""
-    query = parse_qs(urlsplit(url).query, keep_blank_values=True)
-    if set(query) - {"mode"} or len(query.get("mode", ())) > 1:
-        raise InvalidInput(f"a sqlite store URL takes one query parameter, mode: {url!r}")
-    modes = [option, *query.get("mode", ())]
-    for mode in modes:
-        if mode not in _SQLITE_MODES:
-            raise InvalidInput(f"mode must be one of ro, rw or rwc, not {mode!r}")
-    return cast("OpenMode", min(modes, key=_SQLITE_MODES.index))
 
 
 def _check_update(old: TaskState, new: object) -> None:

@@ -8,28 +8,29 @@ the embedded store.
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from remstate.errors import (
     AlreadyExists,
+    ApiStatus,
     Conflict,
-    Invalid,
+    InvalidObject,
     NotFound,
     RemstateError,
     StoreError,
 )
 from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
-from tests.backends import StoreSpec
+from remstate.testing.controlplane import ControlPlane
+from tests.backends import StoreSpec, new_namespace
+from tests.helpers import cm
 
 MiB = 1_048_576
-
-
-def cm(name: str, data: dict[str, str] | None = None, **labels: str) -> StoredObject:
-    return StoredObject(name=name, data=data if data is not None else {"k": "v"}, labels=labels)
 
 
 class TestCreateAndGet:
@@ -126,13 +127,14 @@ class TestReplace:
 
 class TestDelete:
     def test_delete_removes_the_object(self, store: Store) -> None:
-        """Delete removes the object; a second delete raises NotFound."""
+        """Delete removes the object; a second delete raises NotFound, worded as the server does."""
         store.create(cm("d"))
         store.delete("d")
         with pytest.raises(NotFound):
             store.get("d")
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as caught:
             store.delete("d")
+        assert caught.value.status.message == 'configmaps "d" not found'
 
     def test_delete_with_matching_preconditions(self, store: Store) -> None:
         """Delete with the current uid and resourceVersion removes the object."""
@@ -184,7 +186,7 @@ class TestList:
 
     def test_invalid_selector_raises_invalid(self, store: Store) -> None:
         """A selector that cannot be parsed is refused with a client error."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.list(label_selector="role in (a")
 
     def test_pagination_across_several_pages(self, store: Store) -> None:
@@ -244,15 +246,15 @@ class TestLimits:
         assert store.get("big").data == data
 
     def test_one_byte_over_the_limit_is_invalid(self, store: Store) -> None:
-        """One byte over 1 MiB is refused as Invalid, on create and on replace."""
-        with pytest.raises(Invalid) as caught:
+        """One byte over 1 MiB is refused as InvalidObject, on create and on replace."""
+        with pytest.raises(InvalidObject) as caught:
             store.create(StoredObject(name="big", data={"a": "x" * (MiB + 1)}))
         assert caught.value.status.code == 422
         with pytest.raises(NotFound):
             store.get("big")
 
         obj = store.create(StoredObject(name="big", data={"a": "x"}))
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.replace(
                 StoredObject(
                     name="big",
@@ -264,7 +266,7 @@ class TestLimits:
 
     def test_multibyte_characters_count_as_bytes(self, store: Store) -> None:
         """The limit counts UTF-8 bytes, so 2-byte characters reach it at half the length."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2 + 1)}))
 
     @pytest.mark.parametrize(
@@ -272,8 +274,8 @@ class TestLimits:
         ["", "UPPER", "under_score", "-leading", "trailing-", "a/b", "sp ace", "é", "a" * 254],
     )
     def test_invalid_names_are_rejected(self, store: Store, name: str) -> None:
-        """Names that are not DNS-1123 subdomains are refused as Invalid."""
-        with pytest.raises(Invalid):
+        """Names that are not DNS-1123 subdomains are refused as InvalidObject."""
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name=name, data={"k": "v"}))
 
     @pytest.mark.parametrize("name", ["a", "a.b-c", "0-9", "a" * 253])
@@ -283,8 +285,8 @@ class TestLimits:
 
     @pytest.mark.parametrize("key", ["bad/key", "bad key", "", "a" * 254])
     def test_invalid_data_keys_are_rejected(self, store: Store, key: str) -> None:
-        """Data keys outside [-._a-zA-Z0-9]{1,253} are refused as Invalid."""
-        with pytest.raises(Invalid):
+        """Data keys outside [-._a-zA-Z0-9]{1,253} are refused as InvalidObject."""
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="k", data={key: "v"}))
 
     @pytest.mark.parametrize(
@@ -293,18 +295,20 @@ class TestLimits:
     )
     def test_invalid_labels_are_rejected(self, store: Store, labels: dict[str, str]) -> None:
         """Label values over 63 characters or outside the label syntax are refused."""
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="l", data={}, labels=labels))
 
     def test_label_value_of_63_characters_is_accepted(self, store: Store) -> None:
-        """A label value of exactly 63 characters is accepted."""
-        store.create(StoredObject(name="l", data={}, labels={"k": "x" * 63}))
+        """A label value of exactly 63 characters is accepted, and read back whole."""
+        created = store.create(StoredObject(name="l", data={}, labels={"k": "x" * 63}))
+        assert created.labels == {"k": "x" * 63}
+        assert store.get("l").labels == {"k": "x" * 63}
 
     def test_annotations_over_256_kib_are_rejected(self, store: Store) -> None:
         """Annotations totalling more than 256 KiB are refused; exactly 256 KiB is accepted."""
         limit = 256 * 1024
         store.create(StoredObject(name="ok", data={}, annotations={"a": "x" * (limit - 1)}))
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             store.create(StoredObject(name="no", data={}, annotations={"a": "x" * limit}))
 
 
@@ -393,7 +397,7 @@ class TestErrors:
         """Failures raise our StoreError subclasses, each with a Status body."""
         failures: list[tuple[type[StoreError], Callable[[], object]]] = [
             (NotFound, lambda: store.get("missing")),
-            (Invalid, lambda: store.create(StoredObject(name="Bad_Name"))),
+            (InvalidObject, lambda: store.create(StoredObject(name="Bad_Name"))),
             (NotFound, lambda: store.delete("missing")),
         ]
         for expected, call in failures:
@@ -402,3 +406,223 @@ class TestErrors:
             assert isinstance(caught.value, RemstateError)
             assert caught.value.status.code >= 400
             assert caught.value.status.message
+
+
+# --- the same Status from both backends ------------------------------------------------------
+
+#: Each error case of this suite, as a function that sets up and then makes the
+#: failing call last. Both backends run it, in namespaces of the same name with
+#: objects of the same names, so that names in messages and details agree.
+ERROR_CASES: dict[str, Callable[[Store], object]] = {}
+
+
+def _case(name: str) -> Callable[[Callable[[Store], object]], Callable[[Store], object]]:
+    def register(case: Callable[[Store], object]) -> Callable[[Store], object]:
+        ERROR_CASES[name] = case
+        return case
+
+    return register
+
+
+@_case("get-missing")
+def _get_missing(store: Store) -> object:
+    return store.get("no-such-object")
+
+
+@_case("create-taken-name")
+def _create_taken(store: Store) -> object:
+    store.create(cm("taken", {"v": "first"}))
+    return store.create(cm("taken", {"v": "second"}))
+
+
+@_case("replace-stale-version")
+def _replace_stale(store: Store) -> object:
+    first = store.create(cm("r", {"n": "1"}))
+    store.replace(StoredObject(name="r", data={"n": "2"}, resource_version=first.resource_version))
+    return store.replace(
+        StoredObject(name="r", data={"n": "3"}, resource_version=first.resource_version)
+    )
+
+
+@_case("replace-deleted-object")
+def _replace_deleted(store: Store) -> object:
+    first = store.create(cm("gone"))
+    store.delete("gone")
+    return store.replace(
+        StoredObject(name="gone", data={"k": "v"}, resource_version=first.resource_version)
+    )
+
+
+@_case("delete-missing")
+def _delete_missing(store: Store) -> object:
+    store.create(cm("d"))
+    store.delete("d")
+    store.delete("d")
+    return None
+
+
+@_case("delete-stale-resource-version")
+def _delete_stale(store: Store) -> object:
+    obj = store.create(cm("d", {"n": "1"}))
+    store.replace(StoredObject(name="d", data={"n": "2"}, resource_version=obj.resource_version))
+    store.delete("d", resource_version=obj.resource_version)
+    return None
+
+
+@_case("delete-other-uid")
+def _delete_other_uid(store: Store) -> object:
+    old = store.create(cm("d", {"gen": "1"}))
+    store.delete("d")
+    store.create(cm("d", {"gen": "2"}))
+    store.delete("d", uid=old.uid)
+    return None
+
+
+@_case("unparsable-selector")
+def _bad_selector(store: Store) -> object:
+    return store.list(label_selector="role in (a")
+
+
+@_case("create-over-1-mib")
+def _create_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="big", data={"a": "x" * (MiB + 1)}))
+
+
+@_case("replace-over-1-mib")
+def _replace_too_big(store: Store) -> object:
+    obj = store.create(StoredObject(name="big", data={"a": "x"}))
+    return store.replace(
+        StoredObject(
+            name="big", data={"a": "x" * MiB, "b": "y"}, resource_version=obj.resource_version
+        )
+    )
+
+
+@_case("multibyte-over-1-mib")
+def _multibyte_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2 + 1)}))
+
+
+@_case("one-mib-of-escaped-characters")
+def _escaped_too_big(store: Store) -> object:
+    # 1 MiB of UTF-8 (within the data limit), but the client escapes each "é" as
+    # six bytes of JSON: the request body passes the server's 3 MiB limit (413).
+    return store.create(StoredObject(name="wide", data={"a": "é" * (MiB // 2)}))
+
+
+for _name in ["", "UPPER", "under_score", "-leading", "trailing-", "a/b", "sp ace", "é", "a" * 254]:
+
+    @_case(f"invalid-name-{_name[:12] or 'empty'}")
+    def _invalid_name(store: Store, name: str = _name) -> object:
+        return store.create(StoredObject(name=name, data={"k": "v"}))
+
+
+for _key in ["bad/key", "bad key", "", "a" * 254]:
+
+    @_case(f"invalid-data-key-{_key[:12] or 'empty'}")
+    def _invalid_key(store: Store, key: str = _key) -> object:
+        return store.create(StoredObject(name="k", data={key: "v"}))
+
+
+for _index, _labels in enumerate(
+    [{"k": "x" * 64}, {"k": "bad value"}, {"bad key!": "v"}, {"k": "-x"}]
+):
+
+    @_case(f"invalid-labels-{_index}")
+    def _invalid_labels(store: Store, labels: dict[str, str] = _labels) -> object:
+        return store.create(StoredObject(name="l", data={}, labels=labels))
+
+
+@_case("annotations-over-256-kib")
+def _annotations_too_big(store: Store) -> object:
+    return store.create(StoredObject(name="no", data={}, annotations={"a": "x" * 256 * 1024}))
+
+
+@_case("create-bad-name-no-data")
+def _bad_name_default_data(store: Store) -> object:
+    return store.create(StoredObject(name="Bad_Name"))
+
+
+# The cases below are the embedded store's own tests of the server's messages
+# (tests/unit/test_embedded_store.py); here they are checked against the server.
+for _name in ["a/b", "a%b", ".."]:
+    _label = {"a/b": "slash", "a%b": "percent", "..": "dotdot"}[_name]
+
+    @_case(f"get-name-with-{_label}")
+    def _get_unroutable(store: Store, name: str = _name) -> object:
+        return store.get(name)
+
+    @_case(f"delete-name-with-{_label}")
+    def _delete_unroutable(store: Store, name: str = _name) -> object:
+        store.delete(name)
+        return None
+
+    @_case(f"replace-name-with-{_label}")
+    def _replace_unroutable(store: Store, name: str = _name) -> object:
+        return store.replace(StoredObject(name=name, data={}))
+
+
+for _version in ["abc", "-1", "99999999999999999999999"]:
+
+    @_case(f"replace-unparsable-version-{_version[:6]}")
+    def _replace_bad_version(store: Store, version: str = _version) -> object:
+        store.create(cm("r"))
+        return store.replace(StoredObject(name="r", data={}, resource_version=version))
+
+
+_GARBLED_TOKENS = [
+    "garbage!",
+    "abc",
+    "e30",
+    "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MX0",
+    "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJzdGFydCI6ImEifQ",
+    "MTIz",
+]
+for _index, _token in enumerate(_GARBLED_TOKENS):
+
+    @_case(f"garbled-continue-token-{_index}")
+    def _garbled_token(store: Store, token: str = _token) -> object:
+        return store.list(continue_token=token)
+
+
+_UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PRECONDITION_RV = re.compile(r"(ResourceVersion in (?:the precondition|record)) \(\d+\)")
+
+
+def _comparable(status: ApiStatus) -> dict[str, object]:
+    """The Status as the server sent it, less what must differ between two stores.
+
+    Only the uid and the resourceVersion differ, and only in the delete
+    preconditions' messages: each store makes its own uids, and counts its
+    own revisions (the API server's come from etcd, shared by the whole
+    control plane). Everything else, word for word, must be the same.
+    """
+    body = status.to_dict()
+    message = _UID.sub("<uid>", body["message"])
+    body["message"] = _PRECONDITION_RV.sub(r"\1 (<rv>)", message)
+    return body
+
+
+@pytest.fixture
+def both_backends(controlplane: ControlPlane, tmp_path: Path) -> Iterator[dict[str, Store]]:
+    """The real API server and the embedded store, in namespaces of the same name."""
+    namespace = new_namespace(controlplane)
+    server = StoreSpec("kubernetes", namespace, kubeconfig=str(controlplane.kubeconfig))
+    embedded = StoreSpec("embedded", namespace, path=str(tmp_path / "state.db"))
+    with server.open() as kubernetes, embedded.open() as sqlite:
+        yield {"kubernetes": kubernetes, "embedded": sqlite}
+
+
+@pytest.mark.kubernetes
+class TestSameStatusAsTheServer:
+    @pytest.mark.parametrize("case", list(ERROR_CASES))
+    def test_the_embedded_store_answers_as_the_server(
+        self, both_backends: dict[str, Store], case: str
+    ) -> None:
+        """Each error case gives the same class and the same whole Status on both backends."""
+        answers: dict[str, tuple[type[StoreError], dict[str, object]]] = {}
+        for backend, store in both_backends.items():
+            with pytest.raises(StoreError) as caught:
+                ERROR_CASES[case](store)
+            answers[backend] = (type(caught.value), _comparable(caught.value.status))
+        assert answers["embedded"] == answers["kubernetes"]

@@ -7,7 +7,7 @@ import dataclasses
 import gzip
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -68,9 +68,8 @@ from remstate.schema import (
     value_bytes,
 )
 from remstate.store.base import OwnerReference, StoredObject
+from tests.helpers import T0
 from tests.unit.strategies import FAST, task_states
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def fb(i: int, **changes: Any) -> FeedbackEntry:

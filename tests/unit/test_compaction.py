@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -33,9 +33,8 @@ from remstate.schema import (
     value_bytes,
 )
 from remstate.store.base import StoredObject
+from tests.helpers import T0
 from tests.unit.strategies import FAST
-
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def fb(i: int, description: str = "") -> FeedbackEntry:

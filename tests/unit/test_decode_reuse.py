@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -21,8 +21,7 @@ from remstate.schema import (
     state_object,
 )
 from remstate.store.base import StoredObject
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.helpers import T0
 
 
 def grown(n: int, *, big: bool = False) -> TaskState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -29,8 +29,7 @@ from remstate.schema import (
     value_bytes,
 )
 from remstate.schema.datavalue import GZIP_MARKER, MAX_DECODED_BYTES, compress_json_text
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.helpers import T0
 
 
 def bomb(inflated: int) -> str:

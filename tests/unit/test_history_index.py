@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -34,8 +34,7 @@ from remstate.schema import (
     state_object,
 )
 from remstate.store.base import StoredObject
-
-T0 = datetime(2024, 5, 1, tzinfo=UTC)
+from tests.helpers import T0
 
 
 def fb(i: int) -> FeedbackEntry:

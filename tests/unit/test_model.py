@@ -33,28 +33,15 @@ from remstate.schema import (
     parse_timestamp,
 )
 from remstate.schema.datavalue import dumps
+from tests.helpers import T0, entry
 from tests.unit.strategies import (
     FAST,
     aware_datetimes,
 )
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
 
 def clock() -> datetime:
     return T0
-
-
-def entry(**changes: Any) -> FeedbackEntry:
-    fields: dict[str, Any] = {
-        "author": "alice",
-        "severity": "high",
-        "issue_type": "bug",
-        "description": "fix it",
-        "clock": clock,
-    }
-    fields.update(changes)
-    return FeedbackEntry.new(**fields)
 
 
 class TestEnums:
@@ -151,10 +138,10 @@ class TestTimestamps:
 class TestFeedbackEntry:
     def test_new_generates_a_ulid_from_the_clock(self) -> None:
         """With no ID given, a ULID is made, carrying the entry's time."""
-        e = entry()
+        e = entry(id=None, timestamp=None, clock=clock)
         assert ULID.from_str(e.id).datetime == T0
         assert e.timestamp == T0
-        assert entry().id != e.id
+        assert entry(id=None, timestamp=None, clock=clock).id != e.id
 
     def test_new_keeps_a_given_id_and_time(self) -> None:
         """A caller's ID and timestamp are used as given."""
@@ -164,7 +151,7 @@ class TestFeedbackEntry:
 
     def test_new_parses_enums_strictly(self) -> None:
         """New input must use known severities and issue types."""
-        assert entry().severity is Severity.HIGH
+        assert entry(severity="high").severity is Severity.HIGH
         with pytest.raises(InvalidInput, match="severity"):
             entry(severity="apocalyptic")
         with pytest.raises(InvalidInput, match="issue type"):
@@ -197,7 +184,9 @@ class TestFeedbackEntry:
 
     def test_limits_are_inclusive(self) -> None:
         """128-character IDs, 256-character authors and 64 KiB descriptions are fine."""
-        entry(id="i" * 128, author="a" * 256, description="d" * 64 * 1024)
+        e = entry(id="i" * 128, author="a" * 256, description="d" * 64 * 1024)
+        assert (len(e.id), len(e.author), len(e.description)) == (128, 256, 64 * 1024)
+        assert FeedbackEntry.from_dict(e.to_dict()) == e
 
     def test_reading_keeps_what_validation_would_refuse(self) -> None:
         """Stored entries with unknown values are kept; ``validate`` flags them for new input."""

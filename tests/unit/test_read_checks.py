@@ -7,7 +7,7 @@ without refusing (deleting, inspecting).
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,8 +27,7 @@ from remstate.schema import (
     state_object,
 )
 from remstate.store.base import StoredObject
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from tests.helpers import T0
 
 
 def fb(i: int) -> FeedbackEntry:

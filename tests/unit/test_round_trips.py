@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypothesis import example, given
@@ -43,6 +43,7 @@ from remstate.schema import (
     object_name,
 )
 from remstate.store.base import StoredObject
+from tests.helpers import T0
 from tests.unit.strategies import (
     FAST,
     ROUND_TRIP,
@@ -57,7 +58,6 @@ from tests.unit.strategies import (
     unicode_text,
 )
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 #: Compressed whenever larger than 0 bytes, past the default 4096, or never.
 compress_overs = st.sampled_from([0, 4096, sys.maxsize])
 _DATA_KEY = re.compile(r"[-._a-zA-Z0-9]+")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from remstate.errors import Invalid
+from remstate.errors import InvalidObject
 from remstate.store.selectors import EVERYTHING, Operator, Requirement, matches, parse
 
 LABELS = {"role": "state", "status": "active", "n": "5", "empty": ""}
@@ -62,7 +62,7 @@ class TestMatching:
 
     def test_a_nul_inside_a_token_only_ends_the_token(self) -> None:
         """Inside an identifier, a NUL ends the identifier and lexing goes on after it."""
-        with pytest.raises(Invalid, match="found 'garbage'"):
+        with pytest.raises(InvalidObject, match="found 'garbage'"):
             parse("role=state\x00garbage")
 
 
@@ -132,8 +132,8 @@ class TestErrors:
         ],
     )
     def test_syntax_errors_are_bad_requests(self, selector: str, message: str) -> None:
-        """A selector the server cannot parse is Invalid with its 400 BadRequest Status."""
-        with pytest.raises(Invalid) as caught:
+        """A selector the server cannot parse is InvalidObject with its 400 BadRequest Status."""
+        with pytest.raises(InvalidObject) as caught:
             parse(selector)
         status = caught.value.status
         assert (status.code, status.reason, status.message) == (400, "BadRequest", message)
@@ -154,7 +154,7 @@ class TestErrors:
     )
     def test_invalid_keys_and_values_are_bad_requests(self, selector: str, start: str) -> None:
         """Keys and values are validated as label keys and values, with the server's paths."""
-        with pytest.raises(Invalid) as caught:
+        with pytest.raises(InvalidObject) as caught:
             parse(selector)
         assert caught.value.status.code == 400
         assert caught.value.status.message.startswith(start)

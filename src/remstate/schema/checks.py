@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 from remstate.errors import CorruptState, InvalidInput
+from remstate.objects import StoredObject
 from remstate.schema.index import (
     SegmentRef,
 )
@@ -34,7 +35,6 @@ from remstate.schema.state import (
 from remstate.schema.values import (
     format_timestamp,
 )
-from remstate.store.base import StoredObject
 
 _T = TypeVar("_T")
 

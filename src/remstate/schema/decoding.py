@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput
+from remstate.objects import StoredObject
 from remstate.schema.checks import refuse_inconsistent
 from remstate.schema.datavalue import (
     decode_text,
@@ -73,7 +74,6 @@ from remstate.schema.values import (
     SCHEMA_VERSION,
     SEGMENT_NUMBER,
 )
-from remstate.store.base import StoredObject
 
 _T = TypeVar("_T")
 

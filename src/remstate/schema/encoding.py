@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from remstate.errors import InvalidInput
+from remstate.objects import OwnerReference, StoredObject
 from remstate.schema.datavalue import (
     COMPRESS_OVER,
     MAX_DATA_BYTES,
@@ -65,7 +66,6 @@ from remstate.schema.values import (
     SCHEMA_VERSION,
     format_timestamp,
 )
-from remstate.store.base import OwnerReference, StoredObject
 
 _T = TypeVar("_T")
 

@@ -66,6 +66,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from remstate.errors import InvalidInput
+from remstate.objects import StoredObject
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_SOFT_DELETED_AT,
@@ -78,7 +79,6 @@ from remstate.schema.values import (
     KIND_ITERATIONS,
     parse_timestamp,
 )
-from remstate.store.base import StoredObject
 
 #: The data keys of a head object, in the order they are written.
 DATA_KEYS = (

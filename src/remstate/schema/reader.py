@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from remstate.errors import CorruptState, InvalidInput, RemstateError, UnsupportedSchemaVersion
+from remstate.objects import StoredObject
 from remstate.schema.datavalue import (
     decode_value,
 )
@@ -24,7 +25,6 @@ from remstate.schema.values import (
     SCHEMA_VERSION,
     parse_timestamp,
 )
-from remstate.store.base import StoredObject
 
 _T = TypeVar("_T")
 

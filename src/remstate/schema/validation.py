@@ -5,6 +5,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+from remstate.objects import StoredObject
 from remstate.schema.checks import cross_check
 from remstate.schema.decoding import read_segment, read_state
 from remstate.schema.problems import Problem
@@ -12,7 +13,6 @@ from remstate.schema.reader import Reader, collecting
 from remstate.schema.state import (
     TaskState,
 )
-from remstate.store.base import StoredObject
 
 
 def salvage_state(obj: StoredObject) -> tuple[TaskState | None, list[Problem]]:

@@ -16,6 +16,7 @@ from remstate.store.base import (
     WatchEvent,
     WatchEventType,
 )
+from remstate.store.opener import StoreURL, open_store, parse_store_url
 
 if TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -27,9 +28,12 @@ __all__ = [
     "ObjectList",
     "OwnerReference",
     "Store",
+    "StoreURL",
     "StoredObject",
     "WatchEvent",
     "WatchEventType",
+    "open_store",
+    "parse_store_url",
 ]
 
 

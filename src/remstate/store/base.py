@@ -19,11 +19,18 @@ Semantics follow the API server:
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+# The object types live below both schema and store; they are re-exported here
+# so that ``from remstate.store.base import StoredObject`` keeps working.
+from remstate.objects import (
+    ObjectList,
+    OwnerReference,
+    StoredObject,
+    WatchEvent,
+    WatchEventType,
+)
 
 __all__ = [
     "ObjectList",
@@ -33,83 +40,6 @@ __all__ = [
     "WatchEvent",
     "WatchEventType",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerReference:
-    """A metadata.ownerReferences entry; the garbage collector follows it."""
-
-    api_version: str
-    kind: str
-    name: str
-    uid: str
-    controller: bool = False
-    block_owner_deletion: bool = False
-
-    def to_manifest(self) -> dict[str, Any]:
-        """metav1.OwnerReference as JSON (both flags always sent)."""
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": self.controller,
-            "blockOwnerDeletion": self.block_owner_deletion,
-        }
-
-    @classmethod
-    def from_manifest(cls, ref: Mapping[str, Any]) -> OwnerReference:
-        """The JSON form read back; absent fields are empty or false, as in Go."""
-        return cls(
-            api_version=str(ref.get("apiVersion", "")),
-            kind=str(ref.get("kind", "")),
-            name=str(ref.get("name", "")),
-            uid=str(ref.get("uid", "")),
-            controller=bool(ref.get("controller", False)),
-            block_owner_deletion=bool(ref.get("blockOwnerDeletion", False)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """One object of the store: a ConfigMap's metadata and data.
-
-    ``data`` is ``None`` only on objects from a metadata-only list or watch.
-    On ``create`` and ``replace``, the server-set fields (uid, creation time)
-    are ignored; ``resource_version`` is the expected version on ``replace``.
-    """
-
-    name: str
-    data: Mapping[str, str] | None = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    resource_version: str = ""
-    uid: str = ""
-    creation_timestamp: datetime | None = None
-    owner_references: tuple[OwnerReference, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectList:
-    """One page of a list. ``continue_token`` is ``None`` on the last page."""
-
-    items: list[StoredObject]
-    resource_version: str
-    continue_token: str | None = None
-    #: The server's estimate of items left after this page, when it gives one.
-    remaining_item_count: int | None = None
-
-
-class WatchEventType(enum.StrEnum):
-    ADDED = "ADDED"
-    MODIFIED = "MODIFIED"
-    DELETED = "DELETED"
-
-
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    type: WatchEventType
-    object: StoredObject
 
 
 @runtime_checkable
@@ -134,7 +64,7 @@ class Store(Protocol):
 
         Raises:
             AlreadyExists: the name is taken.
-            Invalid: the name, labels, annotations, keys or size break the API's rules.
+            InvalidObject: the name, labels, annotations, keys or size break the API's rules.
         """
         ...
 
@@ -144,7 +74,7 @@ class Store(Protocol):
         Raises:
             Conflict: the object changed since that version.
             NotFound: the object is gone.
-            Invalid: as for ``create``.
+            InvalidObject: as for ``create``.
         """
         ...
 
@@ -171,7 +101,7 @@ class Store(Protocol):
 
         Raises:
             Gone: the continue token has expired.
-            Invalid: the label selector cannot be parsed.
+            InvalidObject: the label selector cannot be parsed.
         """
         ...
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from remstate.store import embedded_sql as sql
+
 __all__ = ["COMPACT_EVERY", "HistoryBounds", "after_write", "reclaim"]
 
 MiB: Final = 1_048_576
@@ -34,22 +36,6 @@ MiB: Final = 1_048_576
 COMPACT_EVERY: Final = 128
 _INCREMENTAL: Final = 2
 _CHECKPOINT_WAIT_MS: Final = 100
-
-_SELECT_META: Final = "SELECT key, value FROM meta"
-_SET_META: Final = """
-    INSERT INTO meta (key, value) VALUES (?, ?)
-    ON CONFLICT (key) DO UPDATE SET value = excluded.value"""
-_SUM_SIZES: Final = "SELECT COALESCE(SUM(size), 0) FROM revisions WHERE rv > ? AND rv <= ?"
-_SIZES_AFTER: Final = "SELECT rv, size FROM revisions WHERE rv > ? ORDER BY rv"
-# Compaction to :new from :old. First every row superseded by a row of (:old, :new]
-# (a tombstone supersedes too), then the tombstones of (:old, :new] themselves.
-_COMPACT_SUPERSEDED: Final = """
-    DELETE FROM revisions WHERE rv IN (
-        SELECT o.rv FROM revisions AS n JOIN revisions AS o
-            ON o.namespace = n.namespace AND o.name = n.name AND o.rv < n.rv
-        WHERE n.rv > :old AND n.rv <= :new)"""
-_COMPACT_TOMBSTONES: Final = """
-    DELETE FROM revisions WHERE rv > :old AND rv <= :new AND event = 'DELETED'"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +55,7 @@ def after_write(
     Runs in the write's transaction. Returns whether free pages should be
     given back once it commits.
     """
-    meta: dict[str, int] = dict(conn.execute(_SELECT_META).fetchall())
+    meta: dict[str, int] = dict(conn.execute(sql.SELECT_META).fetchall())
     compacted = meta["compacted"]
     window = meta.get("window_bytes")
     if window is None:
@@ -84,20 +70,20 @@ def after_write(
         window -= _sizes(conn, compacted, target)
     if window > bounds.max_bytes:
         target, window = _cut(conn, target, window, bounds.max_bytes * 3 // 4)
-    conn.execute(_SET_META, ("window_bytes", window))
+    conn.execute(sql.SET_META, ("window_bytes", window))
     if target <= compacted:
         return False
     params = {"old": compacted, "new": target}
-    conn.execute(_COMPACT_SUPERSEDED, params)
-    conn.execute(_COMPACT_TOMBSTONES, params)
-    conn.execute(_SET_META, ("compacted", target))
+    conn.execute(sql.COMPACT_SUPERSEDED, params)
+    conn.execute(sql.COMPACT_TOMBSTONES, params)
+    conn.execute(sql.SET_META, ("compacted", target))
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     (free,) = conn.execute("PRAGMA freelist_count").fetchone()
     return bool(free * 4 > pages)
 
 
 def _sizes(conn: sqlite3.Connection, after: int, upto: int) -> int:
-    (total,) = conn.execute(_SUM_SIZES, (after, upto)).fetchone()
+    (total,) = conn.execute(sql.SUM_SIZES, (after, upto)).fetchone()
     return int(total)
 
 
@@ -114,14 +100,14 @@ def _tick(
     if mark_time is not None and 0 <= seconds - mark_time < age.total_seconds():
         return 0
     previous = meta.get("mark_rv", 0) if mark_time is not None and seconds >= mark_time else 0
-    conn.execute(_SET_META, ("mark_rv", rv))
-    conn.execute(_SET_META, ("mark_time", seconds))
+    conn.execute(sql.SET_META, ("mark_rv", rv))
+    conn.execute(sql.SET_META, ("mark_time", seconds))
     return previous
 
 
 def _cut(conn: sqlite3.Connection, start: int, window: int, goal: int) -> tuple[int, int]:
     """The revision to compact to, oldest first, for the window to hold ``goal`` bytes."""
-    for rv, size in conn.execute(_SIZES_AFTER, (start,)):
+    for rv, size in conn.execute(sql.SIZES_AFTER, (start,)):
         if window <= goal:
             break
         window -= size

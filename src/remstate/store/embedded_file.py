@@ -25,6 +25,7 @@ from remstate.errors import (
     StoreError,
     Unavailable,
 )
+from remstate.store import embedded_sql as sql
 
 __all__ = ["SCHEMA_VERSION", "OpenMode", "open_file", "shown", "translated"]
 
@@ -36,35 +37,7 @@ OPEN_MODES: Final = ("ro", "rw", "rwc")
 #: The version of the table layout below (not of the state it holds).
 SCHEMA_VERSION: Final = 1
 
-_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS meta (
-        key TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-    )""",
-    # rv is the rowid: watch reads are range scans of the primary key. data is
-    # the last column, so reading metadata never loads its overflow pages.
-    """CREATE TABLE IF NOT EXISTS revisions (
-        rv INTEGER PRIMARY KEY,
-        namespace TEXT NOT NULL,
-        name TEXT NOT NULL,
-        event TEXT NOT NULL,
-        uid TEXT NOT NULL,
-        created TEXT NOT NULL,
-        labels TEXT NOT NULL,
-        annotations TEXT NOT NULL,
-        owners TEXT NOT NULL,
-        -- bytes of the JSON columns (the watch window's measure; older rows: of data)
-        size INTEGER NOT NULL,
-        data TEXT NOT NULL
-    )""",
-    """CREATE UNIQUE INDEX IF NOT EXISTS revisions_by_name
-        ON revisions (namespace, name, rv, event)""",
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1)",  # SCHEMA_VERSION
-    "INSERT OR IGNORE INTO meta (key, value) VALUES ('compacted', 1)",
-)
 _TABLES: Final = frozenset({"meta", "revisions"})
-_SELECT_TABLES: Final = "SELECT name FROM sqlite_master WHERE type = 'table'"
-_SELECT_SCHEMA: Final = "SELECT value FROM meta WHERE key = 'schema'"
 
 #: The write-ahead log is cut back to this after a checkpoint (SQLite's own
 #: checkpoint starts at 1000 pages, about this much).
@@ -162,7 +135,7 @@ def _sqlite(target: str, busy_timeout: float, *, uri: bool = True) -> sqlite3.Co
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
         # The first read sets up the shared-memory file beside the database.
-        conn.execute(_SELECT_TABLES).fetchall()
+        conn.execute(sql.SELECT_TABLES).fetchall()
     except BaseException:
         conn.close()
         raise
@@ -208,7 +181,7 @@ def _open_immutable(path: str, uri: str, busy_timeout: float) -> sqlite3.Connect
 
 def _prepare(conn: sqlite3.Connection, path: str, mode: OpenMode) -> None:
     """Check the file's tables, or create them in a new file; write nothing otherwise."""
-    tables = {name for (name,) in conn.execute(_SELECT_TABLES)}
+    tables = {name for (name,) in conn.execute(sql.SELECT_TABLES)}
     if not tables:
         if mode == "ro":
             raise _missing(path, "is empty")
@@ -218,7 +191,7 @@ def _prepare(conn: sqlite3.Connection, path: str, mode: OpenMode) -> None:
             f"the embedded store {shown(path)} is not a remstate store "
             f"(it has the tables {', '.join(sorted(tables))})"
         )
-    row = conn.execute(_SELECT_SCHEMA).fetchone()
+    row = conn.execute(sql.SELECT_SCHEMA).fetchone()
     if row is None or not isinstance(row[0], int):
         raise _corrupt(f"the embedded store {shown(path)} is damaged: it has no layout version")
     if row[0] > SCHEMA_VERSION:
@@ -240,7 +213,7 @@ def _create(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         # IF NOT EXISTS: another process may have made them since we looked.
-        for statement in _SCHEMA:
+        for statement in sql.CREATE_TABLES:
             conn.execute(statement)
         conn.execute("COMMIT")
     finally:

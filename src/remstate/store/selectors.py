@@ -5,7 +5,7 @@ and select the same objects. So this is a port of apimachinery's
 ``pkg/labels/selector.go`` (Kubernetes 1.37): the same lexer, the same
 recursive descent, the same validation of keys and values, and the same error
 messages. A selector the server cannot parse is a 400 ``BadRequest`` there;
-here it raises ``Invalid`` carrying that Status.
+here it raises ``InvalidObject`` carrying that Status.
 
 Syntax: requirements separated by commas, all of which must hold::
 
@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from remstate.errors import ApiStatus, Invalid
-from remstate.store.limits import ErrorType, FieldError, is_label_value, is_qualified_name
+from remstate.errors import ApiStatus, InvalidObject
+from remstate.store.apivalidation import ErrorType, FieldError, is_label_value, is_qualified_name
 
 __all__ = ["EVERYTHING", "Operator", "Requirement", "Selector", "matches", "parse"]
 
@@ -123,7 +123,7 @@ def parse(selector: str) -> Selector:
     """Parse a label selector as the API server does.
 
     Raises:
-        Invalid: the selector cannot be parsed, or names a key or value that is
+        InvalidObject: the selector cannot be parsed, or names a key or value that is
             not valid. Its Status is the server's: 400 ``BadRequest``.
     """
     try:
@@ -131,7 +131,7 @@ def parse(selector: str) -> Selector:
     except _SyntaxError as e:
         message = str(e)
         status = ApiStatus(code=400, reason="BadRequest", message=message)
-        raise Invalid(message, status=status) from None
+        raise InvalidObject(message, status=status) from None
     return Selector(tuple(sorted(requirements, key=lambda r: r.key)))
 
 
@@ -139,7 +139,7 @@ def matches(selector: str, labels: Mapping[str, str]) -> bool:
     """Whether ``labels`` satisfy ``selector`` (parsed each time; see ``parse``).
 
     Raises:
-        Invalid: as for ``parse``.
+        InvalidObject: as for ``parse``.
     """
     return parse(selector).matches(labels)
 
@@ -391,6 +391,7 @@ def _validate_label_key(key: str, path: str) -> FieldError | None:
     return FieldError(ErrorType.INVALID, path, key, "; ".join(errs)) if errs else None
 
 
+# Grade C on purpose: labels.NewRequirement's checks per operator, as the server has them.
 def _new_requirement(key: str, operator: Operator, values: list[str]) -> Requirement:
     # labels.NewRequirement: every error is collected, then reported together.
     errs: list[FieldError] = []

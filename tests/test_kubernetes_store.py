@@ -1,14 +1,14 @@
-"""The test control plane itself, and the Kubernetes store's edges against it.
+"""The Kubernetes store's own edges, against the real API server.
 
-These prove what the other tests take for granted: the plane serves TLS that
-clients verify, RBAC is on, TokenRequest and TokenReview work, the kubeconfig
-it writes is usable, and no client exception ever leaves ``KubernetesStore``.
+What the contract suite (both backends) cannot say: one request per replace,
+a metadata-only list that transfers no data, compaction answering 410 Gone,
+the request-size limit, and that no client exception ever leaves
+``KubernetesStore`` (kopf ``test_aiohttp_is_not_leaked_outside``).
 """
 
 from __future__ import annotations
 
 import socket
-import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,161 +25,37 @@ from remstate.errors import (
     Conflict,
     Forbidden,
     Gone,
-    Invalid,
     InvalidInput,
+    InvalidObject,
     NotFound,
     StoreError,
     Unavailable,
 )
 from remstate.store import Store, StoredObject
 from remstate.store.kubernetes import KubernetesStore, error_from_status, translate_error
-from tests.backends import RecordingApiClient, new_namespace
-from tests.controlplane import ISSUER, ControlPlane
+from remstate.testing.controlplane import ControlPlane
+from tests.backends import RecordingApiClient
 
 pytestmark = pytest.mark.kubernetes
 
 
 @pytest.fixture
-def namespace(controlplane: ControlPlane) -> str:
-    return new_namespace(controlplane, prefix="cp")
-
-
-@pytest.fixture
-def admin_store(controlplane: ControlPlane, namespace: str) -> Iterator[KubernetesStore]:
-    with controlplane.api_client() as api, KubernetesStore(namespace, api_client=api) as store:
+def admin_store(
+    controlplane_api_client: client.ApiClient, controlplane_namespace: str
+) -> Iterator[KubernetesStore]:
+    """The admin's store in this test's namespace."""
+    with KubernetesStore(controlplane_namespace, api_client=controlplane_api_client) as store:
         yield store
 
 
-class TestControlPlane:
-    def test_is_ready_with_namespace_default(self, controlplane: ControlPlane) -> None:
-        """The plane is up on loopback, https, with namespace default and a start-up time."""
-        assert controlplane.server.startswith("https://127.0.0.1:")
-        assert controlplane.startup_seconds > 0
-        assert set(controlplane.tokens) >= {"admin", "nobody", "reader"}
-        with controlplane.api_client() as api:
-            ns = client.CoreV1Api(api).read_namespace("default")
-        assert ns.metadata is not None
-        assert ns.metadata.name == "default"
-
-    def test_clients_verify_tls_against_our_ca(self, controlplane: ControlPlane) -> None:
-        """The client verifies the serving certificate; the system CAs do not trust it."""
-        with controlplane.api_client() as api:
-            assert api.configuration.verify_ssl
-            assert api.configuration.ssl_ca_cert == str(controlplane.ca_file)
-        context = ssl.create_default_context()
-        host, port = controlplane.server.removeprefix("https://").split(":")
-        with (
-            socket.create_connection((host, int(port)), timeout=5) as raw,
-            pytest.raises(ssl.SSLCertVerificationError),
-        ):
-            context.wrap_socket(raw, server_hostname=host)
-
-    def test_token_request_and_token_review(self, controlplane: ControlPlane) -> None:
-        """A service account token from TokenRequest is accepted by TokenReview."""
-        name = f"sa-{uuid.uuid4().hex[:8]}"
-        with controlplane.api_client() as api:
-            core = client.CoreV1Api(api)
-            core.create_namespaced_service_account(
-                "default", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
-            )
-            issued = core.create_namespaced_service_account_token(
-                name,
-                "default",
-                client.AuthenticationV1TokenRequest(
-                    spec=client.V1TokenRequestSpec(audiences=[ISSUER], expiration_seconds=600)
-                ),
-            )
-            assert issued.status is not None
-            token = issued.status.token
-            assert token
-            review = client.AuthenticationV1Api(api).create_token_review(
-                client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
-            )
-        status = review.status
-        assert status is not None
-        assert status.authenticated is True
-        assert status.user is not None
-        assert status.user.username == f"system:serviceaccount:default:{name}"
-
-    def test_kubeconfig_from_the_environment(
-        self, controlplane: ControlPlane, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """With KUBECONFIG pointing at the plane's kubeconfig, a store needs no arguments."""
-        monkeypatch.setenv("KUBECONFIG", str(controlplane.kubeconfig))
-        with KubernetesStore() as store:
-            assert store.namespace == "default"
-            name = f"kc-{uuid.uuid4().hex[:8]}"
-            created = store.create(StoredObject(name=name, data={"k": "v"}))
-            assert store.get(name).uid == created.uid
-            store.delete(name)
-
-    def test_kubeconfig_contexts_carry_each_user(self, controlplane: ControlPlane) -> None:
-        """Each user has a context; the nobody context is forbidden to read ConfigMaps."""
-        with KubernetesStore.from_kubeconfig(
-            controlplane.kubeconfig, context="remstate-test-nobody"
-        ) as store:
-            assert store.namespace == "default"
-            with pytest.raises(Forbidden):
-                store.list()
-
-    def test_nobody_is_forbidden(self, controlplane: ControlPlane) -> None:
-        """The nobody token is authenticated but may do nothing: Forbidden, with the Status."""
-        with (
-            controlplane.api_client(controlplane.tokens["nobody"]) as api,
-            KubernetesStore("default", api_client=api) as store,
-            pytest.raises(Forbidden) as caught,
-        ):
-            store.get("anything")
-        status = caught.value.status
-        assert (status.code, status.reason) == (403, "Forbidden")
-        assert 'User "nobody" cannot get resource "configmaps"' in status.message
-
-    def test_reader_gets_what_a_role_grants(
-        self, controlplane: ControlPlane, namespace: str
-    ) -> None:
-        """RBAC is enforced: a Role bound to reader lets it list, and nothing more."""
-        with controlplane.api_client() as api:
-            rbac = client.RbacAuthorizationV1Api(api)
-            rbac.create_namespaced_role(
-                namespace,
-                client.V1Role(
-                    metadata=client.V1ObjectMeta(name="read-configmaps"),
-                    rules=[
-                        client.V1PolicyRule(
-                            api_groups=[""], resources=["configmaps"], verbs=["get", "list"]
-                        )
-                    ],
-                ),
-            )
-            rbac.create_namespaced_role_binding(
-                namespace,
-                client.V1RoleBinding(
-                    metadata=client.V1ObjectMeta(name="reader"),
-                    role_ref=client.V1RoleRef(
-                        api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"
-                    ),
-                    subjects=[
-                        client.RbacV1Subject(
-                            api_group="rbac.authorization.k8s.io", kind="User", name="reader"
-                        )
-                    ],
-                ),
-            )
-        with (
-            controlplane.api_client(controlplane.tokens["reader"]) as api,
-            KubernetesStore(namespace, api_client=api) as store,
-        ):
-            assert store.list().items == []
-            with pytest.raises(Forbidden):
-                store.create(StoredObject(name="nope", data={}))
-
-
 class TestKubernetesStore:
-    def test_replace_is_one_request(self, controlplane: ControlPlane, namespace: str) -> None:
+    def test_replace_is_one_request(
+        self, controlplane: ControlPlane, controlplane_namespace: str
+    ) -> None:
         """An uncontended replace costs exactly one HTTP request."""
         with (
             RecordingApiClient.like(controlplane) as api,
-            KubernetesStore(namespace, api_client=api) as s,
+            KubernetesStore(controlplane_namespace, api_client=api) as s,
         ):
             first = s.create(StoredObject(name="one", data={"n": "1"}))
             api.responses.clear()
@@ -189,13 +65,13 @@ class TestKubernetesStore:
             assert len(api.responses) == 1
 
     def test_metadata_only_list_transfers_no_data(
-        self, controlplane: ControlPlane, namespace: str
+        self, controlplane: ControlPlane, controlplane_namespace: str
     ) -> None:
         """The metadata-only list's response body holds no data: it is a few hundred bytes."""
         marker = "DATA-MARKER-" + uuid.uuid4().hex
         with (
             RecordingApiClient.like(controlplane) as api,
-            KubernetesStore(namespace, api_client=api) as s,
+            KubernetesStore(controlplane_namespace, api_client=api) as s,
         ):
             s.create(StoredObject(name="big", data={"blob": marker + "x" * 500_000}))
             api.responses.clear()
@@ -261,8 +137,8 @@ class TestKubernetesStore:
         assert caught.value.status.code == 410
 
     def test_a_body_over_the_request_limit_is_invalid(self, admin_store: KubernetesStore) -> None:
-        """A body over the API server's 3 MiB request limit is Invalid (HTTP 413), not a crash."""
-        with pytest.raises(Invalid) as caught:
+        """A body over the API server's 3 MiB request limit is InvalidObject (413), not a crash."""
+        with pytest.raises(InvalidObject) as caught:
             admin_store.create(StoredObject(name="huge", data={"a": "x" * (4 * 1024 * 1024)}))
         assert caught.value.status.code == 413
 
@@ -381,15 +257,15 @@ class TestNoClientExceptionEscapes:
 @pytest.mark.parametrize(
     ("code", "reason", "expected"),
     [
-        (400, "BadRequest", Invalid),
+        (400, "BadRequest", InvalidObject),
         (401, "Unauthorized", Forbidden),
         (403, "Forbidden", Forbidden),
         (404, "NotFound", NotFound),
         (409, "AlreadyExists", AlreadyExists),
         (409, "Conflict", Conflict),
         (410, "Expired", Gone),
-        (413, "RequestEntityTooLarge", Invalid),
-        (422, "Invalid", Invalid),
+        (413, "RequestEntityTooLarge", InvalidObject),
+        (422, "Invalid", InvalidObject),
         (429, "TooManyRequests", Unavailable),
         (500, "InternalError", Unavailable),
         (503, "ServiceUnavailable", Unavailable),
@@ -425,9 +301,9 @@ class TestErrorTranslation:
         (urllib3.exceptions.ReadTimeoutError(None, "/", "slow"), Unavailable),  # type: ignore[arg-type]
         (ConnectionRefusedError(), Unavailable),
         (ApiException(status=0, reason="SSLError"), Unavailable),
-        (ValueError("bad field"), Invalid),
+        (ValueError("bad field"), InvalidObject),
     ],
 )
 def test_transport_errors_translate(exc: BaseException, expected: type) -> None:
-    """Network and client-side failures become Unavailable or Invalid."""
+    """Network and client-side failures become Unavailable or InvalidObject."""
     assert type(translate_error(exc)) is expected

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from remstate.errors import Invalid
-from remstate.store.base import OwnerReference
-from remstate.store.limits import (
+from remstate.errors import InvalidObject
+from remstate.store.apivalidation import (
     MAX_CONFIGMAP_SIZE,
     TOTAL_ANNOTATION_SIZE_LIMIT,
     ErrorType,
@@ -26,6 +25,7 @@ from remstate.store.limits import (
     validate_labels,
     validate_owner_references,
 )
+from remstate.store.base import OwnerReference
 
 SUBDOMAIN_REGEX_ERROR = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
@@ -339,7 +339,7 @@ class TestStatus:
     def test_one_error(self) -> None:
         """One error: the message names it after a colon; details list it as a cause."""
         error = invalid("big", configmap(name="big", data={"a": "x" * (MAX_CONFIGMAP_SIZE + 1)}))
-        assert isinstance(error, Invalid)
+        assert isinstance(error, InvalidObject)
         assert error.status.code == 422
         assert error.status.reason == "Invalid"
         assert error.status.message == (
@@ -381,7 +381,7 @@ class TestStatus:
     def test_raise_if_invalid(self) -> None:
         """Raises only when there is an error."""
         raise_if_invalid("cm", [])
-        with pytest.raises(Invalid):
+        with pytest.raises(InvalidObject):
             raise_if_invalid("cm", configmap(name="Bad"))
 
 

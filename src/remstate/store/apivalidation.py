@@ -1,4 +1,4 @@
-"""The API server's validation of a ConfigMap, as pure functions.
+"""The API server's validation of a ConfigMap and its messages, ported as pure functions.
 
 The embedded store must refuse exactly what kube-apiserver refuses, with the
 same Status. So this module follows the server's own code (Kubernetes 1.37:
@@ -12,8 +12,9 @@ rule by rule, message by message, including its quirks:
   drops an error that repeats another, so each is reported once.
 
 Each ``is_*`` function returns the server's messages for one value (empty when
-valid). Each ``validate_*`` function returns ``FieldError`` s. ``invalid`` turns
-them into the ``Invalid`` error, with the Status the server sends (422).
+valid). Each ``validate_*`` function returns ``FieldError`` s. ``invalid`` (in
+``apistatus``, re-exported here) turns them into the ``InvalidObject`` error,
+with the Status the server sends (422).
 
 Go measures strings in UTF-8 bytes, and its regular expressions anchor at the
 very end of the text: Python's ``$`` would also accept a trailing newline, so
@@ -22,15 +23,15 @@ every pattern here is used with ``fullmatch``.
 
 from __future__ import annotations
 
-import enum
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from remstate.errors import ApiStatus, Invalid
-from remstate.store.base import OwnerReference, StoredObject
+from remstate.objects import OwnerReference
+
+# The field errors and the Status they make are the server's messages; they
+# live with its other messages and are re-exported for the validators' callers.
+from remstate.store.apistatus import ErrorType, FieldError, go_quote, invalid, raise_if_invalid
 
 __all__ = [
     "DNS1123_LABEL_MAX_LENGTH",
@@ -53,7 +54,6 @@ __all__ = [
     "validate_configmap",
     "validate_configmap_update",
     "validate_labels",
-    "validate_object",
     "validate_object_meta",
     "validate_owner_references",
 ]
@@ -223,80 +223,6 @@ def is_label_value(value: str) -> list[str]:
     return errs
 
 
-# --- field errors ----------------------------------------------------------------------------
-
-
-class ErrorType(enum.StrEnum):
-    """``field.ErrorType``: the ``reason`` of a Status cause."""
-
-    NOT_FOUND = "FieldValueNotFound"
-    REQUIRED = "FieldValueRequired"
-    DUPLICATE = "FieldValueDuplicate"
-    INVALID = "FieldValueInvalid"
-    NOT_SUPPORTED = "FieldValueNotSupported"
-    FORBIDDEN = "FieldValueForbidden"
-    TOO_LONG = "FieldValueTooLong"
-    TOO_MANY = "FieldValueTooMany"
-    INTERNAL = "InternalError"
-
-    @property
-    def text(self) -> str:
-        """How the server writes the type in a message."""
-        return _TYPE_TEXT[self]
-
-
-_TYPE_TEXT = {
-    ErrorType.NOT_FOUND: "Not found",
-    ErrorType.REQUIRED: "Required value",
-    ErrorType.DUPLICATE: "Duplicate value",
-    ErrorType.INVALID: "Invalid value",
-    ErrorType.NOT_SUPPORTED: "Unsupported value",
-    ErrorType.FORBIDDEN: "Forbidden",
-    ErrorType.TOO_LONG: "Too long",
-    ErrorType.TOO_MANY: "Too many",
-    ErrorType.INTERNAL: "Internal error",
-}
-# The types whose message shows no value (field.Error.ErrorBody).
-_VALUELESS = frozenset(
-    {ErrorType.REQUIRED, ErrorType.FORBIDDEN, ErrorType.TOO_LONG, ErrorType.INTERNAL}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One ``field.Error``: a type, the field's path, the bad value and a detail."""
-
-    type: ErrorType
-    field: str
-    bad_value: Any = ""
-    detail: str = ""
-
-    @property
-    def body(self) -> str:
-        """``field.Error.ErrorBody()``: the cause's message."""
-        if self.type in _VALUELESS:
-            text = self.type.text
-        elif isinstance(self.bad_value, str):
-            text = f"{self.type.text}: {go_quote(self.bad_value)}"
-        elif isinstance(self.bad_value, bool):
-            text = f"{self.type.text}: {'true' if self.bad_value else 'false'}"
-        elif isinstance(self.bad_value, int | float):
-            text = f"{self.type.text}: {self.bad_value}"
-        else:
-            text = f"{self.type.text}: {_go_json(self.bad_value)}"
-        if self.detail:
-            text += f": {self.detail}"
-        return text
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.body}"
-
-    def cause(self) -> dict[str, str]:
-        """The ``StatusCause`` (empty fields omitted, as the server's JSON does)."""
-        cause = {"reason": str(self.type), "message": self.body, "field": self.field}
-        return {k: v for k, v in cause.items() if v}
-
-
 def _invalid(field: str, value: Any, detail: str) -> FieldError:
     return FieldError(ErrorType.INVALID, field, value, detail)
 
@@ -310,46 +236,6 @@ def _too_long(field: str, max_length: int) -> FieldError:
     return FieldError(
         ErrorType.TOO_LONG, field, "<value omitted>", f"may not be more than {max_length} {unit}"
     )
-
-
-def go_quote(value: str) -> str:
-    """Go's ``%q`` of a string (``strconv.Quote``), as the server writes values and names."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def _go_json(value: Any) -> str:
-    # encoding/json.Marshal: compact, with <, > and & escaped for HTML.
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(raw, escaped)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 # --- metadata --------------------------------------------------------------------------------
@@ -378,6 +264,7 @@ def validate_annotations(
     return errs
 
 
+# Grade C on purpose: ValidateOwnerReferences, rule by rule, in the server's order.
 def validate_owner_references(
     refs: Sequence[OwnerReference], path: str = "metadata.ownerReferences"
 ) -> list[FieldError]:
@@ -550,60 +437,3 @@ def validate_configmap_update(
         owner_references=owner_references,
     )
     return [*_namespace_errors(namespace), *repeated, *repeated, *repeated, *full]
-
-
-def _object_fields(obj: StoredObject) -> dict[str, Any]:
-    return {
-        "data": obj.data or {},
-        "labels": obj.labels,
-        "annotations": obj.annotations,
-        "owner_references": obj.owner_references,
-    }
-
-
-def validate_object(obj: StoredObject, *, namespace: str, update: bool = False) -> list[FieldError]:
-    """The errors for a ``StoredObject`` on create (or on replace, with ``update``)."""
-    check = validate_configmap_update if update else validate_configmap
-    return check(obj.name, namespace=namespace, **_object_fields(obj))
-
-
-# --- the Status --------------------------------------------------------------------------------
-
-
-def invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> Invalid:
-    """The ``Invalid`` error the server answers for these field errors (422, ``NewInvalid``).
-
-    As on the server, an error that repeats another (same field, same message)
-    is dropped: each appears once in the message and once in the causes, in the
-    order first seen. The message brackets the list when there are several.
-    """
-    errs: list[FieldError] = []
-    seen: set[str] = set()
-    for err in errors:
-        line = str(err)
-        if line not in seen:
-            seen.add(line)
-            errs.append(err)
-    message = f"{kind} {go_quote(name)} is invalid"
-    if len(errs) == 1:
-        message += f": {errs[0]}"
-    elif errs:
-        message += f": [{', '.join(str(e) for e in errs)}]"
-    details: dict[str, Any] = {"name": name, "kind": kind}
-    if not name:
-        del details["name"]
-    if errs:
-        details["causes"] = [err.cause() for err in errs]
-    status = ApiStatus(code=422, reason="Invalid", message=message, details=details)
-    return Invalid(message, status=status)
-
-
-def raise_if_invalid(name: str, errors: Iterable[FieldError], *, kind: str = "ConfigMap") -> None:
-    """Raise ``invalid(name, errors)`` if there is any error.
-
-    Raises:
-        Invalid: there was at least one error.
-    """
-    errs = list(errors)
-    if errs:
-        raise invalid(name, errs, kind=kind)

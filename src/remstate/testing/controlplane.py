@@ -2,12 +2,14 @@
 
 The Kubernetes backend is never tested against a mock: this module starts the
 real thing, built from the published Go modules by ``hack/build-controlplane.sh``
-(cached outside the repository). It runs on a busy 2-core machine next to the
-tests, so it starts only what the store needs (no controller manager, no
-scheduler, no kubelet) and turns off what burns CPU for nothing here.
+and cached outside the repository (``remstate.testing.binaries``). It runs on
+a busy 2-core machine next to the tests, so it starts only what the store needs
+(no controller manager, no scheduler, no kubelet) and turns off what burns CPU
+for nothing here.
 
-TLS verification stays on: we make our own CA and serving certificate, and
-every client verifies the API server against that CA.
+TLS verification stays on: we make our own CA and serving certificate
+(``remstate.testing.credentials``), and every client verifies the API server against
+that CA.
 
 Usage from Python::
 
@@ -15,24 +17,20 @@ Usage from Python::
         api = plane.api_client()          # admin; plane.api_client(plane.tokens["nobody"])
         ...
 
+In pytest, the ``controlplane`` fixture of ``remstate.testing.pytest_plugin``.
 From a shell (``make cluster``)::
 
-    python -m tests.controlplane up
+    python -m remstate.testing.controlplane up
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
-import datetime
-import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -41,234 +39,30 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, TYPE_CHECKING, Self
 
+from remstate.testing import processes
+from remstate.testing.binaries import ensure_built
+from remstate.testing.credentials import write_kubeconfig, write_pki, write_tokens
+from remstate.testing.errors import ControlPlaneError
+
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["ControlPlane", "ControlPlaneError", "ensure_built"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
+__all__ = ["ISSUER", "ControlPlane", "ControlPlaneError", "ensure_built"]
 
 #: Seconds allowed for /readyz on a busy 2-core machine (DESIGN.md).
 READY_TIMEOUT = 90.0
 #: Seconds a process gets after SIGTERM before SIGKILL.
 STOP_GRACE = 5.0
+#: Holds ``credentials.SERVICE_IP``, which the serving certificate names.
 SERVICE_CIDR = "10.0.0.0/24"
-#: The first address of SERVICE_CIDR: the ``kubernetes`` Service's ClusterIP.
-SERVICE_IP = "10.0.0.1"
 ISSUER = "https://kubernetes.default.svc"
 LOG_TAIL_LINES = 60
-
-
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be built or started."""
-
-
-def ensure_built() -> Path:
-    """Build kube-apiserver and etcd if they are not cached; return their bin directory.
-
-    Raises:
-        ControlPlaneError: the build script failed.
-    """
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode}")
-    lines = proc.stdout.strip().splitlines()
-    if not lines:
-        raise ControlPlaneError(f"{BUILD_SCRIPT} printed no output directory")
-    bin_dir = Path(lines[-1]) / "bin"
-    for tool in ("kube-apiserver", "etcd"):
-        if not os.access(bin_dir / tool, os.X_OK):
-            raise ControlPlaneError(f"{BUILD_SCRIPT} did not produce {bin_dir / tool}")
-    return bin_dir
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now; held open together so that they differ."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        return ports
-
-
-# --- certificates and keys -------------------------------------------------------------
-
-
-def _write_pki(directory: Path) -> tuple[Path, Path, Path, Path, Path]:
-    """Write a CA, a serving certificate signed by it, and the service-account key pair.
-
-    Returns the paths of: CA certificate, serving certificate, serving key,
-    service-account private key, service-account public key.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    not_before = now - datetime.timedelta(hours=1)
-    not_after = now + datetime.timedelta(days=30)
-
-    # EC keys: far cheaper to generate than RSA on a busy machine.
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "remstate-test-ca")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(serving_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address(SERVICE_IP)),
-                    x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default"),
-                    x509.DNSName("kubernetes.default.svc"),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(serving_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    # The service-account signing key: RSA, the algorithm every consumer accepts.
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    paths = (
-        directory / "ca.crt",
-        directory / "apiserver.crt",
-        directory / "apiserver.key",
-        directory / "sa.key",
-        directory / "sa.pub",
-    )
-    contents = (
-        ca_cert.public_bytes(serialization.Encoding.PEM),
-        serving_cert.public_bytes(serialization.Encoding.PEM),
-        pem_key(serving_key),
-        pem_key(sa_key),
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    )
-    for path, content in zip(paths, contents, strict=True):
-        path.write_bytes(content)
-        path.chmod(0o600)
-    return paths
-
-
-# --- the control plane -----------------------------------------------------------------
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec function that kills the child when its parent dies (Linux only).
-
-    Without it, a test run killed with SIGKILL leaves an API server and etcd
-    burning CPU on the machine. The lookup happens here, before the fork.
-    The signal follows the *thread* that spawned the child: start the plane
-    from a thread that outlives it (the main thread, in pytest and the CLI).
-    SIGKILL, not SIGTERM: an orphaned plane has nothing worth a graceful stop,
-    and the API server's graceful stop waits long for an etcd that is leaving too.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL))
-
-    return preexec
 
 
 class ControlPlane:
@@ -357,22 +151,17 @@ class ControlPlane:
         return plane
 
     def _launch(self, *, watch_cache: bool, etcd_quota_bytes: int | None) -> None:
+        # Long because the two command lines read best whole, flag by flag, with their whys.
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
-        _, serving_cert, serving_key, sa_key, sa_pub = _write_pki(pki)
+        _, serving_cert, serving_key, sa_key, sa_pub = write_pki(pki)
         token_file = pki / "tokens.csv"
-        with token_file.open("w", newline="") as f:
-            rows = csv.writer(f)
-            # token,user,uid,"group1,group2"
-            rows.writerow([self.tokens["admin"], "admin", "admin", "system:masters"])
-            rows.writerow([self.tokens["nobody"], "nobody", "nobody"])
-            rows.writerow([self.tokens["reader"], "reader", "reader"])
-        token_file.chmod(0o600)
+        write_tokens(token_file, self.tokens)
 
-        etcd_client, etcd_peer, apiserver_port = _free_ports(3)
+        etcd_client, etcd_peer, apiserver_port = processes.free_ports(3)
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.server = f"https://127.0.0.1:{apiserver_port}"
-        self._write_kubeconfig()
+        self.write_kubeconfig(self.kubeconfig)
 
         self._env = {**os.environ, "GOMAXPROCS": os.environ.get("GOMAXPROCS", "2")}
         spawned = time.monotonic()
@@ -392,7 +181,7 @@ class ControlPlane:
         ]
         if etcd_quota_bytes is not None:
             self._etcd_argv.append(f"--quota-backend-bytes={etcd_quota_bytes}")
-        self._etcd = self._spawn(self._etcd_argv, self.etcd_log, self._env)
+        self._etcd = self._start_process(self._etcd_argv, self.etcd_log, self._env)
         self._apiserver_argv = [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
@@ -418,27 +207,17 @@ class ControlPlane:
             f"--watch-cache={str(watch_cache).lower()}",
             "--v=1",
         ]
-        self._apiserver = self._spawn(self._apiserver_argv, self.apiserver_log, self._env)
+        self._apiserver = self._start_process(self._apiserver_argv, self.apiserver_log, self._env)
         # Until /readyz answers, etcd may still be starting; the API server retries it.
         self._wait_ready(time.monotonic() + READY_TIMEOUT)
         self.startup_seconds = time.monotonic() - spawned
 
-    def _spawn(
+    def _start_process(
         self, argv: Sequence[str], log: Path, env: dict[str, str]
     ) -> subprocess.Popen[bytes]:
         out = log.open("ab")
         self._logs.append(out)
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.workdir,
-            # Ctrl-C in a terminal goes to our process group; we stop the children ourselves.
-            start_new_session=True,
-            preexec_fn=_parent_death_signal(),  # noqa: PLW1509 (no locks taken in it)
-        )
+        return processes.spawn(argv, log=out, env=env, cwd=self.workdir)
 
     def _check_alive(self) -> None:
         for name, proc in (("etcd", self._etcd), ("kube-apiserver", self._apiserver)):
@@ -484,33 +263,6 @@ class ControlPlane:
                     )
                 time.sleep(0.25)
 
-    def _write_kubeconfig(self) -> None:
-        # JSON is YAML: every kubeconfig reader takes it, and we need no YAML writer.
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "remstate-test",
-                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
-                }
-            ],
-            "users": [
-                {"name": name, "user": {"token": token}} for name, token in self.tokens.items()
-            ],
-            "contexts": [
-                {
-                    "name": "remstate-test" if name == "admin" else f"remstate-test-{name}",
-                    "context": {"cluster": "remstate-test", "user": name, "namespace": "default"},
-                }
-                for name in self.tokens
-            ],
-            "current-context": "remstate-test",
-            "preferences": {},
-        }
-        self.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
-        self.kubeconfig.chmod(0o600)
-
     def stop(self) -> None:
         """Stop both processes (SIGTERM, then SIGKILL) and remove the temporary directory."""
         if self._stopped:
@@ -518,14 +270,7 @@ class ControlPlane:
         self._stopped = True
         # The API server first: it would otherwise log etcd errors while shutting down.
         for proc in (self._apiserver, self._etcd):
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            processes.terminate(proc, STOP_GRACE)
         for log in self._logs:
             log.close()
         self._logs.clear()
@@ -547,7 +292,7 @@ class ControlPlane:
 
     def stop_apiserver(self) -> None:
         """Kill kube-apiserver (SIGKILL: a crash, and no wait for in-flight requests)."""
-        self._kill(self._apiserver)
+        processes.kill(self._apiserver)
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again, same flags and port; return when it is ready.
@@ -564,7 +309,7 @@ class ControlPlane:
 
     def stop_etcd(self) -> None:
         """Kill etcd (SIGKILL); the API server stays up and answers what it can."""
-        self._kill(self._etcd)
+        processes.kill(self._etcd)
 
     def start_etcd(self) -> None:
         """Start etcd again on its data directory and ports; return when it is healthy.
@@ -586,12 +331,6 @@ class ControlPlane:
                 raise ControlPlaneError(f"etcd not healthy within {READY_TIMEOUT:.0f}s")
             time.sleep(0.1)
 
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes] | None) -> None:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
     def _restart(
         self, proc: subprocess.Popen[bytes] | None, argv: list[str], log: Path
     ) -> subprocess.Popen[bytes]:
@@ -599,9 +338,43 @@ class ControlPlane:
             raise ControlPlaneError("the control plane is not running")
         if proc is not None and proc.poll() is None:
             raise ControlPlaneError(f"{argv[0]} is still running")
-        return self._spawn(argv, log, self._env)
+        return self._start_process(argv, log, self._env)
 
     # -- helpers -----------------------------------------------------------------------
+
+    def write_kubeconfig(
+        self, path: Path, *, namespace: str = "default", user: str = "admin"
+    ) -> Path:
+        """Write a kubeconfig for this plane: a context per user, ``user``'s current.
+
+        Args:
+            path: where to write it (mode 0600); returned.
+            namespace: the namespace of every context, which clients default to.
+            user: whose context is current: ``admin``, ``nobody`` or ``reader``.
+        """
+        return write_kubeconfig(
+            path,
+            server=self.server,
+            ca_file=self.ca_file,
+            tokens=self.tokens,
+            namespace=namespace,
+            user=user,
+        )
+
+    def create_namespace(self, prefix: str = "t") -> str:
+        """Create a namespace with a random name starting with ``prefix``; return its name.
+
+        Nothing deletes it: with no controller manager running, a deleted
+        namespace would stay Terminating. It goes with the plane.
+        """
+        from kubernetes import client
+
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        with self.api_client() as api:
+            client.CoreV1Api(api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+            )
+        return name
 
     def api_client(self, token: str | None = None) -> ApiClient:
         """A new ``kubernetes.client.ApiClient`` for this plane, TLS verified; the caller closes it.
@@ -643,7 +416,10 @@ class ControlPlane:
 
     def logs(self) -> dict[str, str]:
         """The tail of each process's log."""
-        return {"etcd": _tail(self.etcd_log), "kube-apiserver": _tail(self.apiserver_log)}
+        return {
+            "etcd": processes.tail(self.etcd_log, LOG_TAIL_LINES),
+            "kube-apiserver": processes.tail(self.apiserver_log, LOG_TAIL_LINES),
+        }
 
     def _print_logs(self, out: IO[str]) -> None:
         for name, text in self.logs().items():
@@ -686,8 +462,9 @@ def _wait_for_signal() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``up`` (start, print how to use it, wait for Ctrl-C) or ``build``; the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.controlplane",
+        prog="python -m remstate.testing.controlplane",
         description="A local kube-apiserver and etcd for remstate.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -699,15 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("build", help="build (or find cached) kube-apiserver and etcd")
     args = parser.parse_args(argv)
 
-    began = time.monotonic()
-    bin_dir = ensure_built()
-    built = time.monotonic() - began
-    if args.command == "build":
-        print(bin_dir)
-        return 0
-
-    print(f"# binaries: {bin_dir} (build or cache check took {built:.1f}s)", flush=True)
     try:
+        began = time.monotonic()
+        bin_dir = ensure_built()
+        built = time.monotonic() - began
+        if args.command == "build":
+            print(bin_dir)
+            return 0
+        print(f"# binaries: {bin_dir} (build or cache check took {built:.1f}s)", flush=True)
         plane = ControlPlane.start(args.workdir, watch_cache=args.watch_cache, bin_dir=bin_dir)
     except ControlPlaneError as e:
         print(f"error: {e}", file=sys.stderr)

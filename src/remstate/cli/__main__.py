@@ -1,0 +1,5 @@
+import sys
+
+from remstate.cli import main
+
+sys.exit(main())
