@@ -1,8 +1,21 @@
 """The schema layer: the state model, its ConfigMap layout, names, encodings and sizes.
 
-Pure code: no I/O, and nothing of ours below it but the store's object type.
-The manager reads and writes through :func:`decode_state` and
-:func:`state_object`, and keeps the head small with :func:`plan_compaction`.
+Pure code: no I/O, and nothing of ours below it but ``remstate.objects`` and
+``remstate.errors``. The manager reads and writes through :func:`decode_state`
+and :func:`state_object`, and keeps the head small with :func:`plan_compaction`.
+
+Where things are:
+
+- the state's types: ``values`` (limits, kinds, enums, timestamps), ``records``
+  (iterations, feedback, errors), ``index`` (the history index, segment
+  references, resolutions; its one reader), ``state`` (``TaskState``);
+  ``fields`` reads and checks one field; ``frozen`` is the one place that sets
+  a field of a frozen dataclass (normalisation, caches: the invariant is there);
+- the ConfigMaps: ``layout`` (the data keys, documented), ``encoding`` (state to
+  objects), ``decoding`` (objects to state), ``reader`` (strict or collecting),
+  ``migrations`` (older schema versions), ``checks`` and ``validation``
+  (problems as data); ``datavalue`` (one value: JSON, plain or gzip+base64),
+  ``naming``, ``idfilter``, ``compaction`` (what moves to segments).
 """
 
 from __future__ import annotations

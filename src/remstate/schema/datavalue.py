@@ -256,6 +256,8 @@ def normalize_json(value: Any, *, what: str) -> Any:
 
 
 def _normalize(value: Any, what: str, depth: int) -> Any:
+    # Radon grade C: one branch per JSON type, in one function so that the depth
+    # bound holds for all of them.
     if isinstance(value, str):
         if _SPLIT_PAIR.search(value):
             raise InvalidInput(f"{what}: {_SPLIT_PAIR_MESSAGE}")

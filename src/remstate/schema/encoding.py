@@ -110,6 +110,15 @@ def encode_state(
     if clash:
         raise InvalidInput(f"extra_data must not use the keys remstate writes: {clash}")
     last_update = format_timestamp(state.last_update)
+    data = _state_data(state, last_update, compress_over=compress_over)
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(f"the state of task {state.task_id!r}", size, max_bytes)
+    labels, annotations = _state_metadata(state, last_update, soft_deleted_at)
+    return EncodedObject(data, labels, annotations)
+
+
+def _state_data(state: TaskState, last_update: str, *, compress_over: int) -> dict[str, str]:
     data = {
         "schema_version": str(SCHEMA_VERSION),
         "task_id": _utf8(state.task_id, "task_id"),
@@ -137,10 +146,12 @@ def encode_state(
         )
     for key, value in state.extra_data.items():
         data[key] = _utf8(value, f"data key {key!r}")
-    size = value_bytes(data)
-    if size > max_bytes:
-        raise StateTooLarge(f"the state of task {state.task_id!r}", size, max_bytes)
+    return data
 
+
+def _state_metadata(
+    state: TaskState, last_update: str, soft_deleted_at: datetime | None
+) -> tuple[dict[str, str], dict[str, str]]:
     labels = {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_TASK: label_safe(state.task_id),
@@ -155,7 +166,7 @@ def encode_state(
     }
     if soft_deleted_at is not None:
         annotations[ANNOTATION_SOFT_DELETED_AT] = format_timestamp(soft_deleted_at)
-    return EncodedObject(data, labels, annotations)
+    return labels, annotations
 
 
 def state_object(

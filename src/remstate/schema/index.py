@@ -253,6 +253,8 @@ def read_history_index(
     reference, a group of moved IDs, one ID), so a validator sees every
     problem and the rest of the index still reads.
     """
+    # Radon grade C: one try per part of the index, so each part is reported
+    # and left out on its own.
     try:
         obj = _object(value, path)
     except MalformedError as m:
