@@ -11,15 +11,20 @@ import pytest
 
 from remstate.errors import CorruptState, InvalidInput
 from remstate.schema import (
+    KEY_HISTORY_INDEX,
     FeedbackEntry,
     HistoryIndex,
     Resolutions,
     SegmentRef,
     TaskState,
     apply_resolutions,
+    decode_state,
+    find_problems,
+    salvage_state,
 )
 from remstate.schema.datavalue import dumps
 from tests.helpers import T0
+from tests.unit.samples import sample_state, stored
 
 
 def archived(i: int, **changes: Any) -> FeedbackEntry:
@@ -187,3 +192,44 @@ class TestHistoryIndexFromDict:
         with pytest.raises(CorruptState) as info:
             HistoryIndex.from_dict(data)
         assert info.value.field == field
+
+
+class TestOneReader:
+    @pytest.mark.parametrize(
+        ("index", "field"),
+        [
+            ({"segments": {}}, "history_index.segments"),
+            ({"segments": [{"n": 1}]}, "history_index.segments[0].name"),
+            ({"recent_moved": []}, "history_index.recent_moved"),
+            ({"recent_moved": {"x": ["a"]}}, "history_index.recent_moved.x"),
+            ({"recent_moved": {"1": "a"}}, "history_index.recent_moved.1"),
+            ({"recent_moved": {"1": [3]}}, "history_index.recent_moved.1[0]"),
+        ],
+    )
+    def test_decoder_validator_and_from_dict_agree(self, index: Any, field: str) -> None:
+        """The same broken index gives the same field everywhere: one reader reads it."""
+        with pytest.raises(CorruptState) as info:
+            HistoryIndex.from_dict(index)
+        assert info.value.field == field
+        obj = stored(sample_state())
+        obj = dataclasses.replace(obj, data={**(obj.data or {}), KEY_HISTORY_INDEX: dumps(index)})
+        with pytest.raises(CorruptState) as decoded:
+            decode_state(obj)
+        assert decoded.value.field == field
+        assert [p.field for p in find_problems(obj)] == [field]
+
+    def test_a_collecting_read_keeps_what_it_can(self) -> None:
+        """Each broken part is reported and left out; the rest of the index reads."""
+        good = SegmentRef(1, "task-42-state-h1", 0, 2, "u1").to_dict()
+        index = {"segments": [good, {"n": 2}], "recent_moved": {"1": ["e0", 7], "x": ["e9"]}}
+        obj = stored(sample_state())
+        obj = dataclasses.replace(obj, data={**(obj.data or {}), KEY_HISTORY_INDEX: dumps(index)})
+        state, problems = salvage_state(obj)
+        assert state is not None
+        assert [s.n for s in state.segments] == [1]
+        assert dict(state.recent_moved_ids) == {"e0": 1}
+        assert {p.field for p in problems} >= {
+            "history_index.segments[1].name",
+            "history_index.recent_moved.1[1]",
+            "history_index.recent_moved.x",
+        }
