@@ -95,7 +95,7 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> object:
         attr = getattr(self.inner, name)
-        if name in {"get", "create", "replace", "delete", "list", "watch"}:
+        if name in {"get", "create", "replace", "annotate", "delete", "list", "watch"}:
 
             def counted(*args: object, **kwargs: object) -> object:
                 self.calls.append(name)

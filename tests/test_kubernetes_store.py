@@ -158,6 +158,8 @@ OPERATIONS: list[tuple[str, Callable[[KubernetesStore], object]]] = [
     ("get", lambda s: s.get("x")),
     ("create", lambda s: s.create(StoredObject(name="x", data={"k": "v"}))),
     ("replace", lambda s: s.replace(StoredObject(name="x", data={}, resource_version="1"))),
+    ("annotate", lambda s: s.annotate("x", {"a": "1"})),
+    ("annotate with expect", lambda s: s.annotate("x", {"a": "1"}, expect={"a": None})),
     ("delete", lambda s: s.delete("x", uid="u", resource_version="1")),
     ("list", lambda s: s.list(label_selector="a=b", limit=5, metadata_only=True)),
     ("watch", lambda s: next(iter(s.watch(timeout_seconds=1)), None)),

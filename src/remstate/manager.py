@@ -9,6 +9,9 @@ The write path is optimistic concurrency (DESIGN.md, rules 1-3):
   one API request;
 - on a Conflict the object is read again and the function applied again, with
   bounded, exponential, jittered backoff (``RetryPolicy``);
+- under sustained contention writers take turns (``remstate.turns``): the
+  writer that has just won holds the freshest object and would otherwise keep
+  winning, and losers would run out of attempts;
 - a write whose outcome is unknown (a timeout, a lost response) is retried the
   same way, and the retry recognises its own earlier success in the object it
   reads back: by the write id the attempt left on it, or, if another write
@@ -29,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +53,7 @@ from remstate.errors import (
     Unavailable,
 )
 from remstate.history import HistoryReader, check_page
-from remstate.retry import RetryPolicy
+from remstate.retry import RetryPolicy, remaining
 from remstate.schema import (
     KIND_ERRORS,
     KIND_FEEDBACK,
@@ -82,6 +86,7 @@ from remstate.schema import (
 )
 from remstate.schema.datavalue import normalize_json
 from remstate.store import Store, StoredObject, open_store
+from remstate.turns import ANNOTATION_TURN, FREE_WRITES, TURN_TTL, Turns
 
 if TYPE_CHECKING:
     from remstate.store.opener import ApiClient
@@ -97,6 +102,8 @@ ANNOTATION_WRITE_ID = "remstate.io/write-id"
 #: that one write, and the segments it fills, stay well under 1 MiB each.
 MAX_BATCH = 2048
 
+#: Seconds of the retry deadline kept for the write after a wait for a turn.
+_WRITE_MARGIN = 0.5
 #: How many tasks' last-seen objects a manager remembers.
 DEFAULT_CACHE_SIZE = 1024
 
@@ -191,6 +198,8 @@ class StateManager:
         self._seen: OrderedDict[str, tuple[StoredObject, TaskState | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._history = HistoryReader(self._get)
+        #: Tasks this manager took a contended turn on: writes left before it steps aside.
+        self._free_writes: dict[str, int] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> StateManager:
@@ -742,6 +751,9 @@ class StateManager:
             )
             unknown.attempts = e.attempts
             raise unknown from e
+        finally:
+            if op.turns.holding:
+                self._give_back_turn(task_id, op.turns)
 
     def _attempt(
         self,
@@ -751,6 +763,12 @@ class StateManager:
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._last_seen(task_id)
+        if op.attempts == 0 and not op.turns.stepped_aside and self._free_writes_spent(task_id):
+            op.turns.step_aside()
+        if obj is not None:
+            waited = self._await_turn(task_id, obj, op.turns, fresh=not from_cache)
+            from_cache = from_cache and waited is obj
+            obj = waited
         if obj is not None and op.unknown:
             committed = op.unknown.get(obj.annotations.get(ANNOTATION_WRITE_ID, ""))
             if committed is not None:
@@ -775,12 +793,104 @@ class StateManager:
             op.unknown[write_id] = (new, result)
             op.maybe_applied = op.maybe_applied or e.maybe_applied
             raise
-        except RemstateError:
+        except RemstateError as e:
+            if isinstance(e, Conflict):
+                op.turns.lost()
             # Refused for certain. The head, read afresh, says which segments it took.
             if created:
                 self._discard_unreferenced(task_id, created)
             raise
+        op.turns.holding = False  # our write dropped the turn annotation
+        if op.turns.took and op.turns.contended:
+            with self._lock:
+                self._free_writes[task_id] = FREE_WRITES
         return new, result
+
+    def _await_turn(
+        self, task_id: str, obj: StoredObject, turns: Turns, *, fresh: bool
+    ) -> StoredObject | None:
+        """The object to write from: ``obj``, or, under sustained contention, ours by turn.
+
+        An operation that queues (see ``remstate.turns``) first sleeps out its
+        patience, with no reads. Then it takes the turn with a patch that
+        applies only if the turn is free, and returns the object in place of a
+        read. While another writer holds it, the patch is refused (a small
+        answer, where a read would carry the whole object) and tried again
+        after short pauses; now and then a read tells who holds it, so that a
+        turn that stays in sight for ``TURN_TTL`` is taken over. All within
+        the retry deadline.
+        """
+        if not turns.queued(obj.annotations):
+            return obj
+        rest = min(turns.patience_left(), self._time_left(turns))
+        if rest > 0:
+            time.sleep(rest)
+        elif fresh and obj.annotations.get(ANNOTATION_TURN) == turns.token:
+            return obj  # we took it before, and a write of ours lost to an older turn
+        name = object_name(task_id)
+        expected: str | None = None  # free; or a turn that has expired in our sight
+        last_read = time.monotonic() if fresh and rest <= 0 else None
+        while self._time_left(turns) > 0:
+            try:
+                taken = self.store.annotate(
+                    name, {ANNOTATION_TURN: turns.token}, expect={ANNOTATION_TURN: expected}
+                )
+            except Conflict:
+                expected = None
+                now = time.monotonic()
+                if last_read is None or now - last_read >= TURN_TTL / 2:
+                    current, last_read = self._read(task_id), now
+                    if current is None:
+                        return None
+                    holder = current.annotations.get(ANNOTATION_TURN)
+                    if holder == turns.token:
+                        return current
+                    if holder is None or not turns.must_wait(current.annotations):
+                        expected = holder
+                        continue
+                time.sleep(turns.pause())
+                continue
+            except NotFound:
+                self._forget(task_id)
+                raise _Stale("deleted meanwhile") from None
+            turns.holding = turns.took = True
+            self._remember(task_id, taken)
+            return taken
+        return obj  # the deadline holds: try, and let the retry policy stop
+
+    def _free_writes_spent(self, task_id: str) -> bool:
+        """Count one write made after a contended turn of ours; True when none is left."""
+        with self._lock:
+            left = self._free_writes.get(task_id)
+            if left is None:
+                return False
+            if left <= 0:
+                del self._free_writes[task_id]
+                return True
+            self._free_writes[task_id] = left - 1
+            return False
+
+    def _time_left(self, turns: Turns) -> float:
+        """Seconds left to wait for a turn: to the retry deadline, less time for the write."""
+        left = remaining()
+        if left is None:
+            left = turns.started + self.retry.deadline - time.monotonic()
+        return left - _WRITE_MARGIN
+
+    def _give_back_turn(self, task_id: str, turns: Turns) -> None:
+        """Best effort: drop our turn after an operation that did not write.
+
+        Only if it is still ours; if this fails, the turn expires.
+        """
+        with contextlib.suppress(RemstateError):
+            self._remember(
+                task_id,
+                self.store.annotate(
+                    object_name(task_id),
+                    {ANNOTATION_TURN: None},
+                    expect={ANNOTATION_TURN: turns.token},
+                ),
+            )
 
     def _decide(
         self,
@@ -1014,6 +1124,7 @@ class _Operation(Generic[_R]):
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
         #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
         self.maybe_applied = False
+        self.turns = Turns(op_id)
 
     def next_write_id(self) -> str:
         self.attempts += 1

@@ -7,6 +7,7 @@ the embedded store.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import re
 import threading
@@ -20,6 +21,7 @@ from remstate.errors import (
     AlreadyExists,
     ApiStatus,
     Conflict,
+    InvalidInput,
     InvalidObject,
     NotFound,
     RemstateError,
@@ -626,3 +628,64 @@ class TestSameStatusAsTheServer:
                 ERROR_CASES[case](store)
             answers[backend] = (type(caught.value), _comparable(caught.value.status))
         assert answers["embedded"] == answers["kubernetes"]
+
+
+class TestAnnotate:
+    """The store operation that taking a turn needs: a write that cannot conflict."""
+
+    def test_merges_annotations_at_any_version(self, store: Store) -> None:
+        """Adds, replaces and removes keys; data and other metadata stay; the version moves."""
+        created = store.create(
+            StoredObject(name="cm", data={"k": "v"}, labels={"l": "1"}, annotations={"a": "1"})
+        )
+        store.replace(dataclasses.replace(created, data={"k": "w"}))  # `created` is stale now
+
+        patched = store.annotate("cm", {"b": "2", "a": None})
+        assert patched.annotations == {"b": "2"}
+        assert patched.data == {"k": "w"}
+        assert patched.labels == {"l": "1"}
+        assert patched.uid == created.uid
+        assert store.get("cm") == patched
+        with pytest.raises(Conflict):
+            store.replace(dataclasses.replace(created, data={"k": "x"}))
+
+    def test_a_patch_that_changes_nothing_keeps_the_version(self, store: Store) -> None:
+        """Removing a key that is not there writes nothing."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}))
+        assert store.annotate("cm", {"a": None}).resource_version == created.resource_version
+
+    def test_expected_values_are_tested_first(self, store: Store) -> None:
+        """With ``expect``, the patch applies only if those annotations are as given."""
+        store.create(StoredObject(name="cm", data={"k": "v"}, annotations={"a": "1"}))
+        taken = store.annotate("cm", {"turn": "me"}, expect={"turn": None, "a": "1"})
+        assert taken.annotations == {"a": "1", "turn": "me"}
+
+        with pytest.raises(Conflict):  # present, where absent was expected
+            store.annotate("cm", {"turn": "you"}, expect={"turn": None})
+        with pytest.raises(Conflict):  # another value
+            store.annotate("cm", {"turn": "you"}, expect={"turn": "someone"})
+        assert store.get("cm") == taken
+
+        given_back = store.annotate("cm", {"turn": None}, expect={"turn": "me"})
+        assert given_back.annotations == {"a": "1"}
+
+    def test_removing_a_key_not_expected_present_is_refused(self, store: Store) -> None:
+        """A conditional patch may remove only a key it expects present (JSON patch's rule)."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}, annotations={"a": "1"}))
+        with pytest.raises(InvalidInput):
+            store.annotate("cm", {"a": None}, expect={"b": None})
+        assert store.get("cm").resource_version == created.resource_version
+
+    def test_a_missing_object_is_not_found(self, store: Store) -> None:
+        """Annotating an object that does not exist raises NotFound and creates nothing."""
+        with pytest.raises(NotFound):
+            store.annotate("absent", {"a": "1"})
+        with pytest.raises(NotFound):
+            store.get("absent")
+
+    def test_a_bad_key_is_invalid(self, store: Store) -> None:
+        """An annotation key the API refuses raises Invalid; nothing changes."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}))
+        with pytest.raises(InvalidObject):
+            store.annotate("cm", {"not a key!": "1"})
+        assert store.get("cm").resource_version == created.resource_version

@@ -8,6 +8,9 @@ Semantics follow the API server:
 
 - ``resource_version`` is opaque. ``replace`` sends the version it read; a
   stale one raises ``Conflict``. ``create`` ignores it.
+- ``annotate`` merges annotations with no precondition on the resourceVersion
+  (a merge patch; with expected values, a JSON patch that tests them first),
+  and changes the resourceVersion as any write does.
 - ``delete`` may carry preconditions on uid and resourceVersion; a mismatch
   raises ``Conflict`` and deletes nothing.
 - ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
@@ -19,8 +22,10 @@ Semantics follow the API server:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
+
+from remstate.errors import InvalidInput
 
 # The object types live below both schema and store; they are re-exported here
 # so that ``from remstate.store.base import StoredObject`` keeps working.
@@ -39,7 +44,26 @@ __all__ = [
     "StoredObject",
     "WatchEvent",
     "WatchEventType",
+    "check_expectations",
 ]
+
+
+def check_expectations(
+    annotations: Mapping[str, str | None], expect: Mapping[str, str | None] | None
+) -> None:
+    """Refuse an ``annotate`` that removes a key its expectations do not hold present.
+
+    A JSON patch cannot remove a key that is absent; both backends refuse it
+    alike, before sending anything.
+
+    Raises:
+        InvalidInput: such a key is removed.
+    """
+    if not expect:
+        return
+    for key, value in annotations.items():
+        if value is None and expect.get(key) is None:
+            raise InvalidInput(f"annotation {key!r} is removed but not expected present")
 
 
 @runtime_checkable
@@ -75,6 +99,30 @@ class Store(Protocol):
             Conflict: the object changed since that version.
             NotFound: the object is gone.
             InvalidObject: as for ``create``.
+        """
+        ...
+
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is; return it.
+
+        A value of ``None`` removes the key. Nothing else changes, and the
+        object's resourceVersion is no precondition: it is for marks that do
+        not depend on the object's content, such as a writer taking its turn.
+        With ``expect``, the write happens only if each of those annotations
+        has that value now (``None``: absent); a key removed must be expected
+        present. A patch that changes nothing keeps the resourceVersion.
+
+        Raises:
+            NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
+            InvalidObject: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
         """
         ...
 

@@ -45,13 +45,14 @@ checks in each operation. The rest is split by concern:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
 
@@ -67,6 +68,7 @@ from remstate.store import (
     selectors,
 )
 from remstate.store import embedded_sql as sql
+from remstate.store.base import check_expectations
 from remstate.store.embedded_compaction import HistoryBounds
 from remstate.store.embedded_file import OpenMode, translated
 from remstate.store.embedded_rows import (
@@ -372,6 +374,48 @@ class EmbeddedStore:
                 return write.stored(head[RV], head[UID], head[CREATED])
             rv = self._append(conn, write, MODIFIED, head[UID], head[CREATED])
         return write.stored(rv, head[UID], head[CREATED])
+
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is; return it.
+
+        As the API server does a merge patch (or, with ``expect``, a JSON patch
+        that tests first): ``None`` removes a key, and a patch that changes
+        nothing writes nothing and keeps the resourceVersion.
+
+        Raises:
+            NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
+            InvalidObject: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
+        """
+        apistatus.check_path_name(name)
+        check_expectations(annotations, expect)
+        with self._transaction(write=True) as conn:
+            row = conn.execute(sql.SELECT_HEAD_WITH_DATA, (self._namespace, name)).fetchone()
+            if row is None or row[EVENT] == DELETED:
+                raise apistatus.not_found(name)
+            current = row_object(name, row, data=row[DATA])
+            for key, value in (expect or {}).items():
+                if current.annotations.get(key) != value:
+                    raise apistatus.conflict(name, f"annotation {key} is not as expected")
+            merged = dict(current.annotations)
+            for key, value in annotations.items():
+                if value is None:
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            write = Write.of(dataclasses.replace(current, annotations=merged))
+            apivalidation.raise_if_invalid(write.name, write.errors(self._namespace, update=True))
+            if write.annotations_json == row[ANNOTATIONS]:
+                return current
+            rv = self._append(conn, write, MODIFIED, row[UID], row[CREATED])
+        return write.stored(rv, row[UID], row[CREATED])
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None

@@ -49,7 +49,9 @@ from kubernetes import client as k8s
 
 from remstate.errors import (
     ApiStatus,
+    Conflict,
     InvalidInput,
+    InvalidObject,
     NotFound,
     Unavailable,
 )
@@ -61,6 +63,7 @@ from remstate.objects import (
     WatchEventType,
 )
 from remstate.retry import remaining
+from remstate.store.base import check_expectations
 from remstate.store.kubernetes_config import (
     kubeconfig_namespace,
     load_configuration,
@@ -76,6 +79,8 @@ __all__ = ["KubernetesStore", "error_from_status", "translate_error"]
 _CONFIGMAPS: Final = "/api/v1/namespaces/{namespace}/configmaps"
 _CONFIGMAP: Final = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 _JSON: Final = "application/json"
+_MERGE_PATCH: Final = "application/merge-patch+json"
+_JSON_PATCH: Final = "application/json-patch+json"
 #: Content negotiation for metadata only: the server strips everything but metadata.
 _METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 #: Shown by ``kubectl get cm -o yaml --show-managed-fields`` as the writer.
@@ -260,6 +265,7 @@ class KubernetesStore:
         query: Iterable[tuple[str, str]] = (),
         body: Any = None,
         accept: str = _JSON,
+        content_type: str = _JSON,
         timeout: Any = None,
     ) -> Any:
         """Send one request; return the client's unread response (status checked by callers)."""
@@ -268,7 +274,7 @@ class KubernetesStore:
             path_params["name"] = name
         headers = {"Accept": accept}
         if body is not None:
-            headers["Content-Type"] = _JSON
+            headers["Content-Type"] = content_type
         method, url, headers, body, post = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -357,6 +363,66 @@ class KubernetesStore:
                 body=body,
             )
         )
+
+    def annotate(
+        self,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        expect: Mapping[str, str | None] | None = None,
+    ) -> StoredObject:
+        """Merge ``annotations`` into the object, at whatever version it is: one PATCH.
+
+        With no ``expect``, a JSON merge patch with no resourceVersion in it, so
+        it cannot conflict; ``None`` removes a key. With ``expect``, a JSON patch
+        whose ``test`` operations check those values first (a ``null`` value
+        tests that the key is absent).
+
+        Raises:
+            NotFound: there is no such object.
+            Conflict: an expected annotation has another value; nothing was written.
+            InvalidObject: the annotations break the API's rules.
+            InvalidInput: a key is removed that ``expect`` does not expect present.
+        """
+        if name in _UNADDRESSABLE:
+            raise _not_found(name)
+        check_expectations(annotations, expect)
+        query = [("fieldManager", _FIELD_MANAGER)]
+        if not expect:
+            body: Any = {"metadata": {"annotations": dict(annotations)}}
+            return _to_stored(
+                self._request(
+                    "PATCH",
+                    _CONFIGMAP,
+                    name=name,
+                    query=query,
+                    body=body,
+                    content_type=_MERGE_PATCH,
+                )
+            )
+
+        def path(key: str) -> str:
+            return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+        body = [{"op": "test", "path": path(k), "value": v} for k, v in expect.items()]
+        for key, value in annotations.items():
+            if value is None:
+                body.append({"op": "remove", "path": path(key)})
+            else:
+                body.append({"op": "add", "path": path(key), "value": value})
+        try:
+            return _to_stored(
+                self._request(
+                    "PATCH", _CONFIGMAP, name=name, query=query, body=body, content_type=_JSON_PATCH
+                )
+            )
+        except InvalidObject as e:
+            # A failed test is a bare 422 with no causes; a refused value names its field.
+            if e.status.details.get("causes"):
+                raise
+            raise Conflict(
+                f"annotations of configmaps {name!r} are not as expected", status=e.status
+            ) from e
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None
