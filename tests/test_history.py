@@ -28,6 +28,7 @@ from remstate.schema import (
     apply_compaction,
     decode_state,
     filter_page_object,
+    find_problems,
     needs_filter_page,
     object_name,
     owner_reference,
@@ -35,7 +36,6 @@ from remstate.schema import (
     segment_object,
     segment_ref,
     state_object,
-    validate_object,
 )
 from remstate.store import Store
 from tests.backends import CountingStore
@@ -107,8 +107,8 @@ class TestFeedbackIdsAreNeverAppendedTwice:
         # As an older remstate wrote it: no filters, no recent window.
         old = dataclasses.replace(
             state,
-            history=dataclasses.replace(
-                state.history,
+            history_index=dataclasses.replace(
+                state.history_index,
                 segments=tuple(dataclasses.replace(s, id_filter=None) for s in state.segments),
                 recent_moved_ids={},
             ),
@@ -144,7 +144,7 @@ class TestIncrementKeys:
         assert fresh.increment_iteration("t", op_id="step-200") == 200
         after = fresh.get_state("t")
         assert after.iteration == after.iteration_total == 400
-        assert validate_object(store.get(object_name("t"))) == []
+        assert find_problems(store.get(object_name("t"))) == []
 
     def test_a_committed_key_at_the_maximum_returns_its_number(self, store: Store) -> None:
         """Re-sending the key of the increment that reached the maximum is not a refusal."""
@@ -254,7 +254,7 @@ class TestLargeHistory:
         )
         _build(store, state)
         head = store.get(object_name("big"))
-        assert validate_object(head) == []
+        assert find_problems(head) == []
         stored = decode_state(head)
         assert stored.iteration_total == stored.error_total == total
         assert len(stored.segments_of(KIND_ITERATIONS)) > 1

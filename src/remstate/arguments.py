@@ -13,7 +13,7 @@ from remstate.cache import DEFAULT_CACHE_SIZE
 from remstate.errors import InvalidInput
 from remstate.retry import RetryPolicy
 from remstate.schema import FeedbackEntry, utc_now
-from remstate.schema.encoding import normalize_json
+from remstate.schema.datavalue import normalize_json
 
 __all__ = [
     "OPTIONS",

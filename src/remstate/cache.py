@@ -3,7 +3,7 @@
 Why: an uncontended write is then one request (the resourceVersion we send is
 the one we saw) and no decoding (the state is decoded once per
 resourceVersion). The decoded history segments and filter pages are cached by
-``remstate.history.HistoryReader``, keyed by content; this cache holds heads,
+``remstate.history.HistoryReader``, keyed by identity (they never change); this cache holds heads,
 which change.
 """
 

@@ -13,8 +13,8 @@ manager. Three constraints shape it:
   so that happens once.
 - **Reads page through, never load everything.** A page reads only the one
   or two objects it covers.
-- **Caches are keyed by content.** Segments are cached by ``(name, uid, rev)``
-  (a fold of resolutions bumps ``rev``), filter pages by ``(name, uid)``.
+- **Caches are keyed by identity.** Segments and filter pages are immutable,
+  so both are cached by ``(name, uid)``.
 
 I/O goes through the ``get`` function given (the manager's, with its retry
 policy); everything else is pure.
@@ -118,8 +118,8 @@ class HistoryReader:
     def __init__(self, get: Callable[[str], StoredObject]) -> None:
         self._get = get
         self._lock = threading.Lock()
-        self._segments: OrderedDict[tuple[str, str, int], HistorySegment] = OrderedDict()
-        self._pages: OrderedDict[tuple[str, str, int], dict[int, IdFilter]] = OrderedDict()
+        self._segments: OrderedDict[tuple[str, str], HistorySegment] = OrderedDict()
+        self._pages: OrderedDict[tuple[str, str], dict[int, IdFilter]] = OrderedDict()
         # Each task's segments of a kind with their filters, newest first, for the
         # last index seen: an index is carried from write to write unchanged, so
         # a run of appends resolves its filters (and filter pages) once.
@@ -262,11 +262,11 @@ class HistoryReader:
         key = (state.task_id, kind)
         with self._lock:
             cached = self._probes.get(key)
-        if cached is not None and cached[0] is state.history:
+        if cached is not None and cached[0] is state.history_index:
             return cached[1]
         order = [(ref, self.id_filter(state, ref)) for ref in reversed(state.segments_of(kind))]
         with self._lock:
-            self._probes[key] = (state.history, order)
+            self._probes[key] = (state.history_index, order)
             self._probes.move_to_end(key)
             while len(self._probes) > PAGE_CACHE_SIZE:
                 self._probes.popitem(last=False)

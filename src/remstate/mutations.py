@@ -231,7 +231,10 @@ def check_update(old: TaskState, new: object) -> TaskState:
         raise InvalidInput("an update function must not change task_id")
     if new.iteration != old.iteration or new.iteration_history != old.iteration_history:
         raise InvalidInput("use increment_iteration to change the iteration counter")
-    if new.history != old.history or new.archived_resolutions != old.archived_resolutions:
+    if (
+        new.history_index != old.history_index
+        or new.archived_resolutions != old.archived_resolutions
+    ):
         raise InvalidInput("an update function must not change the history index")
     known = {e.id for e in old.feedback_history}
     ids = [e.id for e in new.feedback_history]

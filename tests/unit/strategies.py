@@ -41,7 +41,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
-from remstate.schema.encoding import utf8_len
+from remstate.schema.datavalue import utf8_len
 
 #: Property tests stay quick; the machine is noisy, so no deadline.
 FAST = settings(
@@ -231,7 +231,6 @@ segment_refs = st.builds(
     first_seq=st.integers(0, 10**9),
     count=st.integers(0, 10**5),
     uid=short_json_texts,
-    rev=st.just(0) | st.integers(0, 10**6),
     extra=extras(SegmentRef._KEYS),
 )
 history_indexes = st.builds(
@@ -275,7 +274,7 @@ task_states = st.builds(
     last_update=aware_datetimes,
     iteration_history=st.lists(iteration_records, max_size=3).map(tuple),
     feedback_history=st.lists(feedback_entries, max_size=4).map(tuple),
-    history=st.just(HistoryIndex()) | history_indexes,
+    history_index=st.just(HistoryIndex()) | history_indexes,
     error_messages=st.lists(error_records, max_size=3).map(tuple),
     metadata=json_objects,
     extra_data=extra_data,

@@ -25,11 +25,11 @@ from remstate.schema import (
     decode_state,
     encode_state,
     feedback_bytes,
+    find_problems,
     plan_compaction,
     segment_object,
     segment_ref,
     state_object,
-    validate_object,
     value_bytes,
 )
 from remstate.store.base import StoredObject
@@ -116,8 +116,8 @@ class TestPlan:
         }
         history = HistoryIndex((SegmentRef(1, "task-42-state-h1", 0, 5, "u"),))
         entries = [fb(i) for i in range(5, 25)]
-        bare = state_with(entries, history=history)
-        state = state_with(entries, history=history, archived_resolutions=resolutions)
+        bare = state_with(entries, history_index=history)
+        state = state_with(entries, history_index=history, archived_resolutions=resolutions)
         encoded = encode_state(state).data[KEY_FEEDBACK_RESOLUTIONS]
         budget = value_bytes(encode_state(bare).data) + len(encoded) // 2
         assert plan_compaction(bare, head_budget=budget, keep_bytes=300) is None
@@ -205,7 +205,7 @@ class TestApply:
     def test_refuses_a_segment_number_going_back(self) -> None:
         """Segment numbers only go up."""
         history = HistoryIndex((SegmentRef(3, "s3", 0, 1, "u"),))
-        state = state_with([fb(1)], history=history)
+        state = state_with([fb(1)], history_index=history)
         with pytest.raises(InvalidInput):
             apply_compaction(state, SegmentRef(2, "s2", 1, 1, "u"))
 
@@ -223,7 +223,7 @@ class TestSimulation:
         assert feedback_bytes(sim.state.feedback_history) <= 3000
         head = state_object(sim.state)
         assert decode_state(head) == sim.state
-        assert validate_object(head) == []
+        assert find_problems(head) == []
 
     def test_every_recent_id_is_recognised(self) -> None:
         """A retried append finds its ID in the head or among recently moved IDs."""

@@ -28,7 +28,7 @@ from remstate.schema import (
     segment_ref,
     value_bytes,
 )
-from remstate.schema.encoding import GZIP_MARKER, MAX_DECODED_BYTES, compress_json_text
+from remstate.schema.datavalue import GZIP_MARKER, MAX_DECODED_BYTES, compress_json_text
 from tests.helpers import T0
 
 

@@ -758,11 +758,11 @@ class TestList:
             return sqlite3.SQLITE_OK
 
         # The connection is the store's own: the authorizer sees every column it reads.
-        store._conn.set_authorizer(authorizer)
+        store._connection.get().set_authorizer(authorizer)
         try:
             page = store.list(label_selector="k=v", metadata_only=True)
         finally:
-            store._conn.set_authorizer(None)
+            store._connection.get().set_authorizer(None)
         [item] = page.items
         assert item == StoredObject(
             name="m",

@@ -26,12 +26,12 @@ from remstate.schema import (
     decode_segment,
     decode_state,
     filter_page_object,
+    find_problems,
     needs_filter_page,
     plan_moves,
     segment_object,
     segment_ref,
     state_object,
-    validate_object,
 )
 from remstate.store.base import StoredObject
 from tests.helpers import T0
@@ -106,7 +106,7 @@ class TestKindsOfSegments:
         assert decode_segment(obj).iterations == moved
         assert after.segments[0].id_filter is not None
         assert "op-1" in after.segments[0].id_filter
-        assert validate_object(stored(after)) == []
+        assert find_problems(stored(after)) == []
 
     def test_the_counter_is_checked_against_records_in_segments_too(self) -> None:
         """iteration must equal the head's records plus the index's counts."""
@@ -120,9 +120,9 @@ class TestKindsOfSegments:
             state,
             segment_ref(dataclasses.replace(segment_object(state, moved, kind=kind), uid="u")),
         )
-        assert validate_object(stored(moved_state)) == []
+        assert find_problems(stored(moved_state)) == []
         wrong = dataclasses.replace(moved_state, iteration=len(moved_state.iteration_history))
-        problems = validate_object(stored(wrong))
+        problems = find_problems(stored(wrong))
         assert [p.code for p in problems] == [ProblemCode.ITERATION_MISMATCH]
 
     def test_a_key_twice_in_the_head_is_a_duplicate(self) -> None:
@@ -139,7 +139,7 @@ class TestKindsOfSegments:
             iteration_history=twice,
             error_messages=errors,
         )
-        codes = [(p.field, p.code) for p in validate_object(stored(state))]
+        codes = [(p.field, p.code) for p in find_problems(stored(state))]
         assert ("iteration_history", ProblemCode.DUPLICATE_ID) in codes
         assert ("error_messages", ProblemCode.DUPLICATE_ID) in codes
 
@@ -192,4 +192,4 @@ class TestFilterPages:
         assert state.movable_filters() == []
         with pytest.raises(InvalidInput):
             filter_page_object(state, n=9)  # nothing left to take
-        assert validate_object(stored(state)) == []
+        assert find_problems(stored(state)) == []

@@ -22,9 +22,9 @@ from remstate.schema import (
     SegmentRef,
     TaskState,
     decode_state,
+    find_problems,
     object_name,
     state_object,
-    validate_object,
 )
 from remstate.store.base import StoredObject
 from tests.helpers import T0
@@ -92,7 +92,7 @@ class TestRefused:
                 id="duplicate-in-head",
             ),
             pytest.param(
-                state_object(state(history=HistoryIndex((SEGMENT,), {"e1": 1}))),
+                state_object(state(history_index=HistoryIndex((SEGMENT,), {"e1": 1}))),
                 "feedback_history",
                 ProblemCode.DUPLICATE_ID,
                 "ID 'e1' is in the head and was moved to segment 1",
@@ -122,7 +122,7 @@ class TestRefused:
             decode_state(obj)
         assert str(caught.value) == f"{obj.name} is inconsistent, refused: {field}: {message}"
         assert caught.value.field == field
-        assert (field, code) in {(p.field, p.code) for p in validate_object(obj)}
+        assert (field, code) in {(p.field, p.code) for p in find_problems(obj)}
         assert isinstance(decode_state(obj, check=False), TaskState)  # read, not refused
 
     def test_reused_records_are_checked_too(self) -> None:
@@ -157,5 +157,5 @@ class TestAccepted:
 
     def test_an_id_moved_earlier_is_not_a_duplicate(self) -> None:
         """An ID in ``recent_moved`` that the head no longer holds is fine."""
-        obj = state_object(state(history=HistoryIndex((SEGMENT,), {"e9": 1})))
+        obj = state_object(state(history_index=HistoryIndex((SEGMENT,), {"e9": 1})))
         assert decode_state(obj).recent_moved_ids == {"e9": 1}

@@ -1,39 +1,25 @@
 """The schema layer: the state model, its ConfigMap layout, names, encodings and sizes.
 
-Pure code: no I/O, and nothing of ours below it but the store's object type.
-The manager reads and writes through :func:`decode_state` and
-:func:`state_object`, and keeps the head small with :func:`plan_compaction`.
+Pure code: no I/O, and nothing of ours below it but ``remstate.objects`` and
+``remstate.errors``. The manager reads and writes through :func:`decode_state`
+and :func:`state_object`, and keeps the head small with :func:`plan_compaction`.
+
+Where things are:
+
+- the state's types: ``values`` (limits, kinds, enums, timestamps), ``records``
+  (iterations, feedback, errors), ``index`` (the history index, segment
+  references, resolutions; its one reader), ``state`` (``TaskState``);
+  ``fields`` reads and checks one field; ``frozen`` is the one place that sets
+  a field of a frozen dataclass (normalisation, caches: the invariant is there);
+- the ConfigMaps: ``layout`` (the data keys, documented), ``encoding`` (state to
+  objects), ``decoding`` (objects to state), ``reader`` (strict or collecting),
+  ``migrations`` (older schema versions), ``checks`` and ``validation``
+  (problems as data); ``datavalue`` (one value: JSON, plain or gzip+base64),
+  ``naming``, ``idfilter``, ``compaction`` (what moves to segments).
 """
 
 from __future__ import annotations
 
-from remstate.schema.codec import (
-    DATA_KEYS,
-    KEY_FEEDBACK_RESOLUTIONS,
-    KEY_HISTORY_INDEX,
-    MIGRATED_NOTE,
-    SEGMENT_DATA_KEYS,
-    EncodedObject,
-    StateTooLarge,
-    decode_filter_page,
-    decode_segment,
-    decode_state,
-    encode_records_segment,
-    encode_segment,
-    encode_state,
-    filter_page_object,
-    fold_segment,
-    last_update_of,
-    owner_reference,
-    salvage_state,
-    segment_metadata,
-    segment_object,
-    segment_ref,
-    soft_deleted_at,
-    state_object,
-    validate_object,
-    validate_segment,
-)
 from remstate.schema.compaction import (
     FEEDBACK_BUDGET,
     FILTER_BUDGET,
@@ -49,7 +35,7 @@ from remstate.schema.compaction import (
     plan_compaction,
     plan_moves,
 )
-from remstate.schema.encoding import (
+from remstate.schema.datavalue import (
     COMPRESS_OVER,
     GZIP_MARKER,
     MAX_DATA_BYTES,
@@ -58,39 +44,41 @@ from remstate.schema.encoding import (
     encode_json,
     value_bytes,
 )
+from remstate.schema.decoding import (
+    decode_filter_page,
+    decode_segment,
+    decode_state,
+    segment_ref,
+)
+from remstate.schema.encoding import (
+    encode_records_segment,
+    encode_segment,
+    encode_state,
+    filter_page_object,
+    owner_reference,
+    segment_metadata,
+    segment_object,
+    state_object,
+)
 from remstate.schema.idfilter import IdFilter
-from remstate.schema.model import (
-    KIND_ERRORS,
-    KIND_FEEDBACK,
-    KIND_ID_FILTERS,
-    KIND_ITERATIONS,
-    KINDS,
-    MAX_AUTHOR_LENGTH,
-    MAX_FEEDBACK_ID_LENGTH,
-    MAX_TEXT_BYTES,
-    SCHEMA_VERSION,
-    Clock,
-    ErrorRecord,
-    FeedbackEntry,
+from remstate.schema.index import (
     HistoryIndex,
-    HistorySegment,
-    IssueType,
-    IterationRecord,
-    Records,
     Resolutions,
     SegmentRef,
-    Severity,
-    Status,
-    TaskState,
     apply_resolutions,
-    format_timestamp,
-    parse_issue_type,
-    parse_severity,
-    parse_status,
-    parse_timestamp,
-    record_id,
-    utc_now,
-    validate_record_id,
+)
+from remstate.schema.layout import (
+    DATA_KEYS,
+    KEY_FEEDBACK_RESOLUTIONS,
+    KEY_HISTORY_INDEX,
+    SEGMENT_DATA_KEYS,
+    EncodedObject,
+    StateTooLarge,
+    last_update_of,
+    soft_deleted_at,
+)
+from remstate.schema.migrations import (
+    MIGRATED_NOTE,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
@@ -117,6 +105,44 @@ from remstate.schema.naming import (
     validate_task_id,
 )
 from remstate.schema.problems import Problem, ProblemCode
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    HistorySegment,
+    IterationRecord,
+    Records,
+    record_id,
+    validate_record_id,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.validation import (
+    find_problems,
+    find_segment_problems,
+    salvage_state,
+)
+from remstate.schema.values import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
+    KIND_ID_FILTERS,
+    KIND_ITERATIONS,
+    KINDS,
+    MAX_AUTHOR_LENGTH,
+    MAX_FEEDBACK_ID_LENGTH,
+    MAX_TEXT_BYTES,
+    SCHEMA_VERSION,
+    Clock,
+    IssueType,
+    Severity,
+    Status,
+    format_timestamp,
+    parse_issue_type,
+    parse_severity,
+    parse_status,
+    parse_timestamp,
+    utc_now,
+)
 
 __all__ = [
     "ANNOTATION_LAST_UPDATE",
@@ -190,7 +216,8 @@ __all__ = [
     "encode_state",
     "feedback_bytes",
     "filter_page_object",
-    "fold_segment",
+    "find_problems",
+    "find_segment_problems",
     "format_timestamp",
     "label_safe",
     "label_value",
@@ -215,9 +242,7 @@ __all__ = [
     "state_object",
     "task_selector",
     "utc_now",
-    "validate_object",
     "validate_record_id",
-    "validate_segment",
     "validate_task_id",
     "value_bytes",
 ]

@@ -31,8 +31,7 @@ so a crash leaves at worst an orphan segment (see DESIGN.md).
 
 The head also carries the resolutions of archived entries
 (``feedback_resolutions``), which count against ``head_budget`` like the rest;
-the manager keeps them under :data:`RESOLUTIONS_LIMIT` by folding them into
-their segments (``codec.fold_segment``, ``TaskState.with_folded``).
+the manager refuses a resolution past :data:`RESOLUTIONS_LIMIT`.
 
 Pure functions, no I/O.
 """
@@ -45,27 +44,36 @@ import sys
 from collections.abc import Sequence
 
 from remstate.errors import InvalidInput
-from remstate.schema.codec import encode_records_segment, encode_state
-from remstate.schema.encoding import (
+from remstate.schema.datavalue import (
     COMPRESS_OVER,
     MAX_DECODED_BYTES,
     dumps,
     utf8_len,
     value_bytes,
 )
-from remstate.schema.model import (
+from remstate.schema.encoding import (
+    encode_records_segment,
+    encode_state,
+)
+from remstate.schema.index import (
+    Resolutions,
+    SegmentRef,
+)
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    IterationRecord,
+    Records,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.values import (
     KIND_ERRORS,
     KIND_FEEDBACK,
     KIND_ITERATIONS,
     RECENT_MOVED_LIMIT,
     RESOLUTIONS_LIMIT,
-    ErrorRecord,
-    FeedbackEntry,
-    IterationRecord,
-    Records,
-    Resolutions,
-    SegmentRef,
-    TaskState,
 )
 
 __all__ = [
@@ -129,7 +137,7 @@ def _plain_head_bytes(state: TaskState, compress_over: int) -> int:
     extra = sum(utf8_len(v) for v in state.extra_data.values())
     # The index's and the resolutions' encodings are cached, and no larger than
     # their plain JSON.
-    index = utf8_len(state.history.encoded(compress_over)) if state.history else 0
+    index = utf8_len(state.history_index.encoded(compress_over)) if state.history_index else 0
     resolutions = (
         utf8_len(Resolutions.of(state.archived_resolutions).encoded(compress_over))
         if state.archived_resolutions

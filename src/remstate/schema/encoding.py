@@ -1,285 +1,377 @@
-"""How one ConfigMap value holds a JSON document: plain, or gzip+base64 with a marker.
+"""Writing a task's state as ConfigMaps: the head, history segments and filter pages.
 
-A value is self-describing, so a reader never guesses:
-
-- plain JSON (``[...]``, ``{...}``, ``"..."``, a number, ``true``...), kept for
-  small values so that ``kubectl get -o yaml`` stays readable;
-- ``gzip+base64:`` followed by base64 of gzip of the UTF-8 JSON, for large
-  values, when that is smaller;
-- anything else that starts like a marker (``word+word:``) is an encoding
-  written by a newer remstate, and is reported as such, never parsed as JSON.
-
-JSON is written compactly and with ``ensure_ascii=False``, so sizes are UTF-8
-bytes, which is what the API server counts against its 1 MiB limit. A string
-that UTF-8 cannot carry (a lone surrogate) falls back to ASCII escapes, which
-read back to the very same string. One case cannot: a high surrogate followed
-by a low one, as two code points, reads back from JSON as the one character
-they encode in UTF-16, so it is refused (``InvalidInput``).
-
-Nesting is bounded: the values remstate keeps (metadata, the unknown keys of a
-record) may nest arrays and objects at most :data:`MAX_JSON_DEPTH` levels
-deep; deeper input is refused with ``InvalidInput`` (:func:`normalize_json`).
-A stored value too deeply nested to decode is reported as malformed JSON,
-never as a ``RecursionError``.
+The layout is described in :mod:`remstate.schema.layout`; one value's JSON
+(plain or compressed) in :mod:`remstate.schema.datavalue`. Every function
+checks the 1 MiB limit before anything is sent (:class:`StateTooLarge`).
 
 Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import gzip
-import json
-import math
-import re
-import zlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
-from remstate.errors import CorruptState, InvalidInput
-from remstate.schema.problems import MalformedError, ProblemCode
-
-__all__ = [
-    "COMPRESS_OVER",
-    "GZIP_MARKER",
-    "MAX_DATA_BYTES",
-    "MAX_DECODED_BYTES",
-    "MAX_JSON_DEPTH",
-    "compress_json_text",
-    "decode_json",
-    "dumps",
-    "encode_json",
-    "normalize_json",
-    "utf8_len",
-    "value_bytes",
-]
-
-#: The API server's limit on a ConfigMap's ``data`` plus ``binaryData`` (value bytes).
-MAX_DATA_BYTES = 1_048_576
-
-#: Plain JSON longer than this (UTF-8 bytes) is compressed, when that is smaller.
-COMPRESS_OVER = 4096
-
-#: The marker of a gzip-then-base64 value.
-GZIP_MARKER = "gzip+base64:"
-
-#: The most a compressed value may expand to: 16 MiB, 16 times the API
-#: server's 1 MiB limit on an object's data. It guards every reader against a
-#: decompression bomb (gzip reaches about 1000:1, so 1 MiB of stored text could
-#: otherwise inflate to 768 MiB, and parsing that takes gigabytes); inflating
-#: stops at this bound. The margin: remstate's own JSON compresses 6 to 15
-#: times (measured: feedback text 6x, iteration records 8x, the same error
-#: message over and over 15x), so what fits in an object fits here. Writers
-#: refuse larger documents, and segments are cut to fit (``compaction``), so
-#: whatever remstate writes reads back.
-MAX_DECODED_BYTES = 16 * 1024 * 1024
-
-#: How deeply arrays and objects may nest in a value remstate keeps: metadata
-#: (the object itself is level 1: ``{"a": [1]}`` has 2 levels), or a record's
-#: unknown keys (likewise counted from their object). Far more than real
-#: metadata uses, and far from Python's recursion limit, so every value
-#: remstate writes reads back on any reader.
-MAX_JSON_DEPTH = 64
-
-# A high then a low surrogate: JSON's \uXXXX\uXXXX reads back as one astral character.
-_SPLIT_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
-
-# Plain JSON never starts with a letter followed by ``word:``, so this is a marker.
-_MARKER = re.compile(r"[A-Za-z][A-Za-z0-9.+-]*:")
-# gzip level 6 is zlib's default: most of level 9's ratio at a fraction of its time.
-_GZIP_LEVEL = 6
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text of ``value``, readable UTF-8 where UTF-8 can carry it.
-
-    Raises:
-        InvalidInput: the value is not JSON (a set, NaN, an object...), is
-            nested too deeply for the JSON encoder, or holds a surrogate pair
-            as two code points (which would read back as one character).
-    """
-    try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"value is not JSON-serialisable: {e}") from e
-    except RecursionError as e:
-        raise InvalidInput("value is not JSON-serialisable: nested too deeply") from e
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate: ASCII escapes carry it and read back identically,
-        # unless a low one follows a high one (inside one string: the encoder
-        # escapes only control characters, quotes and backslashes).
-        if _SPLIT_PAIR.search(text):
-            raise InvalidInput(_SPLIT_PAIR_MESSAGE) from None
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return text
-
-
-_SPLIT_PAIR_MESSAGE = (
-    "a string holds a UTF-16 surrogate pair as two code points; "
-    "JSON would read it back as one character"
+from remstate.errors import InvalidInput
+from remstate.objects import OwnerReference, StoredObject
+from remstate.schema.datavalue import (
+    COMPRESS_OVER,
+    MAX_DATA_BYTES,
+    compress_json_text,
+    encode_json,
+    value_bytes,
+)
+from remstate.schema.index import (
+    Resolutions,
+)
+from remstate.schema.layout import (
+    HISTORY_KEYS,
+    KEY_FEEDBACK_RESOLUTIONS,
+    KEY_HISTORY_INDEX,
+    KNOWN_KEYS,
+    EncodedObject,
+    StateTooLarge,
+)
+from remstate.schema.naming import (
+    ANNOTATION_LAST_UPDATE,
+    ANNOTATION_SCHEMA_VERSION,
+    ANNOTATION_SOFT_DELETED_AT,
+    ANNOTATION_TASK_ID,
+    LABEL_LIFECYCLE,
+    LABEL_MANAGED_BY,
+    LABEL_ROLE,
+    LABEL_STATUS,
+    LABEL_TASK,
+    LIFECYCLE_ACTIVE,
+    LIFECYCLE_SOFT_DELETED,
+    MANAGED_BY,
+    ROLE_SEGMENT,
+    ROLE_STATE,
+    label_safe,
+    object_name,
+    segment_name,
+)
+from remstate.schema.records import (
+    ErrorRecord,
+    FeedbackEntry,
+    IterationRecord,
+)
+from remstate.schema.state import (
+    TaskState,
+)
+from remstate.schema.values import (
+    KIND_FEEDBACK,
+    KIND_ID_FILTERS,
+    SCHEMA_VERSION,
+    format_timestamp,
 )
 
+_T = TypeVar("_T")
 
-def utf8_len(text: str) -> int:
-    """UTF-8 length of ``text``; lone surrogates count as their escapes would."""
+# -- writing -------------------------------------------------------------------
+
+
+def _utf8(value: str, what: str) -> str:
     try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return len(text.encode("utf-8", "surrogatepass"))
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidInput(f"{what} is not valid Unicode (lone surrogate)") from e
+    return value
 
 
-def compress_json_text(text: str, *, compress_over: int = COMPRESS_OVER) -> str:
-    """Store ``text`` (JSON made by :func:`dumps`) as a value: plain, or compressed.
+def _records_json(records: Iterable[IterationRecord | ErrorRecord]) -> str:
+    """A JSON array of records, from each record's cached JSON."""
+    return "[" + ",".join(r.to_json() for r in records) + "]"
 
-    It is compressed when its UTF-8 size is over ``compress_over`` and the
-    compressed form is smaller.
+
+def _feedback_json(entries: Iterable[FeedbackEntry]) -> str:
+    # Entries cache their own JSON: an append serialises only the new entry.
+    return "[" + ",".join(e.to_json() for e in entries) + "]"
+
+
+def encode_state(
+    state: TaskState,
+    *,
+    soft_deleted_at: datetime | None = None,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> EncodedObject:
+    """The head object's data, labels and annotations for ``state``.
+
+    Always writes :data:`SCHEMA_VERSION`, whatever version ``state`` was read at:
+    this is the "migrate on write". ``soft_deleted_at`` marks the object soft-deleted.
 
     Raises:
-        InvalidInput: the document is larger than :data:`MAX_DECODED_BYTES`.
+        StateTooLarge: the data would exceed ``max_bytes`` (move feedback first).
+        InvalidInput: ``extra_data`` uses a known key; text is not valid Unicode.
     """
-    raw = text.encode("utf-8")
-    if len(raw) > MAX_DECODED_BYTES:
-        raise InvalidInput(
-            f"JSON document of {len(raw)} bytes is larger than the {MAX_DECODED_BYTES} "
-            "bytes remstate reads back"
+    clash = sorted(KNOWN_KEYS.intersection(state.extra_data))
+    if clash:
+        raise InvalidInput(f"extra_data must not use the keys remstate writes: {clash}")
+    last_update = format_timestamp(state.last_update)
+    data = _state_data(state, last_update, compress_over=compress_over)
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(f"the state of task {state.task_id!r}", size, max_bytes)
+    labels, annotations = _state_metadata(state, last_update, soft_deleted_at)
+    return EncodedObject(data, labels, annotations)
+
+
+def _state_data(state: TaskState, last_update: str, *, compress_over: int) -> dict[str, str]:
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(state.task_id, "task_id"),
+        "iteration": str(state.iteration),
+        "status": _utf8(str(state.status), "status"),
+        "last_update": last_update,
+        "iteration_history": compress_json_text(
+            _records_json(state.iteration_history), compress_over=compress_over
+        ),
+        "feedback_history": compress_json_text(
+            _feedback_json(state.feedback_history), compress_over=compress_over
+        ),
+        "error_messages": compress_json_text(
+            _records_json(state.error_messages), compress_over=compress_over
+        ),
+        "metadata": encode_json(state.metadata, compress_over=compress_over),
+    }
+    if state.history_index:
+        # Unchanged since the last compaction: encoded once, not on every append.
+        data[KEY_HISTORY_INDEX] = state.history_index.encoded(compress_over)
+    if state.archived_resolutions:
+        # Carried over from write to write: encoded once too.
+        data[KEY_FEEDBACK_RESOLUTIONS] = Resolutions.of(state.archived_resolutions).encoded(
+            compress_over
         )
-    if len(raw) <= compress_over:
-        return text
-    # mtime=0: the same document always gives the same bytes.
-    packed = GZIP_MARKER + base64.b64encode(
-        gzip.compress(raw, compresslevel=_GZIP_LEVEL, mtime=0)
-    ).decode("ascii")
-    return packed if len(packed) < len(raw) else text
+    for key, value in state.extra_data.items():
+        data[key] = _utf8(value, f"data key {key!r}")
+    return data
 
 
-def encode_json(value: Any, *, compress_over: int = COMPRESS_OVER) -> str:
-    """Encode ``value`` as a ConfigMap value: plain JSON, or ``gzip+base64:`` when large.
-
-    Raises:
-        InvalidInput: the value is not JSON, or is too large to read back.
-    """
-    return compress_json_text(dumps(value), compress_over=compress_over)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def decode_value(text: str) -> Any:
-    """Internal: decode one value, raising ``MalformedError`` (with an empty field) on failure."""
-    text = decode_text(text)
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as e:  # JSONDecodeError, and ints too long to convert
-        raise MalformedError(ProblemCode.MALFORMED_JSON, "", f"malformed JSON: {e}") from e
-    except RecursionError as e:  # "[[[[...": the C scanner recurses per level
-        raise MalformedError(
-            ProblemCode.MALFORMED_JSON, "", "malformed JSON: arrays or objects nested too deeply"
-        ) from e
+def _state_metadata(
+    state: TaskState, last_update: str, soft_deleted_at: datetime | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TASK: label_safe(state.task_id),
+        LABEL_STATUS: label_safe(str(state.status)),
+        LABEL_LIFECYCLE: LIFECYCLE_ACTIVE if soft_deleted_at is None else LIFECYCLE_SOFT_DELETED,
+        LABEL_ROLE: ROLE_STATE,
+    }
+    annotations = {
+        ANNOTATION_TASK_ID: state.task_id,
+        ANNOTATION_LAST_UPDATE: last_update,
+        ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
+    }
+    if soft_deleted_at is not None:
+        annotations[ANNOTATION_SOFT_DELETED_AT] = format_timestamp(soft_deleted_at)
+    return labels, annotations
 
 
-def decode_text(text: str) -> str:
-    """Internal: the JSON text of a stored value, inflated if compressed; not parsed.
+def state_object(
+    state: TaskState,
+    *,
+    resource_version: str = "",
+    soft_deleted_at: datetime | None = None,
+    compress_over: int = COMPRESS_OVER,
+) -> StoredObject:
+    """The head object for ``state``, ready for ``Store.create`` or ``Store.replace``.
 
     Raises:
-        MalformedError: a broken compressed form, or an unknown encoding marker.
+        StateTooLarge: as :func:`encode_state`.
+        InvalidInput: the task ID cannot be named (see ``naming.validate_task_id``).
     """
-    if text.startswith(GZIP_MARKER):
-        try:
-            packed = base64.b64decode(text[len(GZIP_MARKER) :], validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise MalformedError(
-                ProblemCode.BAD_ENCODING, "", f"bad base64 after marker: {e}"
-            ) from e
-        inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
-        try:
-            # max_length: a bomb costs at most the bound, never what it would inflate to.
-            raw = inflater.decompress(packed, MAX_DECODED_BYTES + 1)
-        except zlib.error as e:
-            raise MalformedError(ProblemCode.BAD_ENCODING, "", f"bad gzip data: {e}") from e
-        if len(raw) > MAX_DECODED_BYTES:
-            raise MalformedError(
-                ProblemCode.BAD_ENCODING,
-                "",
-                f"expands to more than {MAX_DECODED_BYTES} bytes, the most remstate reads",
-            )
-        if not inflater.eof or inflater.unused_data:
-            raise MalformedError(ProblemCode.BAD_ENCODING, "", "gzip data is truncated or trailed")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise MalformedError(ProblemCode.BAD_ENCODING, "", f"not UTF-8: {e}") from e
-    elif _MARKER.match(text):
-        marker = text.split(":", 1)[0]
-        raise MalformedError(
-            ProblemCode.UNKNOWN_ENCODING,
-            "",
-            f"unknown encoding {marker!r}: written by a newer remstate?",
-        )
-    return text
+    encoded = encode_state(state, soft_deleted_at=soft_deleted_at, compress_over=compress_over)
+    return StoredObject(
+        name=object_name(state.task_id),
+        data=encoded.data,
+        labels=encoded.labels,
+        annotations=encoded.annotations,
+        resource_version=resource_version,
+    )
 
 
-def decode_json(text: str, *, field: str, task_id: str | None = None) -> Any:
-    """Decode a value written by :func:`encode_json` (or plain JSON by anyone).
+def encode_segment(
+    task_id: str,
+    n: int,
+    first_seq: int,
+    entries: Sequence[FeedbackEntry],
+    *,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> dict[str, str]:
+    """A feedback history segment's data. Labels and annotations: :func:`segment_metadata`.
 
     Raises:
-        CorruptState: the value is malformed JSON, its compressed form is broken,
-            or it has an unknown encoding marker. ``.field`` is ``field``.
+        StateTooLarge: the entries do not fit in one object.
     """
-    try:
-        return decode_value(text)
-    except MalformedError as e:
-        raise CorruptState(f"{field}: {e.message}", task_id=task_id, field=field) from e
+    return encode_records_segment(
+        task_id,
+        n,
+        first_seq,
+        KIND_FEEDBACK,
+        entries,
+        compress_over=compress_over,
+        max_bytes=max_bytes,
+    )
 
 
-def value_bytes(data: Mapping[str, str]) -> int:
-    """The size the API server counts against :data:`MAX_DATA_BYTES`: UTF-8 value bytes."""
-    return sum(utf8_len(v) for v in data.values())
-
-
-def normalize_json(value: Any, *, what: str) -> Any:
-    """A deep copy of ``value`` that reads back from JSON as an equal value.
-
-    Tuples become lists. Mapping keys must be strings; floats must be finite;
-    only JSON types (and tuples) are accepted; arrays and objects may nest at
-    most :data:`MAX_JSON_DEPTH` levels deep (``value`` itself is level 1); no
-    string may hold a surrogate pair as two code points.
+def encode_records_segment(
+    task_id: str,
+    n: int,
+    first_seq: int,
+    kind: str,
+    records: Sequence[FeedbackEntry] | Sequence[IterationRecord] | Sequence[ErrorRecord],
+    *,
+    compress_over: int = COMPRESS_OVER,
+    max_bytes: int = MAX_DATA_BYTES,
+) -> dict[str, str]:
+    """A history segment's data, holding ``records`` of ``kind``.
 
     Raises:
-        InvalidInput: ``value`` holds something JSON cannot carry exactly, or
-            is nested more than :data:`MAX_JSON_DEPTH` levels deep.
+        InvalidInput: an unknown kind.
+        StateTooLarge: the records do not fit in one object.
     """
-    return _normalize(value, what, 1)
+    if kind not in HISTORY_KEYS:
+        raise InvalidInput(f"unknown kind of history {kind!r}")
+    body = "[" + ",".join(r.to_json() for r in records) + "]"
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(task_id, "task_id"),
+        "segment": str(n),
+        "first_seq": str(first_seq),
+        "count": str(len(records)),
+        HISTORY_KEYS[kind]: compress_json_text(body, compress_over=compress_over),
+    }
+    size = value_bytes(data)
+    if size > max_bytes:
+        raise StateTooLarge(f"history segment {n} of task {task_id!r}", size, max_bytes)
+    return data
 
 
-def _normalize(value: Any, what: str, depth: int) -> Any:
-    if isinstance(value, str):
-        if _SPLIT_PAIR.search(value):
-            raise InvalidInput(f"{what}: {_SPLIT_PAIR_MESSAGE}")
-        return value
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"{what}: {value!r} is not a JSON number")
-        return value
-    if isinstance(value, Mapping | list | tuple) and depth > MAX_JSON_DEPTH:
-        where = what if len(what) <= 120 else what[:117] + "..."
-        raise InvalidInput(
-            f"{where}: arrays and objects nest more than {MAX_JSON_DEPTH} levels deep"
-        )
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidInput(f"{what}: key {k!r} is not a string")
-            if _SPLIT_PAIR.search(k):
-                raise InvalidInput(f"{what}: key {k!r}: {_SPLIT_PAIR_MESSAGE}")
-            out[k] = _normalize(v, f"{what}.{k}", depth + 1)
-        return out
-    if isinstance(value, list | tuple):
-        return [_normalize(v, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)]
-    raise InvalidInput(f"{what}: {type(value).__name__} is not a JSON value")
+def segment_metadata(task_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A history segment's labels and annotations.
+
+    No lifecycle or status label: a segment is immutable, and follows its head.
+    """
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_TASK: label_safe(task_id),
+        LABEL_ROLE: ROLE_SEGMENT,
+    }
+    annotations = {
+        ANNOTATION_TASK_ID: task_id,
+        ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
+    }
+    return labels, annotations
+
+
+def owner_reference(head: StoredObject) -> OwnerReference:
+    """The reference a segment keeps to its head object, so that GC follows the head."""
+    if not head.uid:
+        raise InvalidInput(f"{head.name} has no uid yet: create it before its segments")
+    return OwnerReference(api_version="v1", kind="ConfigMap", name=head.name, uid=head.uid)
+
+
+def segment_object(
+    state: TaskState,
+    moved: Sequence[FeedbackEntry] | Sequence[IterationRecord] | Sequence[ErrorRecord],
+    *,
+    owner: OwnerReference | None = None,
+    n: int | None = None,
+    kind: str = KIND_FEEDBACK,
+    compress_over: int = COMPRESS_OVER,
+) -> StoredObject:
+    """The segment object holding ``moved``, the oldest records of ``kind`` in ``state``'s head.
+
+    ``n`` defaults to ``state.next_segment_number``; pass a higher one when
+    that name is taken (an orphan from a crashed or lost attempt).
+
+    Raises:
+        InvalidInput: ``moved`` is not a prefix of the head's records of
+            ``kind``, or ``n`` is not above the last segment's number.
+        StateTooLarge: ``moved`` does not fit in one object.
+    """
+    n = state.next_segment_number if n is None else n
+    if n < state.next_segment_number:
+        raise InvalidInput(f"segment number {n} is not above the last one of the task")
+    head = state.held(kind) if kind in HISTORY_KEYS else ()
+    if (
+        not moved
+        or len(moved) > len(head)
+        or any(a != b for a, b in zip(moved, head, strict=False))
+    ):
+        raise InvalidInput(f"the {kind} to move must be the oldest of the head")
+    data = encode_records_segment(
+        state.task_id, n, state.first_seq(kind), kind, moved, compress_over=compress_over
+    )
+    labels, annotations = segment_metadata(state.task_id)
+    return StoredObject(
+        name=segment_name(state.task_id, n),
+        data=data,
+        labels=labels,
+        annotations=annotations,
+        owner_references=() if owner is None else (owner,),
+    )
+
+
+#: The most bytes of filters one filter page holds (margin under 1 MiB):
+#: the filters of about 170,000 IDs.
+FILTER_PAGE_BYTES = 900_000
+
+
+def filter_page_object(
+    state: TaskState,
+    *,
+    n: int,
+    owner: OwnerReference | None = None,
+    max_bytes: int = FILTER_PAGE_BYTES,
+) -> StoredObject:
+    """The filter page ``n`` holding the oldest movable inline ID filters of the head.
+
+    It takes the filters of ``state.movable_filters()``, oldest first, as many
+    as ``max_bytes`` hold (at least one), and covers the segment numbers from
+    the end of the last filter page's range to the last segment it takes.
+    The head then takes it with ``state.with_filter_page(segment_ref(created))``.
+
+    Raises:
+        InvalidInput: there is no inline filter to take, or ``n`` is not
+            above the last segment's number.
+    """
+    if n < state.next_segment_number:
+        raise InvalidInput(f"segment number {n} is not above the last one of the task")
+    movable = state.movable_filters()
+    if not movable:
+        raise InvalidInput("no inline ID filter to move into a filter page")
+    pages = state.segments_of(KIND_ID_FILTERS)
+    first = pages[-1].end_seq if pages else 0
+    filters: dict[str, Any] = {}
+    size = 0
+    for segment in movable:
+        assert segment.id_filter is not None
+        stored = segment.id_filter.to_dict()
+        size += len(stored["bloom"]) + 32
+        if filters and size > max_bytes:
+            break
+        filters[str(segment.n)] = stored
+        last = segment.n
+    data = {
+        "schema_version": str(SCHEMA_VERSION),
+        "task_id": _utf8(state.task_id, "task_id"),
+        "segment": str(n),
+        "first_seq": str(first),
+        "count": str(last - first + 1),
+        "id_filters": encode_json(filters, compress_over=COMPRESS_OVER),
+    }
+    size = value_bytes(data)
+    if size > MAX_DATA_BYTES:
+        raise StateTooLarge(f"filter page {n} of task {state.task_id!r}", size, MAX_DATA_BYTES)
+    labels, annotations = segment_metadata(state.task_id)
+    return StoredObject(
+        name=segment_name(state.task_id, n),
+        data=data,
+        labels=labels,
+        annotations=annotations,
+        owner_references=() if owner is None else (owner,),
+    )

@@ -33,9 +33,10 @@ This module is the store class: transactions, and the order of the server's
 checks in each operation. The rest is split by concern:
 
 - ``embedded_sql``: every SQL statement and the row layout;
-- ``embedded_rows``: objects as rows and back, and reads at a revision (list
-  pages, watch events);
-- ``embedded_file``: opening the file, its tables, sqlite3's errors;
+- ``embedded_rows``: objects as rows and back (the annotate merge included),
+  and reads at a revision (list pages, watch events);
+- ``embedded_file``: opening the file, its tables, the connection of each
+  process (a fork opens its own), sqlite3's errors;
 - ``embedded_compaction``: the bounded window of history;
 - ports of the API server, without SQL: ``apivalidation`` (what it refuses),
   ``apistatus`` (its error Status bodies and messages), ``selectors`` (label
@@ -45,18 +46,16 @@ checks in each operation. The rest is split by concern:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import threading
 import time
 import uuid
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Self
+from typing import Final, Self
 
-from remstate.errors import ApiStatus, InvalidInput, StoreError
+from remstate.errors import InvalidInput
 from remstate.objects import ObjectList, StoredObject, WatchEvent, WatchEventType
 from remstate.store import (
     apistatus,
@@ -70,7 +69,7 @@ from remstate.store import (
 from remstate.store import embedded_sql as sql
 from remstate.store.base import check_expectations
 from remstate.store.embedded_compaction import HistoryBounds
-from remstate.store.embedded_file import OpenMode, translated
+from remstate.store.embedded_file import OpenMode, ProcessConnection, translated
 from remstate.store.embedded_rows import (
     Write,
     format_time,
@@ -83,9 +82,7 @@ from remstate.store.embedded_sql import (
     DATA,
     DELETED,
     EVENT,
-    LABELS,
     MODIFIED,
-    OWNERS,
     RV,
     UID,
 )
@@ -98,18 +95,6 @@ _BUSY_TIMEOUT_S: Final = 30.0
 _POLL_INTERVAL_S: Final = 0.05
 #: Rows a watch reads at once (each may hold 1 MiB of data).
 _WATCH_BATCH: Final = 64
-
-
-def _close_quietly(connections: list[sqlite3.Connection]) -> None:
-    for conn in connections:
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-    connections.clear()
-
-
-# Connections inherited across a fork. They are never closed in the child: closing
-# one there could checkpoint and remove the WAL under the parent's feet.
-_INHERITED: list[sqlite3.Connection] = []
 
 
 def _utc_now() -> datetime:
@@ -167,40 +152,18 @@ class EmbeddedStore:
         self._namespace = namespace
         self._clock = clock or _utc_now
         self._bounds = HistoryBounds(history, history_age, history_bytes)
-        self._mode: OpenMode = mode
         self._reclaim = False
         self._lock = threading.RLock()
-        self._closed = False
-        self._connections: list[sqlite3.Connection] = []
-        # Connections are closed with the store, or when it is collected unclosed.
-        self._finalizer = weakref.finalize(self, _close_quietly, self._connections)
-        self._pid = os.getpid()
-        self._conn = self._connect()
+        # Closed with the store, or when it is collected unclosed.
+        self._connection = ProcessConnection(self._path, mode, busy_timeout=_BUSY_TIMEOUT_S)
 
     # -- connection ----------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = embedded_file.open_file(self._path, self._mode, busy_timeout=_BUSY_TIMEOUT_S)
-        self._connections.append(conn)
-        return conn
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            message = "Internal error occurred: the embedded store is closed"
-            raise StoreError(message, status=ApiStatus(500, "InternalError", message))
-        if os.getpid() != self._pid:
-            # A connection must not cross a fork: the child opens its own.
-            _INHERITED.extend(self._connections)
-            self._connections.clear()
-            self._pid = os.getpid()
-            self._conn = self._connect()
-        return self._conn
 
     @contextlib.contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         """One transaction: IMMEDIATE for writes, a consistent snapshot for reads."""
         with self._lock, translated(self._path):
-            conn = self._connection()
+            conn = self._connection.get()
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
@@ -226,8 +189,7 @@ class EmbeddedStore:
     def close(self) -> None:
         """Close the database. The store is not used afterwards."""
         with self._lock:
-            self._closed = True
-            self._finalizer()
+            self._connection.close()
 
     def __enter__(self) -> Self:
         return self
@@ -369,7 +331,7 @@ class EmbeddedStore:
             if expected and expected != head[RV]:
                 raise apistatus.conflict(write.name, apistatus.OPTIMISTIC_LOCK)
             apivalidation.raise_if_invalid(write.name, errors)
-            if self._unchanged(conn, head, write):
+            if embedded_rows.unchanged(conn, head, write):
                 # etcd is not written when the bytes would not change: same version, no event.
                 return write.stored(head[RV], head[UID], head[CREATED])
             rv = self._append(conn, write, MODIFIED, head[UID], head[CREATED])
@@ -401,16 +363,8 @@ class EmbeddedStore:
             if row is None or row[EVENT] == DELETED:
                 raise apistatus.not_found(name)
             current = row_object(name, row, data=row[DATA])
-            for key, value in (expect or {}).items():
-                if current.annotations.get(key) != value:
-                    raise apistatus.conflict(name, f"annotation {key} is not as expected")
-            merged = dict(current.annotations)
-            for key, value in annotations.items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            write = Write.of(dataclasses.replace(current, annotations=merged))
+            merged = embedded_rows.merge_annotations(current, annotations, expect=expect)
+            write = Write.of(merged)
             apivalidation.raise_if_invalid(write.name, write.errors(self._namespace, update=True))
             if write.annotations_json == row[ANNOTATIONS]:
                 return current
@@ -445,36 +399,12 @@ class EmbeddedStore:
             moment = moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC).replace(microsecond=0)
 
-    def _unchanged(self, conn: sqlite3.Connection, head: Sequence[Any], write: Write) -> bool:
-        if (head[LABELS], head[ANNOTATIONS], head[OWNERS]) != (
-            write.labels_json,
-            write.annotations_json,
-            write.owners_json,
-        ):
-            return False
-        # Compared inside SQLite: the stored data is never copied out for this.
-        (same,) = conn.execute(sql.SAME_DATA, (write.data_json, head[RV])).fetchone()
-        return bool(same)
-
     def _append(
         self, conn: sqlite3.Connection, write: Write, event: str, uid: str, created: str
     ) -> int:
         rv = self._revision(conn) + 1
-        conn.execute(
-            sql.INSERT,
-            (
-                rv,
-                self._namespace,
-                write.name,
-                event,
-                uid,
-                created,
-                write.labels_json,
-                write.annotations_json,
-                write.owners_json,
-                write.size,
-                write.data_json,
-            ),
+        embedded_rows.insert(
+            conn, write, rv=rv, namespace=self._namespace, event=event, uid=uid, created=created
         )
         self._after_write(conn, rv, write.size)
         return rv

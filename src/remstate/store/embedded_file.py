@@ -1,10 +1,13 @@
-"""The embedded store's SQLite file: opening it, its tables, and sqlite3's errors.
+"""The embedded store's SQLite file: opening it, its tables, its connection, sqlite3's errors.
 
 Design constraint: opening never writes to a file that is a store already, so
 a read-only file, or a file in a read-only directory, can still be read. Only a
 new file gets its tables, and a file is created only in mode ``"rwc"``: a
 read never leaves a database behind. Every error names the file, and every
 ``sqlite3`` error leaves as one of ours, translated here, in one place.
+
+A store holds one connection per process (``ProcessConnection``): a
+connection must not cross a fork, so a child opens its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
@@ -27,7 +31,7 @@ from remstate.errors import (
 )
 from remstate.store import embedded_sql as sql
 
-__all__ = ["SCHEMA_VERSION", "OpenMode", "open_file", "shown", "translated"]
+__all__ = ["SCHEMA_VERSION", "OpenMode", "ProcessConnection", "open_file", "shown", "translated"]
 
 #: SQLite's own URI modes: read-write and create the file if missing; read-write
 #: on an existing file; read-only.
@@ -122,6 +126,66 @@ def open_file(path: str, mode: OpenMode, *, busy_timeout: float) -> sqlite3.Conn
             conn.close()
             raise
     return conn
+
+
+def _close_quietly(connections: list[sqlite3.Connection]) -> None:
+    for conn in connections:
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+    connections.clear()
+
+
+# Connections inherited across a fork. They are never closed in the child: closing
+# one there could checkpoint and remove the WAL under the parent's feet.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+class ProcessConnection:
+    """A store's connection to its file, one per process: a child of a fork opens its own.
+
+    Closed by ``close``, or when it is collected unclosed. It takes no lock: its
+    store's threads take turns on it under the store's own lock.
+
+    Raises:
+        as ``open_file``.
+    """
+
+    def __init__(self, path: str, mode: OpenMode, *, busy_timeout: float) -> None:
+        self._path = path
+        self._mode: OpenMode = mode
+        self._busy_timeout = busy_timeout
+        self._closed = False
+        self._connections: list[sqlite3.Connection] = []
+        self._finalizer = weakref.finalize(self, _close_quietly, self._connections)
+        self._pid = os.getpid()
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = open_file(self._path, self._mode, busy_timeout=self._busy_timeout)
+        self._connections.append(conn)
+        return conn
+
+    def get(self) -> sqlite3.Connection:
+        """This process's connection, opened now if the process is a child of a fork.
+
+        Raises:
+            StoreError: (500) the connection is closed.
+        """
+        if self._closed:
+            message = "Internal error occurred: the embedded store is closed"
+            raise StoreError(message, status=ApiStatus(500, "InternalError", message))
+        if os.getpid() != self._pid:
+            # A connection must not cross a fork: the child opens its own.
+            _INHERITED.extend(self._connections)
+            self._connections.clear()
+            self._pid = os.getpid()
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        """Close every connection this process opened; ``get`` refuses from now on."""
+        self._closed = True
+        self._finalizer()
 
 
 def _sqlite(target: str, busy_timeout: float, *, uri: bool = True) -> sqlite3.Connection:

@@ -12,7 +12,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,7 +20,7 @@ from remstate.errors import InvalidInput
 from remstate.objects import OwnerReference, StoredObject, WatchEvent, WatchEventType
 from remstate.store import apivalidation, selectors
 from remstate.store import embedded_sql as sql
-from remstate.store.apistatus import JSON_KINDS, bad_request, request_entity_too_large
+from remstate.store.apistatus import JSON_KINDS, bad_request, conflict, request_entity_too_large
 from remstate.store.embedded_sql import (
     ANNOTATIONS,
     CREATED,
@@ -40,11 +40,14 @@ __all__ = [
     "format_time",
     "go_mapping",
     "go_string",
+    "insert",
     "map_from_json",
+    "merge_annotations",
     "owners_from_json",
     "parse_time",
     "row_object",
     "snapshot",
+    "unchanged",
     "watch_event",
 ]
 
@@ -84,7 +87,7 @@ def check_request_size(obj: StoredObject, namespace: str, *, replace: bool) -> N
 def _request_body(
     obj: StoredObject, data: Mapping[str, str], namespace: str, *, replace: bool
 ) -> dict[str, Any]:
-    # The body our Kubernetes backend builds (its ``_to_manifest``); the backends
+    # The body our Kubernetes backend builds (``kubernetes_manifest.to_manifest``); the backends
     # are independent, so its shape is restated here.
     meta: dict[str, Any] = {"name": obj.name, "namespace": namespace}
     if obj.labels:
@@ -271,6 +274,74 @@ def row_object(
         uid=row[UID],
         creation_timestamp=parse_time(row[CREATED]),
         owner_references=owners_from_json(row[OWNERS]),
+    )
+
+
+# --- writes -------------------------------------------------------------------------------
+
+
+def merge_annotations(
+    current: StoredObject,
+    annotations: Mapping[str, str | None],
+    *,
+    expect: Mapping[str, str | None] | None,
+) -> StoredObject:
+    """The object with ``annotations`` merged in (``None`` removes a key).
+
+    Raises:
+        Conflict: an annotation of ``expect`` has another value (``None``: is present).
+    """
+    for key, value in (expect or {}).items():
+        if current.annotations.get(key) != value:
+            raise conflict(current.name, f"annotation {key} is not as expected")
+    merged = dict(current.annotations)
+    for key, value in annotations.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return replace(current, annotations=merged)
+
+
+def unchanged(conn: sqlite3.Connection, head: Sequence[Any], write: Write) -> bool:
+    """Whether ``write`` would store exactly the row ``head`` (SELECT_HEAD's layout)."""
+    if (head[LABELS], head[ANNOTATIONS], head[OWNERS]) != (
+        write.labels_json,
+        write.annotations_json,
+        write.owners_json,
+    ):
+        return False
+    # Compared inside SQLite: the stored data is never copied out for this.
+    (same,) = conn.execute(sql.SAME_DATA, (write.data_json, head[RV])).fetchone()
+    return bool(same)
+
+
+def insert(
+    conn: sqlite3.Connection,
+    write: Write,
+    *,
+    rv: int,
+    namespace: str,
+    event: str,
+    uid: str,
+    created: str,
+) -> None:
+    """Append ``write`` as the row of revision ``rv``."""
+    conn.execute(
+        sql.INSERT,
+        (
+            rv,
+            namespace,
+            write.name,
+            event,
+            uid,
+            created,
+            write.labels_json,
+            write.annotations_json,
+            write.owners_json,
+            write.size,
+            write.data_json,
+        ),
     )
 
 

@@ -12,8 +12,8 @@ The constraints this module lives under:
   host, TLS, proxy and credentials (including refreshing ones) apply. We skip the
   generated ``CoreV1Api`` methods: the metadata-only list needs an Accept header
   of its own and the watch a stream parser of its own, and plain JSON bodies
-  give one conversion to and from ``StoredObject`` (``_to_stored`` and
-  ``_to_manifest``) rather than one per object model. Speed is not the reason:
+  give one conversion to and from ``StoredObject`` (``kubernetes_manifest``)
+  rather than one per object model. Speed is not the reason:
   measured against the generated methods, a replace costs the same (about
   3.6 ms small, 60 ms at 1 MiB, on the test server); the server dominates.
 - **No client exception escapes.** Every call runs inside ``translated()``;
@@ -42,7 +42,6 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 from kubernetes import client as k8s
@@ -50,14 +49,12 @@ from kubernetes import client as k8s
 from remstate.errors import (
     ApiStatus,
     Conflict,
-    InvalidInput,
     InvalidObject,
     NotFound,
     Unavailable,
 )
 from remstate.objects import (
     ObjectList,
-    OwnerReference,
     StoredObject,
     WatchEvent,
     WatchEventType,
@@ -70,6 +67,7 @@ from remstate.store.kubernetes_config import (
     without_hidden_retries,
 )
 from remstate.store.kubernetes_errors import error_from_status, translate_error, translated
+from remstate.store.kubernetes_manifest import annotation_patch, to_manifest, to_stored
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -79,8 +77,6 @@ __all__ = ["KubernetesStore", "error_from_status", "translate_error"]
 _CONFIGMAPS: Final = "/api/v1/namespaces/{namespace}/configmaps"
 _CONFIGMAP: Final = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 _JSON: Final = "application/json"
-_MERGE_PATCH: Final = "application/merge-patch+json"
-_JSON_PATCH: Final = "application/json-patch+json"
 #: Content negotiation for metadata only: the server strips everything but metadata.
 _METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 #: Shown by ``kubectl get cm -o yaml --show-managed-fields`` as the writer.
@@ -107,66 +103,6 @@ def _not_found(name: str) -> NotFound:
         details={"name": name, "kind": "configmaps"},
     )
     return NotFound(status.message, status=status)
-
-
-# --- conversion: the one place that knows the ConfigMap's JSON -------------------------
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _format_time(value: datetime) -> str:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _to_stored(item: Mapping[str, Any], *, metadata_only: bool = False) -> StoredObject:
-    """A ConfigMap (or PartialObjectMetadata) as the server sent it -> StoredObject."""
-    meta: Mapping[str, Any] = item.get("metadata") or {}
-    owners = tuple(OwnerReference.from_manifest(ref) for ref in meta.get("ownerReferences") or ())
-    return StoredObject(
-        name=str(meta.get("name", "")),
-        data=None if metadata_only else dict(item.get("data") or {}),
-        labels=dict(meta.get("labels") or {}),
-        annotations=dict(meta.get("annotations") or {}),
-        resource_version=str(meta.get("resourceVersion", "")),
-        uid=str(meta.get("uid", "")),
-        creation_timestamp=_parse_time(meta.get("creationTimestamp")),
-        owner_references=owners,
-    )
-
-
-def _to_manifest(obj: StoredObject, *, namespace: str, with_version: bool) -> dict[str, Any]:
-    """StoredObject -> the ConfigMap JSON we send.
-
-    The uid is never sent: in a body it would act as a precondition, which the
-    contract does not give ``replace``. The creation time is sent for symmetry;
-    the server keeps its own.
-    """
-    if obj.data is None:
-        raise InvalidInput(
-            f"object {obj.name!r} has no data (it came from a metadata-only list or watch); "
-            "read it in full before writing it back"
-        )
-    meta: dict[str, Any] = {"name": obj.name, "namespace": namespace}
-    if obj.labels:
-        meta["labels"] = dict(obj.labels)
-    if obj.annotations:
-        meta["annotations"] = dict(obj.annotations)
-    if with_version and obj.resource_version:
-        meta["resourceVersion"] = obj.resource_version
-    if obj.creation_timestamp is not None:
-        meta["creationTimestamp"] = _format_time(obj.creation_timestamp)
-    if obj.owner_references:
-        meta["ownerReferences"] = [ref.to_manifest() for ref in obj.owner_references]
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
 
 
 # --- the store --------------------------------------------------------------------------
@@ -327,7 +263,7 @@ class KubernetesStore:
         """
         if name in _UNADDRESSABLE:
             raise _not_found(name)
-        return _to_stored(self._request("GET", _CONFIGMAP, name=name))
+        return to_stored(self._request("GET", _CONFIGMAP, name=name))
 
     def create(self, obj: StoredObject) -> StoredObject:
         """Create the object (its resourceVersion ignored) and return it as stored.
@@ -336,8 +272,8 @@ class KubernetesStore:
             AlreadyExists: the name is taken.
             InvalidObject: the name, labels, annotations, keys or size break the API's rules.
         """
-        body = _to_manifest(obj, namespace=self._namespace, with_version=False)
-        return _to_stored(
+        body = to_manifest(obj, namespace=self._namespace, with_version=False)
+        return to_stored(
             self._request("POST", _CONFIGMAPS, query=[("fieldManager", _FIELD_MANAGER)], body=body)
         )
 
@@ -353,8 +289,8 @@ class KubernetesStore:
         """
         if obj.name in _UNADDRESSABLE:
             raise _not_found(obj.name)
-        body = _to_manifest(obj, namespace=self._namespace, with_version=True)
-        return _to_stored(
+        body = to_manifest(obj, namespace=self._namespace, with_version=True)
+        return to_stored(
             self._request(
                 "PUT",
                 _CONFIGMAP,
@@ -387,38 +323,21 @@ class KubernetesStore:
         if name in _UNADDRESSABLE:
             raise _not_found(name)
         check_expectations(annotations, expect)
-        query = [("fieldManager", _FIELD_MANAGER)]
-        if not expect:
-            body: Any = {"metadata": {"annotations": dict(annotations)}}
-            return _to_stored(
+        content_type, body = annotation_patch(annotations, expect)
+        try:
+            return to_stored(
                 self._request(
                     "PATCH",
                     _CONFIGMAP,
                     name=name,
-                    query=query,
+                    query=[("fieldManager", _FIELD_MANAGER)],
                     body=body,
-                    content_type=_MERGE_PATCH,
-                )
-            )
-
-        def path(key: str) -> str:
-            return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-
-        body = [{"op": "test", "path": path(k), "value": v} for k, v in expect.items()]
-        for key, value in annotations.items():
-            if value is None:
-                body.append({"op": "remove", "path": path(key)})
-            else:
-                body.append({"op": "add", "path": path(key), "value": value})
-        try:
-            return _to_stored(
-                self._request(
-                    "PATCH", _CONFIGMAP, name=name, query=query, body=body, content_type=_JSON_PATCH
+                    content_type=content_type,
                 )
             )
         except InvalidObject as e:
             # A failed test is a bare 422 with no causes; a refused value names its field.
-            if e.status.details.get("causes"):
+            if not expect or e.status.details.get("causes"):
                 raise
             raise Conflict(
                 f"annotations of configmaps {name!r} are not as expected", status=e.status
@@ -475,7 +394,7 @@ class KubernetesStore:
         meta = body.get("metadata") or {}
         remaining = meta.get("remainingItemCount")
         return ObjectList(
-            items=[_to_stored(i, metadata_only=metadata_only) for i in body.get("items") or ()],
+            items=[to_stored(i, metadata_only=metadata_only) for i in body.get("items") or ()],
             resource_version=str(meta.get("resourceVersion", "")),
             continue_token=meta.get("continue") or None,
             remaining_item_count=int(remaining) if remaining is not None else None,
@@ -537,7 +456,7 @@ class KubernetesStore:
                     # 410 when the resourceVersion is too old: our Gone.
                     raise error_from_status(int(obj.get("code") or 0), obj)
                 if kind in WatchEventType.__members__:
-                    yield WatchEvent(WatchEventType(kind), _to_stored(obj))
+                    yield WatchEvent(WatchEventType(kind), to_stored(obj))
                 # BOOKMARK and anything newer are not changes of ours: skip them.
                 if deadline is not None and time.monotonic() >= deadline:
                     return

@@ -18,12 +18,12 @@ from remstate.errors import CorruptState, InvalidInput
 from remstate.schema import (
     GZIP_MARKER,
     MAX_JSON_DEPTH,
+    datavalue,
     decode_json,
     encode_json,
-    encoding,
     value_bytes,
 )
-from remstate.schema.encoding import compress_json_text, dumps, normalize_json
+from remstate.schema.datavalue import compress_json_text, dumps, normalize_json
 from tests.unit.strategies import FAST, json_values
 
 
@@ -115,7 +115,7 @@ class TestEncodeJson:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Writers refuse what readers would reject as a decompression bomb."""
-        monkeypatch.setattr(encoding, "MAX_DECODED_BYTES", 1000)
+        monkeypatch.setattr(datavalue, "MAX_DECODED_BYTES", 1000)
         with pytest.raises(InvalidInput):
             compress_json_text(json.dumps("x" * 2000))
 
@@ -185,7 +185,7 @@ class TestDecodeJson:
 
     def test_decompression_bomb_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A value expanding past the limit is reported, not inflated."""
-        monkeypatch.setattr(encoding, "MAX_DECODED_BYTES", 1000)
+        monkeypatch.setattr(datavalue, "MAX_DECODED_BYTES", 1000)
         with pytest.raises(CorruptState, match="expands to more than"):
             decode_json(packed(b"[" + b"0," * 1000 + b"0]"), field="f")
 

@@ -1,0 +1,106 @@
+"""The Kubernetes backend's bodies: the one place that knows the ConfigMap's JSON.
+
+A ConfigMap as the server sends it becomes a ``StoredObject`` (``to_stored``)
+and back (``to_manifest``); an ``annotate`` becomes a merge patch, or, with
+expectations, a JSON patch whose ``test`` operations check them first
+(``annotation_patch``). Nothing here talks to the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from remstate.errors import InvalidInput
+from remstate.objects import OwnerReference, StoredObject
+
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "annotation_patch", "to_manifest", "to_stored"]
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _format_time(value: datetime) -> str:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_stored(item: Mapping[str, Any], *, metadata_only: bool = False) -> StoredObject:
+    """A ConfigMap (or PartialObjectMetadata) as the server sent it -> StoredObject."""
+    meta: Mapping[str, Any] = item.get("metadata") or {}
+    owners = tuple(OwnerReference.from_manifest(ref) for ref in meta.get("ownerReferences") or ())
+    return StoredObject(
+        name=str(meta.get("name", "")),
+        data=None if metadata_only else dict(item.get("data") or {}),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        resource_version=str(meta.get("resourceVersion", "")),
+        uid=str(meta.get("uid", "")),
+        creation_timestamp=_parse_time(meta.get("creationTimestamp")),
+        owner_references=owners,
+    )
+
+
+def to_manifest(obj: StoredObject, *, namespace: str, with_version: bool) -> dict[str, Any]:
+    """StoredObject -> the ConfigMap JSON we send.
+
+    The uid is never sent: in a body it would act as a precondition, which the
+    contract does not give ``replace``. The creation time is sent for symmetry;
+    the server keeps its own.
+    """
+    if obj.data is None:
+        raise InvalidInput(
+            f"object {obj.name!r} has no data (it came from a metadata-only list or watch); "
+            "read it in full before writing it back"
+        )
+    meta: dict[str, Any] = {"name": obj.name, "namespace": namespace}
+    if obj.labels:
+        meta["labels"] = dict(obj.labels)
+    if obj.annotations:
+        meta["annotations"] = dict(obj.annotations)
+    if with_version and obj.resource_version:
+        meta["resourceVersion"] = obj.resource_version
+    if obj.creation_timestamp is not None:
+        meta["creationTimestamp"] = _format_time(obj.creation_timestamp)
+    if obj.owner_references:
+        meta["ownerReferences"] = [ref.to_manifest() for ref in obj.owner_references]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
+
+
+def annotation_patch(
+    annotations: Mapping[str, str | None], expect: Mapping[str, str | None] | None
+) -> tuple[str, Any]:
+    """The (content type, body) of the PATCH that merges ``annotations``.
+
+    With no ``expect``, a JSON merge patch with no resourceVersion in it, so
+    it cannot conflict; ``None`` removes a key. With ``expect``, a JSON patch
+    whose ``test`` operations check those values first (a ``null`` value
+    tests that the key is absent).
+    """
+    if not expect:
+        return MERGE_PATCH, {"metadata": {"annotations": dict(annotations)}}
+
+    def path(key: str) -> str:
+        # A JSON pointer (RFC 6901): "~" and "/" in a key are escaped.
+        return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+
+    body: list[dict[str, Any]] = [
+        {"op": "test", "path": path(k), "value": v} for k, v in expect.items()
+    ]
+    for key, value in annotations.items():
+        if value is None:
+            body.append({"op": "remove", "path": path(key)})
+        else:
+            body.append({"op": "add", "path": path(key), "value": value})
+    return JSON_PATCH, body
