@@ -961,6 +961,53 @@ class TestWatchWindow:
             assert len(events(store, resource_version=versions[-4])) == 3
             assert store.get("a").data == {"blob": "11" * 200_000}
 
+    def test_revision_never_goes_back_when_a_delete_crosses_the_byte_bound(self, path: str) -> None:
+        """A delete whose window cut reaches its own tombstone keeps the revision it made."""
+        with EmbeddedStore(path, history_bytes=3000) as store:
+            store.create(cm("a"))
+            store.create(cm("b", {"blob": "x" * 2500}))
+            before = int(store.list().resource_version)
+            store.delete("b")
+            listed = store.list()
+            assert int(listed.resource_version) > before
+            assert events(store, resource_version=listed.resource_version) == []
+            # The write just made stays in the window: one revision behind sees it.
+            assert events(store, resource_version=str(before)) == [
+                ("DELETED", "b", listed.resource_version)
+            ]
+            created = store.create(cm("c"))
+            assert int(created.resource_version) > int(listed.resource_version)
+            assert [e[1:] for e in events(store, resource_version=listed.resource_version)] == [
+                ("c", created.resource_version)
+            ]
+
+    def test_revision_goes_on_from_a_compaction_past_the_newest_row(self, path: str) -> None:
+        """A file an older remstate compacted past its newest row goes on from there."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+            with raw(path) as conn:
+                conn.execute("UPDATE meta SET value = 10 WHERE key = 'compacted'")
+            listed = store.list()
+            assert listed.resource_version == "10"
+            assert events(store, resource_version="10") == []
+            assert store.create(cm("b")).resource_version == "11"
+
+    def test_revision_never_goes_back_when_the_age_tick_reaches_a_delete(self, path: str) -> None:
+        """Compaction by age to a tick that was a delete keeps the revision it made."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            store.create(cm("a"))
+            clock.advance(minutes=5)
+            store.delete("a")
+            deleted = int(store.list().resource_version)
+            clock.advance(minutes=5)
+            created = store.create(cm("b"))
+            assert int(created.resource_version) > deleted
+            listed = store.list()
+            assert listed.resource_version == created.resource_version
+            assert events(store, resource_version=listed.resource_version) == []
+            assert int(store.create(cm("c")).resource_version) > int(listed.resource_version)
+
     def test_bounds_must_be_positive(self, path: str) -> None:
         """A window of no bytes or no time is refused before the file is opened."""
         with pytest.raises(InvalidInput):
