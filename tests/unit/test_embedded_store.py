@@ -29,6 +29,7 @@ from remstate.errors import (
     Unavailable,
 )
 from remstate.manager import StateManager
+from remstate.retry import RetryPolicy
 from remstate.store import apivalidation, embedded
 from remstate.store.base import (
     OwnerReference,
@@ -1076,6 +1077,36 @@ class TestNoSqliteErrorEscapes:
                 other.execute("ROLLBACK")
             assert caught.value.status.code == 503
             assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            store.create(cm("a"))
+
+    def test_busy_wait_ends_at_the_retry_deadline(self, path: str) -> None:
+        """Another process's long write makes a write give up by its deadline, unapplied."""
+        held, stop, released = threading.Event(), threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with raw(path) as other:
+                other.execute("BEGIN IMMEDIATE")
+                held.set()
+                stop.wait(timeout=10)
+                released.set()
+                other.execute("ROLLBACK")
+
+        with EmbeddedStore(path) as store:
+            holder = threading.Thread(target=hold)
+            holder.start()
+            try:
+                held.wait()
+                with pytest.raises(Unavailable) as caught:
+                    RetryPolicy(deadline=1).call(lambda: store.create(cm("a")))
+                # Given up while the lock was still held: the deadline, not the
+                # 30 s busy timeout nor the holder's release, ended the wait.
+                assert not released.is_set()
+            finally:
+                stop.set()
+                holder.join()
+            assert caught.value.maybe_applied is False
+            with pytest.raises(NotFound):
+                store.get("a")
             store.create(cm("a"))
 
     def test_damaged_row_is_a_store_error(self, path: str) -> None:
