@@ -29,6 +29,7 @@ from remstate.errors import (
     Unavailable,
 )
 from remstate.manager import StateManager
+from remstate.retry import RetryPolicy
 from remstate.store import apivalidation, embedded
 from remstate.store.base import (
     OwnerReference,
@@ -961,6 +962,53 @@ class TestWatchWindow:
             assert len(events(store, resource_version=versions[-4])) == 3
             assert store.get("a").data == {"blob": "11" * 200_000}
 
+    def test_revision_never_goes_back_when_a_delete_crosses_the_byte_bound(self, path: str) -> None:
+        """A delete whose window cut reaches its own tombstone keeps the revision it made."""
+        with EmbeddedStore(path, history_bytes=3000) as store:
+            store.create(cm("a"))
+            store.create(cm("b", {"blob": "x" * 2500}))
+            before = int(store.list().resource_version)
+            store.delete("b")
+            listed = store.list()
+            assert int(listed.resource_version) > before
+            assert events(store, resource_version=listed.resource_version) == []
+            # The write just made stays in the window: one revision behind sees it.
+            assert events(store, resource_version=str(before)) == [
+                ("DELETED", "b", listed.resource_version)
+            ]
+            created = store.create(cm("c"))
+            assert int(created.resource_version) > int(listed.resource_version)
+            assert [e[1:] for e in events(store, resource_version=listed.resource_version)] == [
+                ("c", created.resource_version)
+            ]
+
+    def test_revision_goes_on_from_a_compaction_past_the_newest_row(self, path: str) -> None:
+        """A file an older remstate compacted past its newest row goes on from there."""
+        with EmbeddedStore(path) as store:
+            store.create(cm("a"))
+            with raw(path) as conn:
+                conn.execute("UPDATE meta SET value = 10 WHERE key = 'compacted'")
+            listed = store.list()
+            assert listed.resource_version == "10"
+            assert events(store, resource_version="10") == []
+            assert store.create(cm("b")).resource_version == "11"
+
+    def test_revision_never_goes_back_when_the_age_tick_reaches_a_delete(self, path: str) -> None:
+        """Compaction by age to a tick that was a delete keeps the revision it made."""
+        clock = Clock()
+        with EmbeddedStore(path, clock=clock) as store:
+            store.create(cm("a"))
+            clock.advance(minutes=5)
+            store.delete("a")
+            deleted = int(store.list().resource_version)
+            clock.advance(minutes=5)
+            created = store.create(cm("b"))
+            assert int(created.resource_version) > deleted
+            listed = store.list()
+            assert listed.resource_version == created.resource_version
+            assert events(store, resource_version=listed.resource_version) == []
+            assert int(store.create(cm("c")).resource_version) > int(listed.resource_version)
+
     def test_bounds_must_be_positive(self, path: str) -> None:
         """A window of no bytes or no time is refused before the file is opened."""
         with pytest.raises(InvalidInput):
@@ -1029,6 +1077,36 @@ class TestNoSqliteErrorEscapes:
                 other.execute("ROLLBACK")
             assert caught.value.status.code == 503
             assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+            store.create(cm("a"))
+
+    def test_busy_wait_ends_at_the_retry_deadline(self, path: str) -> None:
+        """Another process's long write makes a write give up by its deadline, unapplied."""
+        held, stop, released = threading.Event(), threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with raw(path) as other:
+                other.execute("BEGIN IMMEDIATE")
+                held.set()
+                stop.wait(timeout=10)
+                released.set()
+                other.execute("ROLLBACK")
+
+        with EmbeddedStore(path) as store:
+            holder = threading.Thread(target=hold)
+            holder.start()
+            try:
+                held.wait()
+                with pytest.raises(Unavailable) as caught:
+                    RetryPolicy(deadline=1).call(lambda: store.create(cm("a")))
+                # Given up while the lock was still held: the deadline, not the
+                # 30 s busy timeout nor the holder's release, ended the wait.
+                assert not released.is_set()
+            finally:
+                stop.set()
+                holder.join()
+            assert caught.value.maybe_applied is False
+            with pytest.raises(NotFound):
+                store.get("a")
             store.create(cm("a"))
 
     def test_damaged_row_is_a_store_error(self, path: str) -> None:

@@ -22,7 +22,8 @@ before it get ``Gone``, as from the API server.
 Opening never writes to an existing store, so a read-only file can be read,
 and never creates a file unless asked (``embedded_file``).
 
-Several processes may share the file: WAL journal, a busy timeout, and every
+Several processes may share the file: WAL journal, a busy timeout (capped at
+the running retry policy's deadline, ``remstate.retry.remaining``), and every
 write is one ``BEGIN IMMEDIATE`` transaction. In one process, the store object
 may be shared by threads; they take turns on its one connection.
 
@@ -55,6 +56,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final, Self
 
+from remstate import retry
 from remstate.errors import InvalidInput
 from remstate.objects import ObjectList, StoredObject, WatchEvent, WatchEventType
 from remstate.store import (
@@ -89,7 +91,8 @@ from remstate.store.embedded_sql import (
 
 __all__ = ["EmbeddedStore"]
 
-#: How long a write waits for another process's write before it is Unavailable.
+#: How long a write waits for another process's write before it is Unavailable
+#: (less when the running retry policy's deadline comes first).
 _BUSY_TIMEOUT_S: Final = 30.0
 #: How often a watch looks for new revisions.
 _POLL_INTERVAL_S: Final = 0.05
@@ -154,6 +157,8 @@ class EmbeddedStore:
         self._bounds = HistoryBounds(history, history_age, history_bytes)
         self._reclaim = False
         self._lock = threading.RLock()
+        self._busy_timeout = _BUSY_TIMEOUT_S
+        self._busy: tuple[sqlite3.Connection, int] | None = None
         # Closed with the store, or when it is collected unclosed.
         self._connection = ProcessConnection(self._path, mode, busy_timeout=_BUSY_TIMEOUT_S)
 
@@ -164,6 +169,7 @@ class EmbeddedStore:
         """One transaction: IMMEDIATE for writes, a consistent snapshot for reads."""
         with self._lock, translated(self._path):
             conn = self._connection.get()
+            self._wait_at_most(conn, retry.remaining())
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
@@ -175,6 +181,19 @@ class EmbeddedStore:
             if self._reclaim:
                 self._reclaim = False
                 embedded_compaction.reclaim(conn)
+
+    def _wait_at_most(self, conn: sqlite3.Connection, remaining: float | None) -> None:
+        """Wait for another process's lock no longer than the running retry's deadline.
+
+        Past it, sqlite3 gives up busy, which leaves as ``Unavailable`` (nothing
+        was written: the transaction never began, or never committed).
+        """
+        seconds = self._busy_timeout if remaining is None else min(self._busy_timeout, remaining)
+        millis = max(0, int(seconds * 1000))
+        # Set only when it changes (a child of a fork has a connection of its own).
+        if self._busy != (conn, millis):
+            conn.execute(f"PRAGMA busy_timeout = {millis}")
+            self._busy = (conn, millis)
 
     @property
     def namespace(self) -> str:

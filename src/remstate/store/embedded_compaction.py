@@ -66,10 +66,14 @@ def after_write(
     if rv % COMPACT_EVERY == 0:
         target = max(target, rv - bounds.revisions)
     target = max(target, _tick(conn, meta, rv, now, bounds.age))
+    # Never up to the write just made: were it a delete, compaction would remove
+    # its tombstone, the newest row, and the revision (the newest row's) would go
+    # back; and a watcher one revision behind keeps the event it waits for.
+    target = max(compacted, min(target, rv - 1))
     if target > compacted:
         window -= _sizes(conn, compacted, target)
     if window > bounds.max_bytes:
-        target, window = _cut(conn, target, window, bounds.max_bytes * 3 // 4)
+        target, window = _cut(conn, target, rv, window, bounds.max_bytes * 3 // 4)
     conn.execute(sql.SET_META, ("window_bytes", window))
     if target <= compacted:
         return False
@@ -105,9 +109,15 @@ def _tick(
     return previous
 
 
-def _cut(conn: sqlite3.Connection, start: int, window: int, goal: int) -> tuple[int, int]:
-    """The revision to compact to, oldest first, for the window to hold ``goal`` bytes."""
-    for rv, size in conn.execute(sql.SIZES_AFTER, (start,)):
+def _cut(
+    conn: sqlite3.Connection, start: int, newest: int, window: int, goal: int
+) -> tuple[int, int]:
+    """The revision to compact to, oldest first, for the window to hold ``goal`` bytes.
+
+    It stays below ``newest``: the window may hold more than ``goal`` when the
+    newest row alone does.
+    """
+    for rv, size in conn.execute(sql.SIZES_BETWEEN, (start, newest)):
         if window <= goal:
             break
         window -= size

@@ -51,7 +51,11 @@ DELETED: Final = "DELETED"
 
 
 # The first revision is 1, as etcd's: a list never answers "0", which means "any".
-SELECT_REVISION: Final = "SELECT COALESCE(MAX(rv), 1) FROM revisions"
+# Never below the compaction revision, as etcd's: a file whose newest row (a
+# tombstone) was compacted by an older remstate goes on from there, not back.
+SELECT_REVISION: Final = """
+    SELECT MAX(COALESCE((SELECT MAX(rv) FROM revisions), 1),
+               (SELECT value FROM meta WHERE key = 'compacted'))"""
 SELECT_COMPACTED: Final = "SELECT value FROM meta WHERE key = 'compacted'"
 
 SELECT_HEAD: Final = """
@@ -107,7 +111,7 @@ SET_META: Final = """
     INSERT INTO meta (key, value) VALUES (?, ?)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value"""
 SUM_SIZES: Final = "SELECT COALESCE(SUM(size), 0) FROM revisions WHERE rv > ? AND rv <= ?"
-SIZES_AFTER: Final = "SELECT rv, size FROM revisions WHERE rv > ? ORDER BY rv"
+SIZES_BETWEEN: Final = "SELECT rv, size FROM revisions WHERE rv > ? AND rv < ? ORDER BY rv"
 # Compaction to :new from :old. First every row superseded by a row of (:old, :new]
 # (a tombstone supersedes too), then the tombstones of (:old, :new] themselves.
 COMPACT_SUPERSEDED: Final = """
