@@ -110,9 +110,7 @@ class StateManager:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
         self._history = HistoryReader(self._get)
-        self._writer = Writer(
-            store, retry=self.retry, clock=clock, seen=self._seen, history=self._history
-        )
+        self._writer = Writer(self, seen=self._seen, history=self._history)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> StateManager:

@@ -28,7 +28,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ulid import ULID
 
@@ -62,7 +62,7 @@ from remstate.segments import compact, discard_unreferenced
 from remstate.store import Store
 from remstate.turns import ANNOTATION_TURN, FREE_WRITES, TURN_TTL, Turns
 
-__all__ = ["ANNOTATION_WRITE_ID", "Mutation", "Writer"]
+__all__ = ["ANNOTATION_WRITE_ID", "Mutation", "Settings", "Writer"]
 
 _R = TypeVar("_R")
 
@@ -80,6 +80,14 @@ class _Stale(Conflict):
     """
 
 
+class Settings(Protocol):
+    """What the writer reads from its manager: the store, the retry policy, the clock."""
+
+    store: Store
+    retry: RetryPolicy
+    clock: Clock
+
+
 class Writer:
     """Applies mutations to tasks' head objects with compare-and-swap writes; thread-safe.
 
@@ -87,23 +95,27 @@ class Writer:
     reader (whose filter-page cache learns the pages compaction writes).
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        retry: RetryPolicy,
-        clock: Clock,
-        seen: LastSeen,
-        history: HistoryReader,
-    ) -> None:
-        self.store = store
-        self.retry = retry
-        self.clock = clock
+    def __init__(self, settings: Settings, *, seen: LastSeen, history: HistoryReader) -> None:
+        self._settings = settings
         self._seen = seen
         self._history = history
         #: Tasks this writer took a contended turn on: writes left before it steps aside.
         self._free_writes: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    # Read from the manager at each use, as they were when the manager held the
+    # loop: a caller that sets ``manager.retry`` (say) changes its next write.
+    @property
+    def store(self) -> Store:
+        return self._settings.store
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._settings.retry
+
+    @property
+    def clock(self) -> Clock:
+        return self._settings.clock
 
     def mutate(
         self,
