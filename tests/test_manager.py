@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from remstate import (
+    ErrorRecord,
     FeedbackEntry,
     InvalidInput,
     IterationRecord,
@@ -167,6 +168,22 @@ class TestStateLifecycle:
         with pytest.raises(InvalidInput):
             manager.update_state("u", change)
         assert store.get(object_name("u")).resource_version == version
+
+    def test_update_state_refuses_an_error_id_that_is_there(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """A second error record with a stored id is refused; readers keep reading the state."""
+        manager.record_error("u", "boom", id="E1")
+        again = dataclasses.replace(ErrorRecord.new("boom again", clock=clock), extra={"id": "E1"})
+        version = store.get(object_name("u")).resource_version
+        with pytest.raises(InvalidInput):
+            manager.update_state(
+                "u", lambda s: dataclasses.replace(s, error_messages=(*s.error_messages, again))
+            )
+        assert store.get(object_name("u")).resource_version == version
+        fresh = StateManager(store, clock=clock)
+        assert [e.message for e in fresh.get_state("u").error_messages] == ["boom"]
+        assert fresh.increment_iteration("u") == 1
 
     def test_update_state_of_missing_task_raises(self, manager: StateManager) -> None:
         """update_state does not create a state; it raises StateNotFound."""
@@ -671,6 +688,24 @@ class TestHistorySegments:
             failing.append_feedback("h", _bulky(i))
         assert _segments(store) == []
         assert manager.get_state("h").feedback_total == i
+
+    def test_update_state_refuses_a_feedback_id_held_in_a_segment(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """An entry whose id moved to a segment long ago is not appended again by update_state."""
+        for i in range(400):
+            manager.append_feedback("h", _bulky(i))
+        state = manager.get_state("h")
+        assert "fb-000000" not in {e.id for e in state.feedback_history}
+        version = store.get(object_name("h")).resource_version
+        with pytest.raises(InvalidInput):
+            manager.update_state(
+                "h",
+                lambda s: dataclasses.replace(s, feedback_history=(*s.feedback_history, entry(0))),
+            )
+        assert store.get(object_name("h")).resource_version == version
+        page = StateManager(store).get_feedback_history("h", limit=10_000)
+        assert [e.id for e in page.entries] == [f"fb-{i:06d}" for i in range(400)]
 
     def test_a_short_segment_is_reported_not_looped_on(
         self, manager: StateManager, store: Store

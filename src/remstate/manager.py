@@ -282,12 +282,21 @@ class StateManager:
 
         Raises:
             StateNotFound: the task has no state.
-            InvalidInput: ``fn`` returned something that is not a valid state.
+            InvalidInput: ``fn`` returned something that is not a valid state,
+                or added a feedback entry or error record whose id is in the
+                history already (in the head or in a segment).
         """
 
         if not callable(fn):
             raise InvalidInput("update_state needs a function of the state")
-        return self._writer.mutate(task_id, lambda state: mutations.update(state, fn(state)))[0]
+
+        def apply(state: TaskState) -> tuple[TaskState | None, None]:
+            new = mutations.check_update(state, fn(state))
+            added = mutations.added_ids(state, new)
+            found = {kind: self._find(state, kind, keys) for kind, keys in added.items()}
+            return mutations.update(state, new, found=found)
+
+        return self._writer.mutate(task_id, apply)[0]
 
     def delete_state(self, task_id: str) -> bool:
         """Delete the task's state and its history segments. False if there was none.

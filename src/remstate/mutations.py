@@ -19,6 +19,8 @@ from typing import Any
 
 from remstate.errors import InvalidInput, MaxIterationsReached
 from remstate.schema import (
+    KIND_ERRORS,
+    KIND_FEEDBACK,
     RESOLUTIONS_LIMIT,
     ErrorRecord,
     FeedbackEntry,
@@ -26,10 +28,12 @@ from remstate.schema import (
     IterationRecord,
     Status,
     TaskState,
+    record_id,
 )
 
 __all__ = [
     "Found",
+    "added_ids",
     "append_batch",
     "check_update",
     "increment",
@@ -204,14 +208,43 @@ def update_metadata(
     return dataclasses.replace(state, metadata=merged), merged
 
 
-def update(state: TaskState, new: object) -> tuple[TaskState | None, None]:
+def update(
+    state: TaskState, new: object, *, found: Mapping[str, Found] | None = None
+) -> tuple[TaskState | None, None]:
     """What a caller's update function returned, checked; nothing to write if unchanged.
 
+    ``found``: by kind, what the history holds of the ids ``new`` adds
+    (``added_ids``), with the filters built on the way.
+
     Raises:
-        InvalidInput: ``new`` breaks a rule the manager keeps (``check_update``).
+        InvalidInput: ``new`` breaks a rule the manager keeps (``check_update``),
+            or adds a feedback entry or error record whose id the history
+            holds already (in a segment): every reader would refuse the state.
     """
     checked = check_update(state, new)
-    return (None if checked == state else checked), None
+    if checked == state:
+        return None, None
+    for kind, hits in (found or {}).items():
+        if hits.records:
+            raise InvalidInput(
+                f"task {state.task_id!r} already holds {kind} id(s) {sorted(hits.records)[:5]!r}"
+            )
+        checked = checked.with_filters(hits.filters)
+    return checked, None
+
+
+def added_ids(old: TaskState, new: TaskState) -> dict[str, set[str]]:
+    """The feedback and error ids ``new`` adds, by kind: what ``update`` needs looked up."""
+    added: dict[str, set[str]] = {}
+    for kind, before, after in (
+        (KIND_FEEDBACK, old.feedback_history, new.feedback_history),
+        (KIND_ERRORS, old.error_messages, new.error_messages),
+    ):
+        known = {record_id(r) for r in before}
+        keys = {k for k in map(record_id, after) if k is not None and k not in known}
+        if keys:
+            added[kind] = keys
+    return added
 
 
 def check_update(old: TaskState, new: object) -> TaskState:
@@ -219,7 +252,9 @@ def check_update(old: TaskState, new: object) -> TaskState:
 
     The counter and its records change only through ``increment_iteration``
     (so the maximum holds), and the history index only through compaction (so
-    no segment is lost). New feedback entries are validated like appended ones.
+    no segment is lost). New feedback entries and error records are validated
+    like appended ones, and their ids are unique in the head (the read path
+    refuses a head with an id twice).
     One branch per rule (grade C): the list reads best in one place.
 
     Raises:
@@ -243,4 +278,10 @@ def check_update(old: TaskState, new: object) -> TaskState:
     for entry in new.feedback_history:
         if entry.id not in known:
             entry.validate()
+    keys = [k for k in map(record_id, new.error_messages) if k is not None]
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("error record ids must be unique")
+    for record in new.error_messages:
+        if record not in old.error_messages:
+            record.validate()
     return new
