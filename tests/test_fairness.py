@@ -20,10 +20,11 @@ from typing import Any
 
 from remstate import RemstateError, StateManager
 from remstate.errors import Conflict
+from remstate.retry import RetryPolicy
 from remstate.schema import object_name
 from remstate.store import Store
 from remstate.turns import ANNOTATION_TURN, FREE_WRITES
-from tests.backends import LosesResponses, StoreSpec
+from tests.backends import CountingStore, LosesResponses, StoreSpec
 
 WRITERS = 6
 #: The issue's goal is 60 s against the real API server. Writers take turns
@@ -135,17 +136,19 @@ class TestTurns:
     def test_after_a_contended_turn_a_writer_steps_aside_after_its_free_writes(
         self, store: Store
     ) -> None:
-        """The turn's holder writes FREE_WRITES times with one request each, then queues again."""
+        """With another writer seen since its turn, the holder queues again after FREE_WRITES."""
         StateManager(store).increment_iteration("t")
         losing = LosesResponses(
             store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
         )
         manager = StateManager(losing, max_iterations=1000)
         manager.increment_iteration("t")  # two lost races, then a turn
+        StateManager(store).increment_iteration("t")  # another writer: contention goes on
         losing.calls.clear()
         for _ in range(FREE_WRITES):
             manager.increment_iteration("t")
-        assert losing.calls == ["replace"] * FREE_WRITES
+        # The first write loses to the other writer's, reads and writes again.
+        assert losing.calls == ["replace", "get", "replace"] + ["replace"] * (FREE_WRITES - 1)
         losing.calls.clear()
         manager.increment_iteration("t")
         assert losing.calls == ["annotate", "replace"]
@@ -154,4 +157,49 @@ class TestTurns:
         for _ in range(FREE_WRITES + 5):
             manager.increment_iteration("t")
         assert losing.calls == ["replace"] * (FREE_WRITES + 5)
-        assert StateManager(store).get_current_iteration("t") == 2 * FREE_WRITES + 8
+        assert StateManager(store).get_current_iteration("t") == 2 * FREE_WRITES + 9
+
+    def test_a_writer_left_alone_after_a_contended_turn_never_steps_aside(
+        self, store: Store
+    ) -> None:
+        """Nobody else writing since its turn: one request per write, past its free writes."""
+        StateManager(store).increment_iteration("t")
+        losing = LosesResponses(
+            store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
+        )
+        manager = StateManager(losing, max_iterations=1000)
+        manager.increment_iteration("t")  # two lost races, then a turn
+        losing.calls.clear()
+        for _ in range(FREE_WRITES + 5):
+            manager.increment_iteration("t")
+        assert losing.calls == ["replace"] * (FREE_WRITES + 5)
+        assert StateManager(store).get_current_iteration("t") == FREE_WRITES + 7
+
+    def test_free_writes_are_kept_for_as_many_tasks_as_objects_are(self, store: Store) -> None:
+        """A manager counts free writes for at most ``cache_size`` tasks, the latest ones."""
+        losing = LosesResponses(store, 0, methods=frozenset({"replace"}), error=Conflict)
+        manager = StateManager(losing, max_iterations=1000, cache_size=1)
+        for task in ("a", "b"):
+            StateManager(store).increment_iteration(task)
+            losing.losses, losing.commit = 2, False
+            manager.increment_iteration(task)  # two lost races, then a turn
+        # A lost race on "a" again: a writer that still counted its free writes
+        # there would step aside after them; "b"'s turn has pushed "a" out.
+        losing.losses = 1
+        losing.calls.clear()
+        for _ in range(FREE_WRITES + 2):
+            manager.increment_iteration("a")
+        # A read (evicted from the cache too), the lost race (not sent), a re-read.
+        assert losing.calls[:3] == ["get", "get", "replace"]
+        assert "annotate" not in losing.calls
+        assert StateManager(store).get_current_iteration("a") == FREE_WRITES + 4
+
+    def test_one_attempt_never_waits_for_a_turn(self, store: Store) -> None:
+        """RetryPolicy.none() writes over a stale turn at once: one read, one write."""
+        StateManager(store).increment_iteration("t")
+        store.annotate(object_name("t"), {ANNOTATION_TURN: "a-writer-that-died"})
+        counting = CountingStore(store)
+        manager = StateManager(counting, retry=RetryPolicy.none())  # type: ignore[arg-type]
+        assert manager.increment_iteration("t") == 2
+        assert counting.calls == ["get", "replace"]
+        assert ANNOTATION_TURN not in store.get(object_name("t")).annotations

@@ -8,6 +8,7 @@ lost answer from the API server, etcd down) are in ``test_outage.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -15,8 +16,10 @@ import pytest
 from remstate.errors import OutcomeUnknown, Unavailable
 from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
+from remstate.schema import plan_compaction
 from remstate.store import Store
 from tests.backends import LosesResponses
+from tests.helpers import entry
 
 #: Short: every test here runs out of retries on purpose.
 DEADLINE = 0.5
@@ -81,3 +84,50 @@ class TestDelete:
         with pytest.raises(Unavailable) as caught:
             manager.delete_state("t")
         assert type(caught.value) is expected
+
+
+def _bulky(i: int) -> object:
+    return entry(i, description=f"{i} " + "lorem ipsum dolor sit amet " * 16)
+
+
+def _fill_until_the_next_append_compacts(manager: StateManager, task_id: str) -> int:
+    """Append until one more entry would move history to a segment; the next entry's number."""
+    i = 0
+    while True:
+        state = manager.get_or_create_state(task_id)
+        more = (*state.feedback_history, _bulky(i))
+        if plan_compaction(dataclasses.replace(state, feedback_history=more)) is not None:
+            return i
+        manager.append_feedback(task_id, _bulky(i))  # type: ignore[arg-type]
+        i += 1
+
+
+def _segments(store: Store) -> list[object]:
+    return list(store.list(label_selector="remstate.io/role=history-segment").items)
+
+
+class TestSegments:
+    def test_a_segment_create_that_may_have_applied_is_not_outcome_unknown(
+        self, store: Store
+    ) -> None:
+        """The head is never sent when a segment create fails: plain Unavailable, head unchanged."""
+        manager, lossy = _lossy(store, {"create"}, maybe_applied=True, commit=False)
+        i = _fill_until_the_next_append_compacts(manager, "h")
+        lossy.losses = FOREVER
+        with pytest.raises(Unavailable) as caught:
+            manager.append_feedback("h", _bulky(i))  # type: ignore[arg-type]
+        assert type(caught.value) is Unavailable
+        assert StateManager(store).get_state("h").feedback_total == i
+
+    def test_a_head_write_refused_as_unavailable_leaves_no_orphan_segment(
+        self, store: Store
+    ) -> None:
+        """A head write that certainly did not apply (503, refused) discards its new segments."""
+        manager, lossy = _lossy(store, {"replace"}, maybe_applied=False, commit=False)
+        i = _fill_until_the_next_append_compacts(manager, "h")
+        lossy.losses = FOREVER
+        with pytest.raises(Unavailable) as caught:
+            manager.append_feedback("h", _bulky(i))  # type: ignore[arg-type]
+        assert type(caught.value) is Unavailable
+        assert _segments(store) == []
+        assert StateManager(store).get_state("h").feedback_total == i

@@ -56,12 +56,12 @@ from remstate.schema import (
     validate_task_id,
 )
 from remstate.store import Store, StoredObject, open_store
-from remstate.writer import Writer
+from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
     from remstate.store.opener import ApiClient
 
-__all__ = ["ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
+__all__ = ["CLEANUP_DEADLINE", "ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
 
 #: The most entries one write appends: about 500 KB of typical entries, so
 #: that one write, and the segments it fills, stay well under 1 MiB each.
@@ -110,7 +110,7 @@ class StateManager:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
         self._history = HistoryReader(self._get)
-        self._writer = Writer(self, seen=self._seen, history=self._history)
+        self._writer = Writer(self, seen=self._seen, history=self._history, cache_size=cache_size)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> StateManager:

@@ -35,12 +35,14 @@ This module decides; the manager does the reads and writes.
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["ANNOTATION_TURN", "TURN_TTL", "Turns"]
+__all__ = ["ANNOTATION_TURN", "TURN_TTL", "FreeWrites", "FreeWritesByTask", "Turns"]
 
 #: Holds the token of the operation whose turn it is.
 ANNOTATION_TURN: Final = "remstate.io/turn"
@@ -61,16 +63,68 @@ QUEUE_AFTER_LOSSES: Final = 2
 #: goodput 0.22 of one writer's) where 1 s gave 0.61.
 PATIENCE: Final = 1.0
 #: Writes a writer makes after a contended turn of its own, before it steps
-#: aside and queues again. The writer in front is not always displaced in
-#: time: the embedded store's write lock is not fair either, and a writer in a
-#: tight loop keeps taking it. Well above what a turn gives on the API server
-#: (some 20 writes, with 8 writers), so that stepping aside seldom leaves the
-#: store idle there; measured on the embedded store with 6 writers for 30 s,
-#: Jain's index 0.78 without it, 0.92 with it.
+#: aside and queues again, if it has seen contention since (a lost race or
+#: another writer's turn); a writer left alone goes on with no wait. The
+#: writer in front is not always displaced in time: the embedded store's write
+#: lock is not fair either, and a writer in a tight loop keeps taking it. Well
+#: above what a turn gives on the API server (some 20 writes, with 8 writers),
+#: so that stepping aside seldom leaves the store idle there; measured on the
+#: embedded store with 6 writers for 30 s, Jain's index 0.78 without it, 0.92
+#: with it.
 FREE_WRITES: Final = 50
 #: Jittered pauses between reads while another writer holds the turn.
 POLL_MIN: Final = 0.01
 POLL_MAX: Final = 0.04
+
+
+@dataclass(slots=True)
+class FreeWrites:
+    """A writer's free writes after a contended turn on a task, and whether it saw
+    another writer since: only then does it step aside when they run out."""
+
+    left: int = FREE_WRITES
+    contended: bool = False
+
+
+class FreeWritesByTask:
+    """A writer's ``FreeWrites``, for the ``size`` tasks it took contended turns on
+    most recently (bounded like its cache of objects); thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._by_task: OrderedDict[str, FreeWrites] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def grant(self, task_id: str) -> None:
+        """After a contended turn of ours: count free writes anew."""
+        with self._lock:
+            self._by_task[task_id] = FreeWrites()
+            self._by_task.move_to_end(task_id)
+            while len(self._by_task) > self._size:
+                self._by_task.popitem(last=False)
+
+    def spent(self, task_id: str) -> bool:
+        """Count one write made after a contended turn of ours; True: step aside now.
+
+        Only if contention was seen since the turn: a writer left alone keeps
+        its one request per write, with no wait.
+        """
+        with self._lock:
+            free = self._by_task.get(task_id)
+            if free is None:
+                return False
+            if free.left > 0:
+                free.left -= 1
+                return False
+            del self._by_task[task_id]
+            return free.contended
+
+    def contention_seen(self, task_id: str) -> None:
+        """Another writer wants this task (a lost race, or its turn in sight)."""
+        with self._lock:
+            free = self._by_task.get(task_id)
+            if free is not None:
+                free.contended = True
 
 
 @dataclass(slots=True)

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from ulid import ULID
 
-from remstate.cache import LastSeen
+from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.errors import (
     AlreadyExists,
     Conflict,
@@ -60,9 +59,9 @@ from remstate.schema import (
 )
 from remstate.segments import compact, discard_unreferenced
 from remstate.store import Store
-from remstate.turns import ANNOTATION_TURN, FREE_WRITES, TURN_TTL, Turns
+from remstate.turns import ANNOTATION_TURN, TURN_TTL, FreeWritesByTask, Turns
 
-__all__ = ["ANNOTATION_WRITE_ID", "Mutation", "Settings", "Writer"]
+__all__ = ["ANNOTATION_WRITE_ID", "CLEANUP_DEADLINE", "Mutation", "Settings", "Writer"]
 
 _R = TypeVar("_R")
 
@@ -71,6 +70,10 @@ Mutation = Callable[[TaskState], tuple[TaskState | None, _R]]
 
 #: Seconds of the retry deadline kept for the write after a wait for a turn.
 _WRITE_MARGIN = 0.5
+#: Seconds that best-effort cleanup after an operation (giving back a turn,
+#: deleting a deleted task's segments) may take in all: it is past the
+#: operation's deadline, and what it leaves behind expires or is an orphan.
+CLEANUP_DEADLINE = 2.0
 
 
 class _Stale(Conflict):
@@ -95,13 +98,20 @@ class Writer:
     reader (whose filter-page cache learns the pages compaction writes).
     """
 
-    def __init__(self, settings: Settings, *, seen: LastSeen, history: HistoryReader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        seen: LastSeen,
+        history: HistoryReader,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> None:
         self._settings = settings
         self._seen = seen
         self._history = history
-        #: Tasks this writer took a contended turn on: writes left before it steps aside.
-        self._free_writes: dict[str, int] = {}
-        self._lock = threading.Lock()
+        #: Tasks this writer took a contended turn on: writes left before it steps
+        #: aside, and whether contention was seen since. Bounded like ``seen``.
+        self._free_writes = FreeWritesByTask(cache_size)
 
     # Read from the manager at each use, as they were when the manager held the
     # loop: a caller that sets ``manager.retry`` (say) changes its next write.
@@ -194,11 +204,15 @@ class Writer:
                 f"came before retries ran out ({e})",
                 task_id=task_id,
             ) from e
-        # Best effort: a segment left behind is an orphan, which cleanup removes.
-        for name, uid in segments if deleted else ():
+        if deleted and segments:
+            # Best effort: a segment left behind is an orphan, which cleanup removes.
+            _after_the_deadline(lambda: self._delete_segments(segments))
+        return deleted
+
+    def _delete_segments(self, segments: Sequence[tuple[str, str]]) -> None:
+        for name, uid in segments:
             with contextlib.suppress(RemstateError):
                 self.store.delete(name, uid=uid or None)
-        return deleted
 
     def _attempt(
         self,
@@ -208,10 +222,9 @@ class Writer:
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
         obj, from_cache = self._write_from(task_id, op)
-        if obj is not None and op.unknown:
-            committed = op.unknown.get(obj.annotations.get(ANNOTATION_WRITE_ID, ""))
-            if committed is not None:
-                return committed  # an earlier attempt committed; its response was lost
+        committed = op.committed(obj)
+        if committed is not None:
+            return committed  # an earlier attempt committed; its response was lost
         state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
         if new is None:
             return state, result
@@ -224,8 +237,7 @@ class Writer:
         new = self._commit(task_id, obj, new, write_id=write_id, op=op, result=result)
         op.turns.holding = False  # our write dropped the turn annotation
         if op.turns.took and op.turns.contended:
-            with self._lock:
-                self._free_writes[task_id] = FREE_WRITES
+            self._free_writes.grant(task_id)
         return new, result
 
     def _write_from(self, task_id: str, op: _Operation[_R]) -> tuple[StoredObject | None, bool]:
@@ -234,9 +246,11 @@ class Writer:
         The last one seen; under sustained contention, the one our turn returned.
         """
         obj, from_cache = self._seen.last_seen(task_id)
-        if op.attempts == 0 and not op.turns.stepped_aside and self._free_writes_spent(task_id):
+        if op.attempts == 0 and not op.turns.stepped_aside and self._free_writes.spent(task_id):
             op.turns.step_aside()
-        if obj is not None:
+        if obj is not None and self.retry.max_attempts > 1:
+            # One attempt (RetryPolicy.none()) never queues: waiting for a turn
+            # is a retry in all but name, and the write is a compare-and-swap anyway.
             waited = self._await_turn(task_id, obj, op.turns, fresh=not from_cache)
             from_cache = from_cache and waited is obj
             obj = waited
@@ -254,28 +268,56 @@ class Writer:
     ) -> TaskState:
         """Compact ``new`` into segments as needed and write the head; the state written.
 
-        On an unknown outcome the write is kept in ``op`` (it may yet commit);
-        on a refusal the segments it created and the head did not take are deleted.
+        Every write id is kept in ``op`` when the head write is Unavailable (a
+        later read that finds it proves the write committed); the outcome is
+        unknown only if the error says it may have applied. Otherwise the
+        segments it created and the head did not take are deleted.
         """
-        created: list[StoredObject] = []
+        new, created = self._segments_first(task_id, obj, new)
         try:
-            if obj is not None:
-                new = compact(self.store, self._history, obj, new, created)
             self._write(task_id, obj, new, write_id)
         except Unavailable as e:
-            # The write may yet commit (and refer to our segments): keep both.
-            # If it did not, the segments are orphans, which cleanup removes.
             op.unknown[write_id] = (new, result)
-            op.maybe_applied = op.maybe_applied or e.maybe_applied
+            if e.maybe_applied:
+                # The write may yet commit (and refer to our segments): keep them.
+                # If it did not, the segments are orphans, which cleanup removes.
+                op.maybe_applied = True
+            elif created:  # refused (429, 503, connection refused): the head says which it took
+                self._discard(task_id, created)
             raise
         except RemstateError as e:
             if isinstance(e, Conflict):
                 op.turns.lost()
+                self._free_writes.contention_seen(task_id)
             # Refused for certain. The head, read afresh, says which segments it took.
             if created:
-                discard_unreferenced(self.store, lambda: self._seen.read(task_id), created)
+                self._discard(task_id, created)
             raise
         return new
+
+    def _segments_first(
+        self, task_id: str, obj: StoredObject | None, new: TaskState
+    ) -> tuple[TaskState, list[StoredObject]]:
+        """The state to write, its oldest history moved to segments created now; and those.
+
+        Called before the head write, outside its try: until the head is sent,
+        nothing of the attempt can have applied, whatever a segment create's
+        Unavailable says, so such a failure never makes the outcome unknown.
+        """
+        created: list[StoredObject] = []
+        if obj is None:
+            return new, created
+        try:
+            return compact(self.store, self._history, obj, new, created), created
+        except Unavailable:
+            raise  # the segments created so far are orphans, which cleanup removes
+        except RemstateError:
+            if created:
+                self._discard(task_id, created)
+            raise
+
+    def _discard(self, task_id: str, created: list[StoredObject]) -> None:
+        discard_unreferenced(self.store, lambda: self._seen.read(task_id), created)
 
     def _await_turn(
         self, task_id: str, obj: StoredObject, turns: Turns, *, fresh: bool
@@ -295,6 +337,8 @@ class Writer:
         turn that stays in sight for ``TURN_TTL`` is taken over. All within
         the retry deadline.
         """
+        if obj.annotations.get(ANNOTATION_TURN) not in (None, turns.token):
+            self._free_writes.contention_seen(task_id)
         if not turns.queued(obj.annotations):
             return obj
         rest = min(turns.patience_left(), self._time_left(turns))
@@ -333,18 +377,6 @@ class Writer:
             return taken
         return obj  # the deadline holds: try, and let the retry policy stop
 
-    def _free_writes_spent(self, task_id: str) -> bool:
-        """Count one write made after a contended turn of ours; True when none is left."""
-        with self._lock:
-            left = self._free_writes.get(task_id)
-            if left is None:
-                return False
-            if left <= 0:
-                del self._free_writes[task_id]
-                return True
-            self._free_writes[task_id] = left - 1
-            return False
-
     def _time_left(self, turns: Turns) -> float:
         """Seconds left to wait for a turn: to the retry deadline, less time for the write."""
         left = remaining()
@@ -357,8 +389,8 @@ class Writer:
 
         Only if it is still ours; if this fails, the turn expires.
         """
-        with contextlib.suppress(RemstateError):
-            self._seen.remember(
+        _after_the_deadline(
+            lambda: self._seen.remember(
                 task_id,
                 self.store.annotate(
                     object_name(task_id),
@@ -366,6 +398,7 @@ class Writer:
                     expect={ANNOTATION_TURN: turns.token},
                 ),
             )
+        )
 
     def _decide(
         self,
@@ -463,9 +496,27 @@ class _Operation(Generic[_R]):
         self.maybe_applied = False
         self.turns = Turns(op_id)
 
+    def committed(self, obj: StoredObject | None) -> tuple[TaskState, _R] | None:
+        """What an earlier attempt wrote, if ``obj`` is that write (its answer was lost)."""
+        if obj is None or not self.unknown:
+            return None
+        return self.unknown.get(obj.annotations.get(ANNOTATION_WRITE_ID, ""))
+
     def next_write_id(self) -> str:
         self.attempts += 1
         return f"{self.id}.{self.attempts}"
+
+
+def _after_the_deadline(cleanup: Callable[[], None]) -> None:
+    """Run best-effort cleanup once, within ``CLEANUP_DEADLINE``, never raising our errors.
+
+    It runs after the operation's retry policy has returned, where no deadline
+    would bound its requests: against a hung server each would wait out the
+    store's own timeouts (30 s). A policy of one attempt sets a short one.
+    """
+    once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
+    with contextlib.suppress(RemstateError):
+        once.call(cleanup)
 
 
 def _foreign(meta: Mapping[str, str]) -> dict[str, str]:
