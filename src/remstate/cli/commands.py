@@ -14,8 +14,8 @@ import typer
 
 from remstate.cli.options import Session, global_options, group_callback
 from remstate.errors import NotFound
-from remstate.manager import ErrorPage, IterationPage
-from remstate.schema import FeedbackEntry, TaskState
+from remstate.manager import ErrorPage, FeedbackPage, IterationPage
+from remstate.schema import TaskState
 
 __all__ = ["app"]
 
@@ -104,19 +104,28 @@ def error(
     c.emit(record.to_dict(), lambda: "recorded")
 
 
+#: The paging options every history listing takes, as the library's pages do.
+Limit = Annotated[int, typer.Option(min=1, max=10_000)]
+Cursor = Annotated[str | None, typer.Option(help="from a previous page")]
+NewestFirst = Annotated[bool, typer.Option("--newest-first", help="newest first")]
+
+
 def _emit_page(
     c: Session,
+    key: str,
     records: list[dict[str, Any]],
-    page: IterationPage | ErrorPage,
+    page: FeedbackPage | IterationPage | ErrorPage,
     line: Callable[[dict[str, Any]], str],
 ) -> None:
+    """One page of a history: ``{key: [...], next_cursor, total}``, or a line a record."""
+
     def text() -> str:
         lines = [line(r) for r in records]
         if page.next_cursor:
             lines.append(f"next page: --cursor {page.next_cursor}")
         return "\n".join(lines)
 
-    c.emit({"records": records, "next_cursor": page.next_cursor, "total": page.total}, text)
+    c.emit({key: records, "next_cursor": page.next_cursor, "total": page.total}, text)
 
 
 @app.command()
@@ -124,9 +133,9 @@ def _emit_page(
 def iterations(
     c: Session,
     task_id: str,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
-    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    newest_first: NewestFirst = False,
 ) -> None:
     """List iteration records, oldest first (or newest first), one page at a time."""
     with c.manager("ro") as m:
@@ -136,6 +145,7 @@ def iterations(
     records = [r.to_dict() for r in page.records]
     _emit_page(
         c,
+        "records",
         records,
         page,
         lambda r: f"{r['iteration']} {r['started_at']} {r.get('note', '')}".rstrip(),
@@ -147,15 +157,15 @@ def iterations(
 def errors(
     c: Session,
     task_id: str,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
-    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    newest_first: NewestFirst = False,
 ) -> None:
     """List error records, oldest first (or newest first), one page at a time."""
     with c.manager("ro") as m:
         page = m.get_errors(task_id, limit=limit, cursor=cursor, newest_first=newest_first)
     records = [r.to_dict() for r in page.records]
-    _emit_page(c, records, page, lambda r: f"{r.get('timestamp', '-')} {r['message']}")
+    _emit_page(c, "records", records, page, lambda r: f"{r.get('timestamp', '-')} {r['message']}")
 
 
 @app.command()
@@ -199,9 +209,9 @@ def feedback_add(  # noqa: PLR0917 - typer maps options to parameters
 def feedback_list(
     c: Session,
     task_id: str,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
-    cursor: Annotated[str | None, typer.Option(help="from a previous page")] = None,
-    newest_first: Annotated[bool, typer.Option("--newest-first", help="newest first")] = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    newest_first: NewestFirst = False,
 ) -> None:
     """List feedback, oldest first (or newest first), one page at a time."""
     with c.manager("ro") as m:
@@ -209,26 +219,14 @@ def feedback_list(
             task_id, limit=limit, cursor=cursor, newest_first=newest_first
         )
 
-    def text() -> str:
-        lines = [_feedback_line(e) for e in page.entries]
-        if page.next_cursor:
-            lines.append(f"next page: --cursor {page.next_cursor}")
-        return "\n".join(lines)
-
-    c.emit(
-        {
-            "entries": [e.to_dict() for e in page.entries],
-            "next_cursor": page.next_cursor,
-            "total": page.total,
-        },
-        text,
-    )
+    entries = [e.to_dict() for e in page.entries]
+    _emit_page(c, "entries", entries, page, _feedback_line)
 
 
-def _feedback_line(entry: FeedbackEntry) -> str:
-    mark = "x" if entry.resolved else " "
-    kind = f"{entry.severity}/{entry.issue_type}"
-    return f"[{mark}] {entry.id} {kind} {entry.author}: {entry.description}"
+def _feedback_line(entry: dict[str, Any]) -> str:
+    mark = "x" if entry["resolved"] else " "
+    kind = f"{entry['severity']}/{entry['issue_type']}"
+    return f"[{mark}] {entry['id']} {kind} {entry['author']}: {entry['description']}"
 
 
 @feedback_app.command("resolve")
@@ -237,7 +235,8 @@ def feedback_resolve(c: Session, task_id: str, entry_id: str) -> None:
     """Mark a feedback entry resolved."""
     with c.manager("rw") as m:
         entry = m.resolve_feedback(task_id, entry_id)
-    c.emit(entry.to_dict(), lambda: _feedback_line(entry))
+    stored = entry.to_dict()
+    c.emit(stored, lambda: _feedback_line(stored))
 
 
 @app.command()
