@@ -12,7 +12,6 @@ import pytest
 from remstate.errors import CorruptState, InvalidInput
 from remstate.schema import (
     KEY_HISTORY_INDEX,
-    FeedbackEntry,
     HistoryIndex,
     Resolutions,
     SegmentRef,
@@ -24,20 +23,10 @@ from remstate.schema import (
 )
 from remstate.schema.datavalue import dumps
 from tests.helpers import T0
-from tests.unit.samples import sample_state, stored
+from tests.unit.samples import fb, sample_state, stored
 
-
-def archived(i: int, **changes: Any) -> FeedbackEntry:
-    fields: dict[str, Any] = {
-        "id": f"e{i}",
-        "timestamp": T0 + timedelta(seconds=i),
-        "author": "alice",
-        "severity": "high",
-        "issue_type": "bug",
-        "description": f"feedback {i}",
-    }
-    fields.update(changes)
-    return FeedbackEntry(**fields)
+#: An entry as a segment holds it (the samples' entry, by the name these tests read).
+archived = fb
 
 
 def two_segments() -> HistoryIndex:
