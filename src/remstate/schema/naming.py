@@ -30,9 +30,12 @@ from remstate.errors import InvalidInput
 
 __all__ = [
     "ANNOTATION_LAST_UPDATE",
+    "ANNOTATION_MAX_ITERATIONS",
     "ANNOTATION_SCHEMA_VERSION",
+    "ANNOTATION_SEGMENTS",
     "ANNOTATION_SOFT_DELETED_AT",
     "ANNOTATION_TASK_ID",
+    "ANNOTATION_TTL",
     "LABEL_LIFECYCLE",
     "LABEL_MANAGED_BY",
     "LABEL_ROLE",
@@ -44,12 +47,14 @@ __all__ = [
     "MAX_SEGMENT_NUMBER",
     "MAX_TASK_ID_LENGTH",
     "ROLE_SEGMENT",
+    "ROLE_SNAPSHOT",
     "ROLE_STATE",
     "label_safe",
     "label_value",
     "managed_selector",
     "object_name",
     "segment_name",
+    "snapshot_name",
     "task_selector",
     "validate_task_id",
 ]
@@ -64,11 +69,20 @@ LIFECYCLE_SOFT_DELETED = "soft-deleted"
 LABEL_ROLE = "remstate.io/role"
 ROLE_STATE = "state"
 ROLE_SEGMENT = "history-segment"
+#: A copy of a head taken before a critical operation (repair, restore, purge...).
+ROLE_SNAPSHOT = "snapshot"
 
 ANNOTATION_TASK_ID = "remstate.io/task-id"
 ANNOTATION_LAST_UPDATE = "remstate.io/last-update"
 ANNOTATION_SCHEMA_VERSION = "remstate.io/schema-version"
 ANNOTATION_SOFT_DELETED_AT = "remstate.io/soft-deleted-at"
+#: The task's own retention (per-task policy), in seconds; absent: the cleanup's default.
+ANNOTATION_TTL = "remstate.io/ttl"
+#: The task's stored iteration limit (per-task policy), for metadata-only readers.
+ANNOTATION_MAX_ITERATIONS = "remstate.io/max-iterations"
+#: The segment numbers the head refers to, as ranges ("0-41,43"), so that a
+#: metadata-only scan can tell an orphan segment without reading the head's data.
+ANNOTATION_SEGMENTS = "remstate.io/segments"
 #: Set on every write to the id of the attempt that made it, so that an
 #: operation whose response was lost recognises its own committed write.
 ANNOTATION_WRITE_ID = "remstate.io/write-id"
@@ -150,6 +164,17 @@ def segment_name(task_id: str, n: int) -> str:
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SEGMENT_NUMBER:
         raise InvalidInput(f"segment number must be an int in 0..{MAX_SEGMENT_NUMBER}, not {n!r}")
     return f"{object_name(task_id)}-h{n}"
+
+
+def snapshot_name(task_id: str, n: int) -> str:
+    """The name of the task's snapshot number ``n``: ``task-{id}-state-s{n}``.
+
+    Raises:
+        InvalidInput: bad task ID, or ``n`` outside 0..999999.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SEGMENT_NUMBER:
+        raise InvalidInput(f"snapshot number must be an int in 0..{MAX_SEGMENT_NUMBER}, not {n!r}")
+    return f"{object_name(task_id)}-s{n}"
 
 
 def label_safe(value: str) -> str:
