@@ -68,7 +68,7 @@ def duration_argument(value: timedelta | str | int | float, what: str) -> timede
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest of ``2w``, ``7d``, ``1d12h``, ``90s``...; :func:`parse_duration` reads it back."""
+    """The shortest form (``2w``, ``7d``, ``1d12h``, ``90s``); ``parse_duration`` reads it back."""
     seconds = int(value.total_seconds())
     parts = []
     for unit, size in _UNITS.items():
