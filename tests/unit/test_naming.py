@@ -22,7 +22,7 @@ from remstate.schema import (
     task_selector,
     validate_task_id,
 )
-from remstate.schema.naming import MAX_SEGMENT_NUMBER
+from remstate.schema.naming import MAX_SEGMENT_NUMBER, format_ranges, parse_ranges, snapshot_name
 from tests.unit.strategies import FAST
 
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -206,3 +206,30 @@ class TestSelectors:
             "remstate.io/lifecycle=active",
             f"{LABEL_STATUS}=in_progress",
         ]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "text"),
+    [
+        (set(), ""),
+        ({0}, "0"),
+        ({0, 1, 2, 5}, "0-2,5"),
+        ({1, 3, 5}, "1,3,5"),
+        ({7, 8, 9, 10, 999_999}, "7-10,999999"),
+    ],
+)
+def test_segment_ranges_round_trip(numbers: set[int], text: str) -> None:
+    assert format_ranges(numbers) == text
+    assert parse_ranges(text) == numbers
+
+
+@pytest.mark.parametrize("text", ["a", "1-", "-1", "3-1", "1,,2", "1000000", "1 ,2", "0-1000000"])
+def test_bad_segment_ranges_are_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_ranges(text)
+
+
+def test_snapshot_names_follow_the_head() -> None:
+    assert snapshot_name("42", 3) == "task-42-state-s3"
+    with pytest.raises(InvalidInput):
+        snapshot_name("42", -1)

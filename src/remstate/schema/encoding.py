@@ -36,6 +36,7 @@ from remstate.schema.layout import (
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_SCHEMA_VERSION,
+    ANNOTATION_SEGMENTS,
     ANNOTATION_SOFT_DELETED_AT,
     ANNOTATION_TASK_ID,
     LABEL_LIFECYCLE,
@@ -48,6 +49,7 @@ from remstate.schema.naming import (
     MANAGED_BY,
     ROLE_SEGMENT,
     ROLE_STATE,
+    format_ranges,
     label_safe,
     object_name,
     segment_name,
@@ -164,6 +166,9 @@ def _state_metadata(
         ANNOTATION_LAST_UPDATE: last_update,
         ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
     }
+    if state.segments:
+        # Cleanup tells an orphan segment from the head's metadata alone.
+        annotations[ANNOTATION_SEGMENTS] = format_ranges(s.n for s in state.segments)
     if soft_deleted_at is not None:
         annotations[ANNOTATION_SOFT_DELETED_AT] = format_timestamp(soft_deleted_at)
     return labels, annotations

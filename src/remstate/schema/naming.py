@@ -25,6 +25,7 @@ import base64
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from remstate.errors import InvalidInput
 
@@ -49,10 +50,12 @@ __all__ = [
     "ROLE_SEGMENT",
     "ROLE_SNAPSHOT",
     "ROLE_STATE",
+    "format_ranges",
     "label_safe",
     "label_value",
     "managed_selector",
     "object_name",
+    "parse_ranges",
     "segment_name",
     "snapshot_name",
     "task_selector",
@@ -103,6 +106,7 @@ _HASH_LENGTH = 12
 _NAME_PART = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_RANGE = re.compile(r"(\d{1,6})(?:-(\d{1,6}))?")
 
 
 def validate_task_id(task_id: str) -> str:
@@ -175,6 +179,38 @@ def snapshot_name(task_id: str, n: int) -> str:
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SEGMENT_NUMBER:
         raise InvalidInput(f"snapshot number must be an int in 0..{MAX_SEGMENT_NUMBER}, not {n!r}")
     return f"{object_name(task_id)}-s{n}"
+
+
+def format_ranges(numbers: Iterable[int]) -> str:
+    """Segment numbers as ranges, for :data:`ANNOTATION_SEGMENTS`: ``{0, 1, 2, 5}`` -> ``0-2,5``."""
+    parts: list[str] = []
+    ordered = sorted(set(numbers))
+    start = 0
+    for i, n in enumerate(ordered):
+        if i + 1 == len(ordered) or ordered[i + 1] != n + 1:
+            first = ordered[start]
+            parts.append(str(n) if first == n else f"{first}-{n}")
+            start = i + 1
+    return ",".join(parts)
+
+
+def parse_ranges(text: str) -> frozenset[int]:
+    """The numbers :func:`format_ranges` wrote.
+
+    Raises:
+        InvalidInput: not such ranges, or a number outside 0..999999.
+    """
+    numbers: set[int] = set()
+    for part in text.split(",") if text else ():
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            raise InvalidInput(f"not a range of segment numbers: {part!r}")
+        first = int(match[1])
+        last = first if match[2] is None else int(match[2])
+        if not first <= last <= MAX_SEGMENT_NUMBER:
+            raise InvalidInput(f"not a range of segment numbers: {part!r}")
+        numbers.update(range(first, last + 1))
+    return frozenset(numbers)
 
 
 def label_safe(value: str) -> str:
