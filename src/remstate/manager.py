@@ -182,6 +182,20 @@ class StateManager:
             raise StateNotFound(task_id)
         return self._seen.decode(task_id, obj)
 
+    def get_versioned_state(self, task_id: str) -> tuple[TaskState, str]:
+        """The task's state read afresh, and the resourceVersion it was read at.
+
+        The version is what ``delete_state(resource_version=...)`` takes (an
+        HTTP ``ETag``).
+
+        Raises:
+            StateNotFound, CorruptState, UnsupportedSchemaVersion: as :meth:`get_state`.
+        """
+        obj = self._seen.read(task_id)
+        if obj is None:
+            raise StateNotFound(task_id)
+        return self._seen.decode(task_id, obj), obj.resource_version
+
     def get_current_iteration(self, task_id: str) -> int:
         """The task's iteration counter (0 before the first increment).
 
@@ -314,13 +328,21 @@ class StateManager:
 
         return self._writer.mutate(task_id, apply)[0]
 
-    def delete_state(self, task_id: str) -> bool:
+    def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
         """Delete the task's state and its history segments. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
         so a write that lands meanwhile makes the delete retry on fresh state.
+
+        Args:
+            resource_version: delete only this version of the state (from
+                :meth:`get_versioned_state`; an HTTP ``If-Match``).
+
+        Raises:
+            PreconditionFailed: ``resource_version`` was given and the state is
+                at another one, or has none; nothing was deleted.
         """
-        return self._writer.delete(task_id)
+        return self._writer.delete(task_id, resource_version=resource_version)
 
     def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.

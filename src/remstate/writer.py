@@ -35,8 +35,10 @@ from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.errors import (
     AlreadyExists,
     Conflict,
+    InvalidInput,
     NotFound,
     OutcomeUnknown,
+    PreconditionFailed,
     RemstateError,
     RetriesExhausted,
     StateNotFound,
@@ -164,13 +166,19 @@ class Writer:
             if op.turns.holding:
                 self._give_back_turn(task_id, op.turns)
 
-    def delete(self, task_id: str) -> bool:
+    def delete(self, task_id: str, *, resource_version: str | None = None) -> bool:
         """Delete the task's state and its history segments. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
-        so a write that lands meanwhile makes the delete retry on fresh state.
+        so a write that lands meanwhile makes the delete retry on fresh state;
+        with ``resource_version``, only that version is deleted: any other (or
+        none) raises ``PreconditionFailed`` and nothing is deleted.
         """
         validate_task_id(task_id)
+        if resource_version is not None and (
+            not isinstance(resource_version, str) or not resource_version
+        ):
+            raise InvalidInput("resource_version must be a non-empty string")
         segments: list[tuple[str, str]] = []
         unknown: str | None = None  # the uid of a delete that may have gone through
 
@@ -178,10 +186,15 @@ class Writer:
             nonlocal segments, unknown
             obj = self._seen.read(task_id)
             if obj is None:
+                if unknown is None and resource_version is not None:
+                    raise PreconditionFailed(task_id, resource_version, None)
                 return unknown is not None
             if unknown is not None and obj.uid != unknown:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
+            if resource_version is not None and obj.resource_version != resource_version:
+                # Raised from inside the retried attempt, but not a Conflict: not retried.
+                raise PreconditionFailed(task_id, resource_version, obj.resource_version)
             try:
                 # An inconsistent state is still deleted, with its segments.
                 segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
