@@ -47,6 +47,8 @@ import sys
 
 import typer
 
+# Each module of commands registers them on ``app`` when imported.
+from remstate.cli import cleanup as _cleanup  # noqa: F401
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line
 from remstate.cli.options import DEFAULT_DB
