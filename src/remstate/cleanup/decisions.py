@@ -41,8 +41,9 @@ from remstate.schema import (
     format_timestamp,
     last_update_of,
     soft_deleted_at,
+    ttl_of,
 )
-from remstate.schema.durations import MAX_DURATION, format_duration
+from remstate.schema.durations import format_duration
 
 __all__ = ["ACTIVE_STATUSES", "Action", "Decision", "decide", "task_ttl"]
 
@@ -77,19 +78,18 @@ class Decision:
 def task_ttl(obj: StoredObject) -> timedelta | None:
     """The head's own ttl (``remstate.io/ttl``, whole seconds), or None when it has none.
 
+    Read by the schema's ``ttl_of``, which takes an unreadable value for no
+    ttl. Cleanup is stricter: a task may have meant a longer retention than
+    the default, so a value it cannot read is an error and the head is kept.
+
     Raises:
         ValueError: the annotation is there but is not a positive whole number of
             seconds of at most 100 years.
     """
     raw = obj.annotations.get(ANNOTATION_TTL)
-    if raw is None:
-        return None
-    text = raw.strip()
-    if not text.isdigit() or len(text) > 12:
-        raise ValueError(f"annotation {ANNOTATION_TTL} is not a number of seconds: {raw!r}")
-    ttl = timedelta(seconds=int(text))
-    if not timedelta(0) < ttl <= MAX_DURATION:
-        raise ValueError(f"annotation {ANNOTATION_TTL} is out of range: {raw!r}")
+    ttl = ttl_of(obj)
+    if raw is not None and ttl is None:
+        raise ValueError(f"annotation {ANNOTATION_TTL} is not a ttl in seconds: {raw!r}")
     return ttl
 
 
