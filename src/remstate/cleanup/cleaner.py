@@ -93,6 +93,8 @@ Snapshotter = Callable[[StoredObject], str]
 REASON_SOFT_DELETED = "SoftDeleted"
 REASON_RESTORED = "Restored"
 REASON_PURGED = "Purged"
+#: The Event's action for each reason.
+_ACTIONS = {REASON_SOFT_DELETED: "SoftDelete", REASON_RESTORED: "Restore", REASON_PURGED: "Purge"}
 
 
 class _Refused(Exception):
@@ -495,7 +497,7 @@ class Cleaner:
     def _event(self, obj: StoredObject, reason: str, message: str) -> None:
         """An Event on the head (on the embedded store, a log record); never fails the action."""
         self.pace()
-        self.store.record_event(obj, reason=reason, message=message, action="Cleanup")
+        self.store.record_event(obj, reason=reason, message=message, action=_ACTIONS[reason])
 
     def _call(self, fn: Callable[[], _T]) -> _T:
         """One paced request, retried on transient failures; a Conflict is raised at once."""
