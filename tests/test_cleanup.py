@@ -537,3 +537,81 @@ class TestMetricsAndPacing:
         assert report.soft_deleted == 30
         # One page, 30 patches and 30 Events: 61 tokens, 10 of them in the first burst.
         assert sum(waits) == pytest.approx((61 - 10) / 10)
+
+
+class Failing(Interposed):
+    """A real store whose first call of ``method`` raises ``error`` instead."""
+
+    def __init__(self, inner: Store, method: str, error: Exception, *, skip: int = 0) -> None:
+        def fail() -> None:
+            raise error
+
+        super().__init__(inner, method, fail)
+        self.skip = skip
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self.method and self.skip > 0:
+            self.skip -= 1
+            return getattr(self.inner, name)
+        return super().__getattr__(name)
+
+
+class TestResilience:
+    def test_a_failure_on_one_state_is_counted_and_the_run_goes_on(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """A refused patch is an error of its kind; the other states are still handled."""
+        from remstate.errors import Forbidden
+
+        manager = StateManager(store, clock=clock)
+        for i in range(3):
+            finished(manager, f"t{i}")
+        clock.advance(8 * DAY)
+        metrics = Metrics()
+        failing = Failing(store, "annotate", Forbidden("no patch for you"))
+        report = Cleaner(failing, clock=clock, metrics=metrics, rate=None).run()  # type: ignore[arg-type]
+        assert (report.errors, report.soft_deleted) == (1, 2)
+        [error] = [i for i in report.items if i.action == "error"]
+        assert "no patch for you" in error.reason
+        assert (
+            metrics.registry.get_sample_value(
+                "remstate_cleanup_errors_total", {"kind": "Forbidden"}
+            )
+            == 1
+        )
+
+    def test_an_expired_continue_token_restarts_the_scan_without_repeats(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """410 Gone on a later page: the scan lists again and handles each state once."""
+        from remstate.errors import Gone
+
+        manager = StateManager(store, clock=clock)
+        for i in range(5):
+            finished(manager, f"t{i}")
+        clock.advance(8 * DAY)
+        failing = Failing(store, "list", Gone("continue token expired"), skip=1)
+        cleaner = Cleaner(failing, clock=clock, page_size=2, rate=None)  # type: ignore[arg-type]
+        report = cleaner.run()
+        assert (report.scanned, report.soft_deleted) == (5, 5)
+        assert sorted(i.task_id for i in report.items) == [f"t{i}" for i in range(5)]
+
+    def test_every_decision_is_logged_with_task_reason_and_version(
+        self, manager: StateManager, clock: Clock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Each decision is a remstate.cleanup record with task, reason and resourceVersion."""
+        import logging
+
+        caplog.set_level(logging.INFO, logger="remstate.cleanup")
+        finished(manager, "old")
+        finished(manager, "busy", "in_progress")
+        clock.advance(8 * DAY)
+        clean(manager)
+        decisions = {
+            r.task: (r.action, r.reason, r.resource_version)  # type: ignore[attr-defined]
+            for r in caplog.records
+            if hasattr(r, "task")
+        }
+        assert decisions["old"][0] == "soft-delete"
+        assert decisions["busy"][0] == "skip-active"
+        assert all(reason and version for _, reason, version in decisions.values())
