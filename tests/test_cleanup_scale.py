@@ -32,6 +32,7 @@ PAGE = 100
 RECENT = datetime(2026, 11, 20, tzinfo=UTC)
 OLD = RECENT - timedelta(days=30)
 NOW = RECENT + timedelta(days=1)
+HEADS = "app.kubernetes.io/managed-by=remstate,remstate.io/role=state"
 
 
 def fill(store: Store, marker: str) -> None:
@@ -74,25 +75,30 @@ def test_kubernetes_scan_is_twenty_metadata_pages(
     report = run(store)
 
     assert (report.scanned, report.pages, report.soft_deleted) == (STATES, 20, EXPIRED)
-    lists = [
-        (url, response)
+    every_list = [
+        (parse_qs(urlparse(url).query), response)
         for (method, url), response in zip(api.requests, api.responses, strict=True)
         if method == "GET" and urlparse(url).path.endswith("/configmaps")
     ]
-    assert len(lists) == STATES // PAGE
-    for url, response in lists:
-        query = parse_qs(urlparse(url).query)
-        assert query["labelSelector"] == [
-            "app.kubernetes.io/managed-by=remstate,remstate.io/role=state"
-        ]
+    for query, response in every_list:
+        assert query["labelSelector"][0].startswith("app.kubernetes.io/managed-by=remstate,")
         assert query["limit"] == [str(PAGE)]
         assert marker.encode() not in response.data
         assert b'"data"' not in response.data
         assert b"PartialObjectMetadataList" in response.data
+    lists = [
+        (query, response)
+        for query, response in every_list
+        if query["labelSelector"]
+        == ["app.kubernetes.io/managed-by=remstate,remstate.io/role=state"]
+    ]
+    assert len(lists) == STATES // PAGE
+    # The orphan scan (segments and snapshots, of which there are none): one page.
+    assert len(every_list) == len(lists) + 1
     methods = sorted(method for method, _ in api.requests)
     assert methods.count("PATCH") == EXPIRED
     assert methods.count("POST") == EXPIRED  # the Events
-    assert len(api.requests) == STATES // PAGE + 2 * EXPIRED
+    assert len(api.requests) == len(every_list) + 2 * EXPIRED
     scanned_bytes = sum(len(response.data) for _, response in lists)
     record_property("scan_requests", len(lists))
     record_property("scan_bytes", scanned_bytes)
@@ -143,9 +149,11 @@ def test_embedded_scan_is_twenty_metadata_pages(tmp_path: Any) -> None:
         store = RecordingStore(inner)
         report = run(store)  # type: ignore[arg-type]
     assert (report.scanned, report.pages, report.soft_deleted) == (STATES, 20, EXPIRED)
-    assert len(store.lists) == 20
+    heads = [call for call in store.lists if call["label_selector"].endswith("role=state")]
+    assert len(heads) == 20
+    assert len(store.lists) == 21  # and one page of the orphan scan, which finds none
     assert all(call["metadata_only"] and call["limit"] == PAGE for call in store.lists)
     assert store.items_with_data == 0
     assert sorted(store.calls) == sorted(
-        ["list"] * 20 + ["annotate"] * EXPIRED + ["record_event"] * EXPIRED
+        ["list"] * 21 + ["annotate"] * EXPIRED + ["record_event"] * EXPIRED
     )

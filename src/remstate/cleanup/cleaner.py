@@ -30,7 +30,14 @@ from typing import TypeVar
 
 from remstate.cleanup.decisions import Action, Decision, decide
 from remstate.cleanup.pacing import DEFAULT_RATE, TokenBucket
-from remstate.cleanup.report import GONE, SKIPPED_TOUCHED, CleanupReport, Tally
+from remstate.cleanup.report import (
+    ACTION_REMOVE_ORPHAN,
+    GONE,
+    SKIPPED_TOUCHED,
+    CleanupItem,
+    CleanupReport,
+    Tally,
+)
 from remstate.errors import (
     Conflict,
     Gone,
@@ -41,6 +48,7 @@ from remstate.errors import (
 )
 from remstate.metrics import Metrics
 from remstate.objects import ObjectList, StoredObject
+from remstate.orphans import KIND_SEGMENT, KIND_SNAPSHOT, remove_orphans
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ANNOTATION_SOFT_DELETED_AT,
@@ -197,6 +205,8 @@ class Cleaner:
                 log.info("cleanup: stopped at the limit of %d actions", limit)
                 break
             self._handle(obj, decision, tally, now=now, grace=grace, keep_snapshot=keep_snapshot)
+        if not tally.limited:
+            self._remove_orphans(tally, now=now, grace=grace)
         report = tally.report()
         if self.metrics is not None:
             self.metrics.states_scanned.inc(report.scanned)
@@ -289,6 +299,41 @@ class Cleaner:
                 self._purge(obj, decision, tally, keep_snapshot)
         except RemstateError as e:
             self._error(tally, obj, type(e).__name__, f"{action} failed: {e}")
+
+    def _remove_orphans(self, tally: Tally, *, now: datetime, grace: timedelta) -> None:
+        """Segments and snapshots no living head keeps, created more than ``grace`` ago.
+
+        Skipped when the run stopped at its limit: the next run takes them. A
+        failed scan is one error of the run, not its end: the states' report stands.
+        """
+        try:
+            found = remove_orphans(
+                self.store,
+                now=now,
+                grace=grace,
+                dry_run=tally.dry_run,
+                pace=self.pace,
+                page_size=self.page_size,
+            )
+        except RemstateError as e:
+            tally.add("errors")
+            log.warning("cleanup: orphan removal failed: %s", e)
+            if self.metrics is not None:
+                self.metrics.cleanup_errors.labels(kind=type(e).__name__).inc()
+            return
+        tally.add("orphans_removed", len(found.removed))
+        for orphan in found.removed:
+            reason = f"orphan {orphan.kind} ({orphan.reason}, head {orphan.head})"
+            tally.items.append(CleanupItem(orphan.name, "", ACTION_REMOVE_ORPHAN, reason))
+        for failed in found.errors:
+            tally.add("errors")
+            tally.items.append(CleanupItem(failed.name, "", Action.ERROR, failed.reason))
+            if self.metrics is not None:
+                self.metrics.cleanup_errors.labels(kind="OrphanRemoval").inc()
+        if self.metrics is not None and not tally.dry_run:
+            for kind in (KIND_SEGMENT, KIND_SNAPSHOT):
+                if count := found.count(kind):
+                    self.metrics.orphans_removed.labels(kind=kind).inc(count)
 
     # -- the actions --------------------------------------------------------------
 

@@ -14,12 +14,21 @@ from remstate.cleanup.decisions import Action
 from remstate.schema import format_timestamp
 from remstate.schema.durations import format_duration
 
-__all__ = ["GONE", "SKIPPED_TOUCHED", "CleanupItem", "CleanupReport", "Tally"]
+__all__ = [
+    "ACTION_REMOVE_ORPHAN",
+    "GONE",
+    "SKIPPED_TOUCHED",
+    "CleanupItem",
+    "CleanupReport",
+    "Tally",
+]
 
 #: Touched since the scan (or since the purge's re-read): left as it is.
 SKIPPED_TOUCHED = "skip-touched"
 #: Gone before cleanup got to it (deleted by someone else): nothing to do.
 GONE = "gone"
+#: A segment or snapshot no living head keeps, removed (see ``remstate.orphans``).
+ACTION_REMOVE_ORPHAN = "remove-orphan"
 
 #: The count each action adds to; WAIT is counted, not named; GONE named only.
 _COUNTED = {
