@@ -615,3 +615,33 @@ class TestResilience:
         assert decisions["old"][0] == "soft-delete"
         assert decisions["busy"][0] == "skip-active"
         assert all(reason and version for _, reason, version in decisions.values())
+
+
+class TestOrphans:
+    def test_segments_of_a_head_deleted_without_them_go_after_the_grace_period(
+        self, store: Store
+    ) -> None:
+        """A head deleted raw leaves segments: kept while young, removed and counted after."""
+        from remstate.schema import utc_now
+
+        writer = StateManager(store)
+        writer.append_feedback_many("lost", [entry(i, description="z" * 400) for i in range(300)])
+        parts = [n for n in task_objects(store, "lost") if n != object_name("lost")]
+        assert parts
+        head = store.get(object_name("lost"))
+        store.delete(head.name, uid=head.uid)
+
+        # Ages are creation times, set by the server's clock: measure from the real time.
+        young = Cleaner(store, clock=utc_now, rate=None).run()
+        assert young.orphans_removed == 0
+        assert task_objects(store, "lost") == parts
+
+        metrics = Metrics()
+        later = lambda: utc_now() + 2 * DAY  # noqa: E731
+        report = Cleaner(store, clock=later, metrics=metrics, rate=None).run()
+        assert report.orphans_removed == len(parts)
+        assert {i.name for i in report.items if i.action == "remove-orphan"} == set(parts)
+        assert task_objects(store, "lost") == []
+        assert metrics.registry.get_sample_value(
+            "remstate_cleanup_orphans_removed_total", {"kind": "segment"}
+        ) == len(parts)
