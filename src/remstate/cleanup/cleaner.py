@@ -5,12 +5,9 @@ DESIGN.md rule 4. The constraints it lives under:
 - **Metadata only.** Heads are listed by label (``role=state``), one page of
   ``page_size`` at a time, with ``metadata_only``: no data crosses the wire and
   no history is loaded. ``decisions.decide`` needs nothing more.
-- **Every write is conditional.** A soft delete or a restore is a patch with
-  the resourceVersion the scan saw; a Conflict means the head was touched since
-  the scan, and it is left as it is (``skip-touched``). A purge reads the head
-  again, checks it is the one the scan saw, and deletes it with preconditions
-  on uid and resourceVersion: a write that lands after that read makes the
-  delete fail, and the head survives, active again (the writer relabels it).
+- **Every write is conditional** on the version it decided on (see
+  ``writes``): a head touched meanwhile is left as it is (``skip-touched``),
+  and one written after the purge read it survives.
 - **Gentle.** Every request (a page, a patch, a re-read, a delete, an Event)
   first takes a token of the ``TokenBucket``; transient failures are retried
   by the ``RetryPolicy``, a Conflict never is.
@@ -24,51 +21,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import TypeVar
 
+from remstate.cleanup import writes
 from remstate.cleanup.decisions import Action, Decision, decide
 from remstate.cleanup.pacing import DEFAULT_RATE, TokenBucket
-from remstate.cleanup.report import (
-    ACTION_REMOVE_ORPHAN,
-    GONE,
-    SKIPPED_TOUCHED,
-    CleanupItem,
-    CleanupReport,
-    Tally,
-)
-from remstate.errors import (
-    Conflict,
-    Gone,
-    InvalidInput,
-    NotFound,
-    RemstateError,
-    StateNotFound,
-)
+from remstate.cleanup.report import ACTION_REMOVE_ORPHAN, CleanupItem, CleanupReport, Tally
+from remstate.cleanup.writes import Outcome, Requests, Snapshotter
+from remstate.errors import Gone, InvalidInput, RemstateError
 from remstate.metrics import Metrics
-from remstate.objects import ObjectList, StoredObject
+from remstate.objects import StoredObject
 from remstate.orphans import KIND_SEGMENT, KIND_SNAPSHOT, remove_orphans
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ANNOTATION_SOFT_DELETED_AT,
     ANNOTATION_TASK_ID,
-    LABEL_LIFECYCLE,
-    LABEL_MANAGED_BY,
-    LABEL_ROLE,
     LABEL_TASK,
-    LIFECYCLE_ACTIVE,
-    LIFECYCLE_SOFT_DELETED,
-    MANAGED_BY,
-    ROLE_SEGMENT,
-    ROLE_SNAPSHOT,
     ROLE_STATE,
     Clock,
     format_timestamp,
     managed_selector,
-    object_name,
     utc_now,
-    validate_task_id,
 )
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.store import Store
@@ -85,8 +59,6 @@ __all__ = [
 
 log = logging.getLogger("remstate.cleanup")
 
-_T = TypeVar("_T")
-
 #: Heads listed per request by default.
 DEFAULT_PAGE_SIZE = 100
 #: The largest page the API server is asked for.
@@ -94,23 +66,19 @@ MAX_PAGE_SIZE = 10_000
 
 #: Called after each page: heads scanned so far, and the estimated total (None: unknown).
 Progress = Callable[[int, int | None], None]
-#: Takes a snapshot of a head about to be purged and returns the snapshot's name.
-Snapshotter = Callable[[StoredObject], str]
 
 #: The Event reasons, one per kind of decision that writes.
 REASON_SOFT_DELETED = "SoftDeleted"
 REASON_RESTORED = "Restored"
 REASON_PURGED = "Purged"
-#: The Event's action for each reason.
-_ACTIONS = {REASON_SOFT_DELETED: "SoftDelete", REASON_RESTORED: "Restore", REASON_PURGED: "Purge"}
-
-
-class _Refused(Exception):
-    """Carries a Conflict through the retry policy, which must not retry it."""
-
-    def __init__(self, conflict: Conflict) -> None:
-        super().__init__(str(conflict))
-        self.conflict = conflict
+#: For each action that writes: the Event's reason and action, and the metric it counts in.
+_EVENTS = {
+    Action.SOFT_DELETE.value: (REASON_SOFT_DELETED, "SoftDelete", "states_soft_deleted"),
+    Action.RESTORE.value: (REASON_RESTORED, "Restore", "states_restored"),
+    Action.PURGE.value: (REASON_PURGED, "Purge", "states_purged"),
+}
+#: The decisions that write, and count against ``limit``.
+_WRITES = frozenset({Action.SOFT_DELETE, Action.RESTORE, Action.PURGE})
 
 
 class Cleaner:
@@ -150,6 +118,7 @@ class Cleaner:
         self.metrics = metrics
         self.page_size = page_size
         self.pace = TokenBucket(rate, monotonic=monotonic, sleep=sleep)
+        self.requests = Requests(store, retry=self.retry, pace=self.pace)
         self._monotonic = monotonic
         self._snapshot = snapshot
 
@@ -237,7 +206,7 @@ class Cleaner:
         token: str | None = None
         while True:
             try:
-                page = self._list(selector, token)
+                page = self.requests.page(selector, token, self.page_size)
             except Gone:
                 if token is None:
                     raise
@@ -258,16 +227,6 @@ class Cleaner:
             token = page.continue_token
             if token is None:
                 return
-
-    def _list(self, selector: str, token: str | None) -> ObjectList:
-        return self._call(
-            lambda: self.store.list(
-                label_selector=selector,
-                limit=self.page_size,
-                continue_token=token,
-                metadata_only=True,
-            )
-        )
 
     def _handle(
         self,
@@ -292,13 +251,42 @@ class Cleaner:
             return
         try:
             if action is Action.SOFT_DELETE:
-                self._soft_delete(obj, decision, tally, now, grace)
+                outcome = writes.soft_delete(self.requests, obj, now=now)
             elif action is Action.RESTORE:
-                self._restore(obj, decision, tally)
+                outcome = writes.lift_soft_delete(self.requests, obj)
             else:
-                self._purge(obj, decision, tally, keep_snapshot)
+                snapshot = self._snapshot if keep_snapshot else None
+                outcome = writes.purge(
+                    self.requests, obj, page_size=self.page_size, snapshot=snapshot
+                )
         except RemstateError as e:
             self._error(tally, obj, type(e).__name__, f"{action} failed: {e}")
+            return
+        self._account(tally, decision, outcome, until=now + grace)
+
+    def _account(
+        self, tally: Tally, decision: Decision, outcome: Outcome, *, until: datetime
+    ) -> None:
+        """Count, log, and (for a write that happened) record the Event and the metric."""
+        if outcome.action != decision.action:  # touched, or gone: the note says why
+            self._record(tally, outcome.obj, outcome.action, outcome.note)
+            return
+        reason = decision.reason + outcome.note
+        self._record(tally, outcome.obj, outcome.action, reason)
+        event, event_action, counter = _EVENTS[outcome.action]
+        if self.metrics is not None:
+            getattr(self.metrics, counter).inc()
+        if outcome.action == Action.SOFT_DELETE:
+            message = (
+                f"Soft-deleted by remstate cleanup: {reason}. Readable, and restored by any "
+                f"write or by `remstate restore`, until {format_timestamp(until)}; "
+                "purged after that."
+            )
+        elif outcome.action == Action.RESTORE:
+            message = f"Restored by remstate cleanup: {reason}."
+        else:
+            message = f"Purged by remstate cleanup: {reason}."
+        self._event(outcome.obj, event, event_action, message)
 
     def _remove_orphans(self, tally: Tally, *, now: datetime, grace: timedelta) -> None:
         """Segments and snapshots no living head keeps, created more than ``grace`` ago.
@@ -335,188 +323,27 @@ class Cleaner:
                 if count := found.count(kind):
                     self.metrics.orphans_removed.labels(kind=kind).inc(count)
 
-    # -- the actions --------------------------------------------------------------
-
-    def _soft_delete(
-        self, obj: StoredObject, decision: Decision, tally: Tally, now: datetime, grace: timedelta
-    ) -> None:
-        marks = {ANNOTATION_SOFT_DELETED_AT: format_timestamp(now)}
-        marked = self._mark(obj, marks, LIFECYCLE_SOFT_DELETED, tally)
-        if marked is None:
-            return
-        self._record(tally, marked, Action.SOFT_DELETE, decision.reason)
-        if self.metrics is not None:
-            self.metrics.states_soft_deleted.inc()
-        until = format_timestamp(now + grace)
-        self._event(
-            marked,
-            REASON_SOFT_DELETED,
-            f"Soft-deleted by remstate cleanup: {decision.reason}. Readable, and restored by "
-            f"any write or by `remstate restore`, until {until}; purged after that.",
-        )
-
-    def _restore(self, obj: StoredObject, decision: Decision, tally: Tally) -> None:
-        restored = self._mark(obj, {ANNOTATION_SOFT_DELETED_AT: None}, LIFECYCLE_ACTIVE, tally)
-        if restored is None:
-            return
-        self._record(tally, restored, Action.RESTORE, decision.reason)
-        if self.metrics is not None:
-            self.metrics.states_restored.inc()
-        self._event(restored, REASON_RESTORED, f"Restored by remstate cleanup: {decision.reason}.")
-
-    def _mark(
-        self,
-        obj: StoredObject,
-        annotations: Mapping[str, str | None],
-        lifecycle: str,
-        tally: Tally,
-    ) -> StoredObject | None:
-        """Patch the lifecycle if the head is still as the scan saw it; None if it is not.
-
-        A write whose answer was lost and that is retried conflicts with
-        itself and is reported as touched: the next run sees what it did.
-        """
-        try:
-            return self._call(
-                lambda: self.store.annotate(
-                    obj.name,
-                    annotations,
-                    labels={LABEL_LIFECYCLE: lifecycle},
-                    resource_version=obj.resource_version,
-                )
-            )
-        except Conflict:
-            self._record(tally, obj, SKIPPED_TOUCHED, "changed since the scan: left as it is")
-        except NotFound:
-            self._record(tally, obj, GONE, "deleted by someone else since the scan")
-        return None
-
-    def _purge(
-        self, obj: StoredObject, decision: Decision, tally: Tally, keep_snapshot: bool
-    ) -> None:
-        """Re-read, check it is the head the scan saw, delete it conditionally, then its objects."""
-        try:
-            fresh = self._call(lambda: self.store.get(obj.name))
-        except NotFound:
-            self._record(tally, obj, GONE, "deleted by someone else since the scan")
-            return
-        if (fresh.uid, fresh.resource_version) != (obj.uid, obj.resource_version):
-            now_active = fresh.labels.get(LABEL_LIFECYCLE) != LIFECYCLE_SOFT_DELETED
-            self._record(
-                tally,
-                fresh,
-                SKIPPED_TOUCHED,
-                f"changed since the scan (resourceVersion {obj.resource_version} -> "
-                f"{fresh.resource_version}{', active again' if now_active else ''}): it survives",
-            )
-            return
-        kept = self._snapshot(fresh) if keep_snapshot and self._snapshot is not None else None
-        try:
-            self._call(
-                lambda: self.store.delete(
-                    fresh.name, uid=fresh.uid, resource_version=fresh.resource_version
-                )
-            )
-        except Conflict:
-            self._record(
-                tally,
-                fresh,
-                SKIPPED_TOUCHED,
-                "written after the purge read it: the delete's precondition failed; it survives",
-            )
-            return
-        except NotFound:
-            self._record(tally, fresh, GONE, "deleted by someone else since the purge read it")
-            return
-        reason = decision.reason if kept is None else f"{decision.reason}; snapshot {kept} kept"
-        self._record(tally, fresh, Action.PURGE, reason)
-        if self.metrics is not None:
-            self.metrics.states_purged.inc()
-        self._event(fresh, REASON_PURGED, f"Purged by remstate cleanup: {reason}.")
-        self._remove_task_objects(fresh, keep=kept)
-
-    def _remove_task_objects(self, head: StoredObject, *, keep: str | None) -> None:
-        """Delete the purged head's segments and snapshots: those it owns (by uid).
-
-        A new head of the same task, created since, owns its own objects, which
-        stay. Best effort: what is left is an orphan, which orphan removal takes.
-        """
-        task_label = head.labels.get(LABEL_TASK)
-        if not task_label:
-            return
-        selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_TASK}={task_label}"
-        token: str | None = None
-        try:
-            while True:
-                page = self._list(selector, token)
-                for obj in page.items:
-                    if (
-                        obj.labels.get(LABEL_ROLE) in (ROLE_SEGMENT, ROLE_SNAPSHOT)
-                        and obj.name != keep
-                        and any(ref.uid == head.uid for ref in obj.owner_references)
-                    ):
-                        self._delete_owned(obj)
-                token = page.continue_token
-                if token is None:
-                    return
-        except RemstateError as e:
-            log.warning(
-                "cleanup: %s's segments and snapshots not all removed (%s); "
-                "orphan removal will take them",
-                head.name,
-                e,
-            )
-
-    def _delete_owned(self, obj: StoredObject) -> None:
-        try:
-            self._call(lambda: self.store.delete(obj.name, uid=obj.uid))
-        except (NotFound, Conflict):
-            return  # gone already, or a new object of that name: not ours
-        log.info("cleanup: %s deleted with its head", obj.name)
-
     # -- restore by hand ----------------------------------------------------------
 
     def restore(self, task_id: str) -> bool:
         """Make a soft-deleted task active again; False if it was not soft-deleted.
 
-        A compare-and-swap: the patch carries the resourceVersion just read, and
-        is retried on a fresh read after a Conflict.
+        A compare-and-swap, retried on a fresh read after a Conflict.
 
         Raises:
             StateNotFound: the task has no state (a purge took it, say).
             InvalidInput: a bad task ID.
         """
-        validate_task_id(task_id)
-        name = object_name(task_id)
-
-        def attempt() -> tuple[StoredObject, StoredObject | None]:
-            try:
-                obj = self.store.get(name)
-            except NotFound:
-                raise StateNotFound(task_id) from None
-            if (
-                obj.labels.get(LABEL_LIFECYCLE) != LIFECYCLE_SOFT_DELETED
-                and ANNOTATION_SOFT_DELETED_AT not in obj.annotations
-            ):
-                return obj, None
-            restored = self.store.annotate(
-                name,
-                {ANNOTATION_SOFT_DELETED_AT: None},
-                labels={LABEL_LIFECYCLE: LIFECYCLE_ACTIVE},
-                resource_version=obj.resource_version,
-            )
-            return obj, restored
-
-        before, restored = self.retry.call(attempt)
+        before, restored = writes.restore_task(self.store, task_id, retry=self.retry)
         if restored is None:
-            log.info("cleanup: %s not restored: it is not soft-deleted", name)
+            log.info("cleanup: %s not restored: it is not soft-deleted", before.name)
             return False
         since = before.annotations.get(ANNOTATION_SOFT_DELETED_AT, "an unknown time")
         reason = f"restored by request; it was soft-deleted at {since}"
-        _log_decision(restored, "restore", reason)
+        _log_decision(restored, Action.RESTORE, reason)
         if self.metrics is not None:
             self.metrics.states_restored.inc()
-        self._event(restored, REASON_RESTORED, f"Restored: {reason}.")
+        self._event(restored, REASON_RESTORED, "Restore", f"Restored: {reason}.")
         return True
 
     # -- accounting ---------------------------------------------------------------
@@ -534,34 +361,15 @@ class Cleaner:
             obj.resource_version,
             kind,
             reason,
-            extra=_fields(obj, "error", reason),
+            extra=_fields(obj, Action.ERROR, reason),
         )
         if self.metrics is not None:
             self.metrics.cleanup_errors.labels(kind=kind).inc()
 
-    def _event(self, obj: StoredObject, reason: str, message: str) -> None:
+    def _event(self, obj: StoredObject, reason: str, action: str, message: str) -> None:
         """An Event on the head (on the embedded store, a log record); never fails the action."""
         self.pace()
-        self.store.record_event(obj, reason=reason, message=message, action=_ACTIONS[reason])
-
-    def _call(self, fn: Callable[[], _T]) -> _T:
-        """One paced request, retried on transient failures; a Conflict is raised at once."""
-
-        def attempt() -> _T:
-            self.pace()
-            try:
-                return fn()
-            except Conflict as e:
-                raise _Refused(e) from e
-
-        try:
-            return self.retry.call(attempt)
-        except _Refused as e:
-            raise e.conflict from None
-
-
-#: The decisions that write, and count against ``limit``.
-_WRITES = frozenset({Action.SOFT_DELETE, Action.RESTORE, Action.PURGE})
+        self.store.record_event(obj, reason=reason, message=message, action=action)
 
 
 def _task_id(obj: StoredObject) -> str:
@@ -573,7 +381,7 @@ def _fields(obj: StoredObject, action: str, reason: str) -> dict[str, str]:
     return {
         "task": _task_id(obj),
         "object": obj.name,
-        "action": action,
+        "action": str(action),
         "reason": reason,
         "resource_version": obj.resource_version,
     }
