@@ -31,6 +31,7 @@ from remstate.errors import (
     RemstateError,
     StoreError,
 )
+from remstate.retry import RetryPolicy
 from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
 from remstate.store.kubernetes import KubernetesStore
 from remstate.store.kubernetes_events import EVENT_TIMEOUT
@@ -967,4 +968,26 @@ class TestEventFailuresNeverRaise:
                     store.record_event(cm("cm"), reason="Purged", message="gone")
                 elapsed = time.monotonic() - began
         assert elapsed < sum(EVENT_TIMEOUT) + 2, f"took {elapsed:.1f}s"
+        assert [r for r in caplog.records if r.name == "remstate.events"]
+
+    def test_a_hung_server_holds_no_longer_than_the_retry_deadline(
+        self, controlplane: ControlPlane, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Inside an operation with a 0.3 s deadline, the Event gives up with it.
+
+        Uncapped, the TLS handshake alone would wait the Event's 2 s connect timeout.
+        """
+        with hung_server() as hung:
+            configuration = client.Configuration(
+                host=f"https://127.0.0.1:{hung.port}", ssl_ca_cert=str(controlplane.ca_file)
+            )
+            with client.ApiClient(configuration) as api:
+                store = KubernetesStore("default", api_client=api)
+                began = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="remstate.events"):
+                    RetryPolicy(deadline=0.3).call(
+                        lambda: store.record_event(cm("cm"), reason="Purged", message="gone")
+                    )
+                elapsed = time.monotonic() - began
+        assert elapsed < 1.5 < EVENT_TIMEOUT[0], f"took {elapsed:.1f}s"
         assert [r for r in caplog.records if r.name == "remstate.events"]

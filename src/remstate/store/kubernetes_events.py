@@ -3,7 +3,8 @@
 The constraint this module lives under: **an Event never fails the operation
 it reports.** The operation is done when the Event is written; an operator
 without the right to create Events, or a server that is down or hung, costs at
-most one short-timed request and a log line. So :func:`record_event` catches
+most one short-timed request (never past the running retry policy's deadline)
+and a log line. So :func:`record_event` catches
 everything (the one place in the backend that does), logs it and returns.
 
 The Event is an ``events.k8s.io/v1`` Event regarding the ConfigMap, written
@@ -24,6 +25,7 @@ from typing import Any, Final
 from kubernetes import client as k8s
 
 from remstate.objects import StoredObject
+from remstate.retry import remaining
 
 __all__ = [
     "EVENT_TIMEOUT",
@@ -112,7 +114,7 @@ def record_event(
             instance=socket.gethostname(),
         )
         k8s.EventsV1Api(api_client).create_namespaced_event(
-            namespace, body, _request_timeout=EVENT_TIMEOUT
+            namespace, body, _request_timeout=_timeouts()
         )
     # Anything at all: the client's ApiException, urllib3's and socket errors, a
     # refused field. The operation the Event reports has happened regardless.
@@ -125,6 +127,17 @@ def record_event(
             _short(e),
             extra={"object": obj.name, "reason": reason, "event_error": e.__class__.__name__},
         )
+
+
+def _timeouts() -> tuple[float, float]:
+    """EVENT_TIMEOUT, capped at what is left of the running retry policy's deadline."""
+    left = remaining()
+    if left is None:
+        return EVENT_TIMEOUT
+    if left <= 0:
+        raise TimeoutError("the retry deadline passed before the Event was sent")
+    connect, read = EVENT_TIMEOUT
+    return min(connect, left), min(read, left)
 
 
 def _short(error: BaseException) -> str:
