@@ -625,7 +625,9 @@ class StateManager:
     def restore_state(self, task_id: str) -> bool:
         """Undo a soft delete: the task is active again. False if it was not soft-deleted.
 
-        Any write to the task restores it too.
+        Any write to the task restores it too. A restore changes no data, so
+        the state is as old as before: unless it is written to or given a
+        longer ttl (``set_policy``), the next cleanup soft-deletes it again.
 
         Raises:
             StateNotFound: the task has no state (purged, say).

@@ -139,7 +139,11 @@ def cleanup(  # noqa: PLR0917 - typer maps options to parameters
 @app.command()
 @global_options
 def restore(c: Session, task_id: str) -> None:
-    """Undo a soft delete: the task is active again (exit 3 if it has no state)."""
+    """Undo a soft delete: the task is active again (exit 3 if it has no state).
+
+    Its data is unchanged, so the next cleanup soft-deletes it again unless it
+    is written to or given a longer ttl (remstate policy ID --ttl 30d).
+    """
     with c.manager("rw") as m:
         restored = m.restore_state(task_id)
     c.emit(
