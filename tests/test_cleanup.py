@@ -645,3 +645,43 @@ class TestOrphans:
         assert metrics.registry.get_sample_value(
             "remstate_cleanup_orphans_removed_total", {"kind": "segment"}
         ) == len(parts)
+
+
+class TestKeepSnapshot:
+    def test_the_snapshot_hook_copies_the_head_read_and_the_purge_keeps_it(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """keep_snapshot calls the snapshotter on the re-read head, before the delete; it stays."""
+        from remstate.schema import ROLE_SNAPSHOT, owner_reference
+
+        finished(manager, "old")
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+        copied: list[StoredObject] = []
+
+        def snapshot(head: StoredObject, n: int = 1) -> str:
+            copied.append(head)
+            labels = {**head.labels, LABEL_ROLE: ROLE_SNAPSHOT}
+            copy = StoredObject(
+                name=f"{head.name}-s{n}",
+                data=head.data,
+                labels=labels,
+                owner_references=(owner_reference(head),),
+            )
+            return store.create(copy).name
+
+        snapshot(store.get(object_name("old")), 0)
+        copied.clear()
+        # A snapshot does not change the head: the scan's version still holds.
+
+        cleaner = Cleaner(store, clock=clock, rate=None, snapshot=snapshot)
+        report = cleaner.run(keep_snapshot=True)
+
+        assert report.purged == 1
+        assert "snapshot task-old-state-s1 kept" in report.items[0].reason
+        [head] = copied
+        assert head.data is not None
+        assert head.data["status"] == "completed"
+        # The earlier snapshot went with the head; the one kept for the purge stays.
+        assert task_objects(store, "old") == ["task-old-state-s1"]
