@@ -31,7 +31,14 @@ from remstate.errors import (
     Unavailable,
     UnsupportedSchemaVersion,
 )
-from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
+from remstate.manager import (
+    ErrorPage,
+    FeedbackPage,
+    IterationPage,
+    StateManager,
+    StatePage,
+    StateSummary,
+)
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -82,6 +89,8 @@ __all__ = [
     "StateError",
     "StateManager",
     "StateNotFound",
+    "StatePage",
+    "StateSummary",
     "Status",
     "StoreError",
     "TaskState",

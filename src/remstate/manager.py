@@ -38,7 +38,7 @@ from remstate.arguments import (
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
-from remstate.errors import InvalidInput, StateNotFound
+from remstate.errors import InvalidInput, InvalidObject, NotFound, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
 from remstate.mutations import Found
 from remstate.retry import RetryPolicy
@@ -47,25 +47,40 @@ from remstate.schema import (
     KIND_FEEDBACK,
     KIND_ITERATIONS,
     RESOLUTIONS_LIMIT,
+    ROLE_STATE,
     Clock,
     ErrorRecord,
     FeedbackEntry,
     Policy,
     Severity,
+    StatePage,
+    StateSummary,
     Status,
     TaskState,
+    managed_selector,
     parse_status,
+    summarize,
+    summarize_head,
     utc_now,
     validate_record_id,
     validate_task_id,
 )
 from remstate.store import Store, StoredObject, open_store
+from remstate.store.selectors import parse as parse_selector
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
     from remstate.store.opener import ApiClient
 
-__all__ = ["CLEANUP_DEADLINE", "ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
+__all__ = [
+    "CLEANUP_DEADLINE",
+    "ErrorPage",
+    "FeedbackPage",
+    "IterationPage",
+    "StateManager",
+    "StatePage",
+    "StateSummary",
+]
 
 #: The most entries one write appends: about 500 KB of typical entries, so
 #: that one write, and the segments it fills, stay well under 1 MiB each.
@@ -668,6 +683,80 @@ class StateManager:
             metrics=getattr(self, "metrics", None),
             **options,
         )
+
+    # -- listing (remstate ls, the HTTP list) ------------------------------------
+
+    def list_states(
+        self,
+        *,
+        status: Status | str | None = None,
+        label_selector: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> StatePage:
+        """One page of the tasks' summaries (heads only), selected by labels.
+
+        Built from the heads' metadata alone: a metadata-only list, one
+        request a page, no data and no segment read (the iteration counter,
+        the limit and the rest are annotations kept current on every write;
+        see ``remstate.schema.summary``). A head written before those
+        annotations existed is read once with its data, and only its plain
+        ``iteration``, ``status`` and ``last_update`` keys are decoded.
+
+        Args:
+            status: only tasks with this status.
+            label_selector: the caller's label selector (``team=a,env!=prod``),
+                ANDed with remstate's own (its heads, and ``status``).
+            limit: the most summaries a page holds (1 to 10,000).
+            cursor: ``next_cursor`` of the previous page (the store's continue
+                token, opaque); the same ``status`` and selector go with it.
+
+        Raises:
+            InvalidInput: an unknown status, a selector that does not parse, a
+                bad limit or cursor; nothing is sent.
+            Gone: the cursor has expired; list again from the first page.
+        """
+        wanted = None if status is None else str(parse_status(status, strict=True))
+        int_argument(limit, "limit", low=1, high=10_000)
+        if not isinstance(label_selector, str):
+            kind = type(label_selector).__name__
+            raise InvalidInput(f"label_selector must be a string, not {kind}")
+        if cursor is not None and (not isinstance(cursor, str) or not cursor):
+            raise InvalidInput("cursor must be a non-empty string from an earlier page")
+        try:
+            # The API server's own parser (ported for the embedded store): a
+            # selector is refused here, alike on both backends, before anything is sent.
+            parse_selector(label_selector)
+        except InvalidObject as e:
+            raise InvalidInput(f"bad label selector {label_selector!r}: {e}") from None
+        selector = managed_selector(role=ROLE_STATE, status=wanted)
+        if label_selector.strip():
+            selector = f"{selector},{label_selector}"
+        try:
+            page = self.retry.call(
+                lambda: self.store.list(
+                    label_selector=selector,
+                    limit=limit,
+                    continue_token=cursor,
+                    metadata_only=True,
+                )
+            )
+        except InvalidObject as e:
+            # The selector parsed above: what the store refused is the cursor.
+            raise InvalidInput(f"not a cursor from an earlier page: {e}") from None
+        summaries = [self._summary(obj) for obj in page.items]
+        return StatePage([s for s in summaries if s is not None], page.continue_token)
+
+    def _summary(self, obj: StoredObject) -> StateSummary | None:
+        """A head's summary from its metadata; else from its data, read once (None: gone)."""
+        summary = summarize(obj, default_max_iterations=self.max_iterations)
+        if summary is not None:
+            return summary
+        try:
+            head = self._get(obj.name)
+        except NotFound:
+            return None  # deleted since the page was listed
+        return summarize_head(head, default_max_iterations=self.max_iterations)
 
     def _page(
         self, task_id: str, kind: str, limit: int, cursor: str | None, newest_first: bool

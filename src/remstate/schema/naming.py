@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from remstate.errors import InvalidInput
 
 __all__ = [
+    "ANNOTATION_ITERATION",
     "ANNOTATION_LAST_UPDATE",
     "ANNOTATION_MAX_ITERATIONS",
     "ANNOTATION_SCHEMA_VERSION",
@@ -83,6 +84,9 @@ ANNOTATION_SOFT_DELETED_AT = "remstate.io/soft-deleted-at"
 ANNOTATION_TTL = "remstate.io/ttl"
 #: The task's stored iteration limit (per-task policy), for metadata-only readers.
 ANNOTATION_MAX_ITERATIONS = "remstate.io/max-iterations"
+#: The task's iteration counter, kept current on every write, so that ``ls`` (and
+#: any other listing) summarises a task from its head's metadata alone.
+ANNOTATION_ITERATION = "remstate.io/iteration"
 #: The segment numbers the head refers to, as ranges ("0-41,43"), so that a
 #: metadata-only scan can tell an orphan segment without reading the head's data.
 ANNOTATION_SEGMENTS = "remstate.io/segments"
