@@ -32,6 +32,7 @@ __all__ = ["serve"]
 @global_options
 def serve(
     c: Session,
+    *,
     host: Annotated[str, typer.Option(help="the address to bind")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(min=0, max=65535, help="the port")] = DEFAULT_PORT,
     token_file: Annotated[

@@ -63,7 +63,7 @@ def run(
     cleanup: LeaderOnly | None,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    graceful_timeout: float = 60.0,
+    graceful_timeout: int = 60,
     log_level: str = "info",
 ) -> int:
     """Serve ``app`` until SIGTERM or SIGINT; then stop cleanup, release leadership; 0.
