@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from remstate.cli.commands import app
 from remstate.cli.options import Session, global_options
+from remstate.errors import InvalidInput
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.service import create_app
 from remstate.service.auth import Authorizer, OpenLocal, TokenFile
@@ -52,7 +53,10 @@ def serve(
 ) -> None:
     """Serve the HTTP API (docs at /docs) until SIGTERM; exit 0 after a graceful stop."""
     check_binding(host, has_token=token_file is not None)
-    interval = duration_argument(cleanup_interval, "--cleanup-interval")
+    try:
+        interval = duration_argument(cleanup_interval, "--cleanup-interval")
+    except InvalidInput as e:
+        raise InvalidInput(f"--cleanup-interval: {e}") from None
     authorizer: Authorizer = OpenLocal() if token_file is None else TokenFile(token_file)
     leadership = Always()
     registry = CollectorRegistry()
