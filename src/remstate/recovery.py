@@ -30,6 +30,7 @@ from remstate.retry import RetryPolicy
 from remstate.schema import (
     LABEL_MANAGED_BY,
     Clock,
+    Problem,
     ProblemCode,
     SegmentRef,
     encode_state,
@@ -38,6 +39,7 @@ from remstate.schema import (
 )
 from remstate.schema.repair import (
     Loss,
+    Prepared,
     Repair,
     finish,
     prepare,
@@ -189,8 +191,8 @@ def _read_segments(
 
 def _validate(
     settings: Settings, task_id: str, obj: StoredObject
-) -> tuple[ValidationReport, Any, Mapping[str, StoredObject | None]]:
-    """The report on ``obj``, the prepared repair, and the segments read."""
+) -> tuple[ValidationReport, Prepared, Mapping[str, StoredObject | None], list[Problem]]:
+    """The report on ``obj``, the prepared repair, the segments read, the problems."""
     problems = problems_of(obj)
     supported = not any(p.code == ProblemCode.UNSUPPORTED_SCHEMA_VERSION for p in problems)
     prepared = prepare(obj, task_id, now=settings.clock())
@@ -207,7 +209,7 @@ def _validate(
             Finding(p.code, p.field, p.message, supported and repairable(p)) for p in problems
         ),
     )
-    return report, prepared, segments
+    return report, prepared, segments, problems
 
 
 def validate_state(settings: Settings, task_id: str) -> ValidationReport:
@@ -241,10 +243,10 @@ def recover_state(
         obj = _get(settings, name)
         if obj is None:
             raise StateNotFound(task_id)
-        report, prepared, segments = _validate(settings, task_id, obj)
+        report, prepared, segments, problems = _validate(settings, task_id, obj)
         if not report.repairable:
             return RecoveryReport(report, remaining=report.problems)
-        result = finish(prepared, segments)
+        result = finish(prepared, segments, problems)
         if result.state is None:
             return RecoveryReport(report, remaining=report.problems)
         snapshot = snapped.get(obj.resource_version)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -298,12 +298,18 @@ def _left_out(problem: Problem, log: _Log) -> None:
         log.lose(problem.field, f"unreadable part ({problem.message})")
 
 
-def finish(prepared: Prepared, segments: Mapping[str, StoredObject | None]) -> RepairResult:
+def finish(
+    prepared: Prepared,
+    segments: Mapping[str, StoredObject | None],
+    found: Sequence[Problem] = (),
+) -> RepairResult:
     """The repaired state, given the segments its index names as read (None: missing).
 
     A segment not in ``segments`` is taken as it is. The result is validated
     again, encoded as a write would encode it: ``remaining`` lists what is
-    still wrong (nothing, unless a problem has no repair).
+    still wrong (nothing, unless a problem has no repair). Each problem of
+    ``found`` (the validation's) that no step named is fixed by writing the
+    state back (an annotation, a key read with its default): it is named too.
     """
     state = prepared.state
     if state is None:
@@ -314,8 +320,26 @@ def finish(prepared: Prepared, segments: Mapping[str, StoredObject | None]) -> R
     state = fix_index(state, segments, log.fix, log.lose)
     state = fix_duplicates(state, log.fix)
     state = fix_counter(state, log.fix, log.lose)
-    return RepairResult(
-        state, False, tuple(log.repairs), tuple(log.losses), tuple(_remaining(state))
+    remaining = _remaining(state)
+    for problem in found:
+        if repairable(problem) and not _named(problem, log.repairs, remaining):
+            log.fix(problem.code, problem.field, f"written back ({problem.message})")
+    return RepairResult(state, False, tuple(log.repairs), tuple(log.losses), tuple(remaining))
+
+
+def _named(problem: Problem, repairs: Sequence[Repair], remaining: Sequence[Problem]) -> bool:
+    """Whether a repair (or a remaining problem) already says what became of ``problem``."""
+    key = problem.field
+
+    def related(other: str) -> bool:
+        return (
+            other == key
+            or other.startswith((f"{key}[", f"{key}."))
+            or key.startswith((f"{other}[", f"{other}."))
+        )
+
+    return any(r.kind == problem.code and related(r.key) for r in repairs) or any(
+        p.code == problem.code and related(p.field) for p in remaining
     )
 
 
