@@ -19,7 +19,8 @@ import pytest
 
 from remstate import FeedbackEntry, StateManager, TaskState
 from remstate.errors import CorruptState, InvalidInput, NotFound, StateNotFound
-from remstate.schema import ProblemCode, object_name, segment_object
+from remstate.schema import ProblemCode, object_name, parse_ranges
+from remstate.schema.repair_history import REPAIRED_NOTE
 from remstate.snapshots import ANNOTATION_SNAPSHOT_REASON
 from remstate.store import Store, StoredObject
 from tests.helpers import entry
@@ -159,6 +160,45 @@ def has_all(state: TaskState) -> None:
     assert state.status == "in_progress"
 
 
+def counts(n: int, note: str) -> Callable[[TaskState], None]:
+    """The counter is ``n``, with ``n`` records; those made up carry ``note``."""
+
+    def check(state: TaskState) -> None:
+        assert state.iteration == n
+        assert [r.iteration for r in state.iteration_history] == list(range(1, n + 1))
+        assert all(r.note in {note, f"attempt {r.iteration}"} for r in state.iteration_history)
+
+    return check
+
+
+def feedback_ids(*ids: str) -> Callable[[TaskState], None]:
+    def check(state: TaskState) -> None:
+        assert [e.id for e in state.feedback_history] == list(ids)
+
+    return check
+
+
+def kept_timestamp(state: TaskState) -> None:
+    extra = state.feedback_history[1].extra
+    assert extra["unreadable_timestamp"] == "the day before yesterday"
+
+
+def renamed_duplicate(state: TaskState) -> None:
+    assert [e.id for e in state.feedback_history[:3]] == ["fb-000000", "fb-000001", "fb-000002"]
+    copy = state.feedback_history[3]
+    assert copy.extra["renamed_from"] == "fb-000000"
+    assert copy.id != "fb-000000"
+    assert copy.description == "a different finding, same id"
+
+
+def migrated(state: TaskState) -> None:
+    assert state.iteration == 2
+    assert len(state.iteration_history) == 2
+    assert [e.description for e in state.feedback_history] == ["null pointer"]
+    assert [e.message for e in state.error_messages] == ["timeout"]
+    assert state.metadata == {"team": "payments"}
+
+
 @dataclass(frozen=True)
 class Case:
     """One kind of corruption: how it is injected, what is reported, kept and lost."""
@@ -194,12 +234,7 @@ CASES = [
         with_data(iteration_history=MALFORMED),
         {(ProblemCode.MALFORMED_JSON, "iteration_history")},
         # The counter stays 3; the records are made up (noted), the originals named lost.
-        lambda s: (
-            (has_feedback(s), has_errors(s), has_metadata(s))
-            and None
-            or (s.iteration == 3 and len(s.iteration_history) == 3)
-            or pytest.fail("counter")
-        ),
+        _without(has_feedback, has_errors, has_metadata, counts(3, REPAIRED_NOTE)),
         {"iteration_history"},
     ),
     Case(
@@ -228,10 +263,7 @@ CASES = [
         "bad-entry",
         with_entries("feedback_history", _bad_severity),
         {(ProblemCode.BAD_VALUE, "feedback_history[1].severity")},
-        lambda s: (
-            [e.id for e in s.feedback_history] == ["fb-000000", "fb-000002"]
-            or pytest.fail(str(s.feedback_history))
-        ),
+        _without(has_history, has_errors, has_metadata, feedback_ids("fb-000000", "fb-000002")),
         {"feedback_history[1]"},
     ),
     # a missing key
@@ -277,11 +309,7 @@ CASES = [
         "bad-entry-timestamp",
         with_entries("feedback_history", _bad_timestamp),
         {(ProblemCode.BAD_TIMESTAMP, "feedback_history[1].timestamp")},
-        lambda s: (
-            has_all(s)
-            or s.feedback_history[1].extra.get("unreadable_timestamp") == "the day before yesterday"
-            or pytest.fail("the original timestamp is not kept")
-        ),
+        _without(has_all, kept_timestamp),
     ),
     # an unknown or broken encoding
     Case(
@@ -316,10 +344,7 @@ CASES = [
         "counter-ahead",
         with_data(iteration="5"),
         {(ProblemCode.ITERATION_MISMATCH, "iteration")},
-        lambda s: (
-            (s.iteration == 5 and len(s.iteration_history) == 5)
-            or pytest.fail(f"{s.iteration} {len(s.iteration_history)}")
-        ),
+        _without(has_feedback, has_errors, has_metadata, counts(5, REPAIRED_NOTE)),
     ),
     # other damage a reader refuses
     Case(
@@ -333,29 +358,14 @@ CASES = [
         "duplicate-id",
         with_entries("feedback_history", _duplicate),
         {(ProblemCode.DUPLICATE_ID, "feedback_history")},
-        lambda s: (
-            (
-                len(s.feedback_history) == 4
-                and s.feedback_history[3].extra.get("renamed_from") == "fb-000000"
-                and s.feedback_history[3].description == "a different finding, same id"
-            )
-            or pytest.fail(str(s.feedback_history))
-        ),
+        _without(has_history, has_errors, has_metadata, renamed_duplicate),
     ),
     # an older schema version
     Case(
         "schema-version-0",
         _v0,
         {(ProblemCode.OUTDATED_SCHEMA_VERSION, "schema_version")},
-        lambda s: (
-            (
-                s.iteration == 2
-                and len(s.iteration_history) == 2
-                and [e.description for e in s.feedback_history] == ["null pointer"]
-                and [e.message for e in s.error_messages] == ["timeout"]
-            )
-            or pytest.fail(str(s))
-        ),
+        migrated,
     ),
 ]
 
@@ -410,3 +420,241 @@ def test_the_matrix_covers_every_kind_the_issue_names() -> None:
         ProblemCode.ITERATION_MISMATCH,
         ProblemCode.OUTDATED_SCHEMA_VERSION,
     } <= kinds
+
+
+# -- the history index: segments missing, replaced or unreadable --------------------
+
+
+def wordy(i: int) -> FeedbackEntry:
+    """Entry ``i`` with a longer description, so that the history pages out sooner."""
+    return entry(i, description=f"finding {i}: " + "the loop re-reads the object " * 4)
+
+
+def with_segments(manager: StateManager) -> TaskState:
+    """A task whose oldest feedback moved to at least two segments."""
+    for start in range(0, 1200, 400):  # one segment per write that pages out
+        manager.append_feedback_many(TASK, [wordy(i) for i in range(start, start + 400)])
+    state = manager.get_state(TASK)
+    assert len(state.segments_of("feedback")) >= 2
+    return state
+
+
+def all_ids(manager: StateManager) -> list[str]:
+    page = manager.get_feedback_history(TASK, limit=10_000)
+    assert page.next_cursor is None
+    return [e.id for e in page.entries]
+
+
+class TestHistoryIndex:
+    def test_a_missing_segment_is_named_as_lost_and_the_rest_reads(
+        self, store: Store, manager: StateManager
+    ) -> None:
+        """The index names a deleted segment: reported, left out, its records named lost."""
+        state = with_segments(manager)
+        gone = state.segments_of("feedback")[0]
+        store.delete(gone.name)
+        corrupt = store.get(NAME)
+        with pytest.raises(CorruptState):
+            all_ids(StateManager(store))
+
+        report = manager.validate_state(TASK)
+        assert any(
+            p.kind == ProblemCode.INDEX_MISMATCH and gone.name in p.detail and p.repairable
+            for p in report.problems
+        )
+        recovered = manager.recover_state(TASK)
+        assert [x.key for x in recovered.lost] == [f"history segment {gone.name}"]
+        assert f"{gone.count} feedback records" in recovered.lost[0].detail
+        assert recovered.snapshot is not None
+        assert store.get(recovered.snapshot).data == corrupt.data
+
+        expected = [f"fb-{i:06d}" for i in range(gone.count, 1200)]
+        assert all_ids(StateManager(store)) == expected  # every record that still exists
+        assert manager.validate_state(TASK).ok
+
+    def test_a_replaced_segment_that_reads_well_is_taken_as_it_is(
+        self, store: Store, manager: StateManager
+    ) -> None:
+        """A segment deleted and written again (new uid): nothing is lost."""
+        state = with_segments(manager)
+        ref = state.segments_of("feedback")[0]
+        original = store.get(ref.name)
+        store.delete(ref.name)
+        store.create(dataclasses.replace(original, resource_version="", uid=""))
+        with pytest.raises(CorruptState):
+            all_ids(StateManager(store))
+
+        report = manager.validate_state(TASK)
+        assert any("was replaced" in p.detail for p in report.problems)
+        recovered = manager.recover_state(TASK)
+        assert recovered.lost == ()
+        assert all_ids(StateManager(store)) == [f"fb-{i:06d}" for i in range(1200)]
+        assert manager.validate_state(TASK).ok
+
+    def test_an_unreadable_segment_stays_in_place_and_the_snapshot_refers_to_it(
+        self, store: Store, manager: StateManager
+    ) -> None:
+        """A segment whose data is broken leaves the index, not the store; cleanup keeps it."""
+        state = with_segments(manager)
+        ref = state.segments_of("feedback")[1]
+        broken = store.get(ref.name)
+        store.replace(dataclasses.replace(broken, data={**data_of(broken), "feedback_history": "[{"}))
+
+        recovered = manager.recover_state(TASK)
+        assert [x.key for x in recovered.lost] == [f"history segment {ref.name}"]
+        assert "left in place" in recovered.lost[0].detail
+        store.get(ref.name)  # still there
+        assert recovered.snapshot is not None
+        segments = store.get(recovered.snapshot).annotations["remstate.io/segments"]
+        assert ref.n in parse_ranges(segments)
+        ids = all_ids(StateManager(store))
+        assert len(ids) == 1200 - ref.count
+        assert manager.validate_state(TASK).ok
+
+
+# -- what is never repaired ----------------------------------------------------------
+
+
+class TestLeftAlone:
+    def test_a_newer_remstates_state_is_reported_unsupported_and_left_alone(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """schema_version 2: unsupported, not repairable; recover writes nothing, takes no snapshot."""
+        head = healthy(manager, clock)
+        with_data(schema_version="2", iteration="99")(store, head)
+        before = store.get(NAME)
+
+        report = manager.validate_state(TASK)
+        assert not report.supported
+        assert not any(p.repairable for p in report.problems)
+        recovered = manager.recover_state(TASK)
+        assert not recovered.written
+        assert recovered.snapshot is None
+        assert store.get(NAME) == before
+        assert manager.list_snapshots(TASK) == []
+
+    def test_a_clean_state_is_not_written(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """Nothing to repair: no snapshot, no write."""
+        head = healthy(manager, clock)
+        assert manager.validate_state(TASK).ok
+        recovered = manager.recover_state(TASK)
+        assert not recovered.written
+        assert store.get(NAME).resource_version == head.resource_version
+        assert manager.list_snapshots(TASK) == []
+
+    def test_a_missing_task_raises_state_not_found(self, manager: StateManager) -> None:
+        """validate_state raises only when there is no object at all."""
+        with pytest.raises(StateNotFound):
+            manager.validate_state("nobody")
+        with pytest.raises(StateNotFound):
+            manager.recover_state("nobody")
+
+
+# -- snapshots -----------------------------------------------------------------------
+
+
+class TestSnapshots:
+    def test_snapshots_are_bounded_newest_kept(self, store: Store, clock: Clock) -> None:
+        """With snapshots_kept=3, seven repairs leave the newest three."""
+        manager = StateManager(store, clock=clock, snapshots_kept=3)
+        head = healthy(manager, clock)
+        names = []
+        for i in range(7):
+            clock.tick()
+            with_data(iteration=str(10 + i))(store, store.get(NAME))
+            recovered = manager.recover_state(TASK)
+            assert recovered.snapshot is not None
+            names.append(recovered.snapshot)
+        listed = manager.list_snapshots(TASK)
+        assert [s.name for s in listed] == names[:-4:-1]
+        assert [s.number for s in listed] == [7, 6, 5]
+        assert all(s.reason == "recover" and s.task_id == TASK for s in listed)
+        assert listed[0].taken_at == clock.now
+        for old in names[:4]:
+            with pytest.raises(NotFound):
+                store.get(old)
+        assert head.uid == store.get(NAME).uid
+
+    def test_restore_takes_a_snapshot_first_and_puts_the_original_back(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """The repaired state is snapshotted, then the original written back, with a CAS."""
+        head = healthy(manager, clock)
+        with_data(iteration="1")(store, head)
+        corrupt = store.get(NAME)
+        recovered = manager.recover_state(TASK)
+        assert recovered.snapshot is not None
+        repaired = store.get(NAME)
+
+        restored = manager.restore_snapshot(TASK, recovered.snapshot)
+        assert restored.snapshot is not None
+        assert store.get(restored.snapshot).data == repaired.data
+        now = store.get(NAME)
+        assert now.data == corrupt.data
+        assert now.uid == corrupt.uid
+        assert {k: v for k, v in now.labels.items()} == dict(corrupt.labels)
+        assert now.resource_version == restored.resource_version
+        assert [s.name for s in manager.list_snapshots(TASK)][:1] == [restored.snapshot]
+
+    def test_restore_is_a_compare_and_swap(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """A write between the restore's read and its write: the restore reads again, loses nothing."""
+        head = healthy(manager, clock)
+        with_data(iteration="1")(store, head)
+        recovered = manager.recover_state(TASK)
+        assert recovered.snapshot is not None
+
+        class Racing:
+            """The store, with one write by another writer before the first replace."""
+
+            def __init__(self, inner: Store) -> None:
+                self.inner = inner
+                self.raced = False
+                self.replaced: list[str] = []
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self.inner, name)
+
+            def replace(self, obj: StoredObject) -> StoredObject:
+                if not self.raced:
+                    self.raced = True
+                    StateManager(self.inner).increment_iteration(TASK, note="racing")
+                self.replaced.append(obj.resource_version)
+                return self.inner.replace(obj)
+
+        racing = Racing(store)
+        manager.store = racing  # type: ignore[assignment]
+        restored = manager.restore_snapshot(TASK, recovered.snapshot)
+        assert len(racing.replaced) == 2  # a Conflict, then a write on the fresh read
+        # The racing write is in the snapshot taken before the restore that won.
+        assert restored.snapshot is not None
+        kept = StoredObject(name=NAME, data=store.get(restored.snapshot).data)
+        assert "racing" in (kept.data or {})["iteration_history"]
+
+    def test_restore_refuses_another_tasks_snapshot(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """A name that is not a snapshot of this task: InvalidInput, nothing written."""
+        head = healthy(manager, clock)
+        with pytest.raises(InvalidInput):
+            manager.restore_snapshot(TASK, NAME)
+        with pytest.raises(NotFound):
+            manager.restore_snapshot(TASK, "task-42-state-s99")
+        assert store.get(NAME).resource_version == head.resource_version
+
+    def test_delete_state_removes_the_snapshots(
+        self, store: Store, manager: StateManager, clock: Clock
+    ) -> None:
+        """delete_state deletes the head, its segments and its snapshots."""
+        head = healthy(manager, clock)
+        for i in range(2):
+            with_data(iteration=str(9 + i))(store, store.get(NAME))
+            manager.recover_state(TASK)
+        assert len(manager.list_snapshots(TASK)) == 2
+        assert manager.delete_state(TASK)
+        assert manager.list_snapshots(TASK) == []
+        assert store.list(label_selector="app.kubernetes.io/managed-by=remstate").items == []
+        assert head.name == NAME
