@@ -1,4 +1,4 @@
-"""The corruption matrix: each kind of damage, injected through the raw store, validated and repaired.
+"""The corruption matrix: each kind of damage, injected through the raw store, then repaired.
 
 Every case runs on both backends (the Kubernetes one against the real API
 server). Each checks the report (the kind of problem and its key), the repair
@@ -85,7 +85,9 @@ def with_data(**changes: str | None) -> Callable[[Store, StoredObject], None]:
     return inject
 
 
-def with_entries(key: str, change: Callable[[list[dict[str, object]]], None]):  # type: ignore[no-untyped-def]
+def with_entries(
+    key: str, change: Callable[[list[dict[str, object]]], None]
+) -> Callable[[Store, StoredObject], None]:
     """Change the decoded entries of one JSON array of the head."""
 
     def inject(store: Store, head: StoredObject) -> None:
@@ -374,7 +376,7 @@ CASES = [
 def test_corruption_is_reported_repaired_and_kept(
     case: Case, store: Store, manager: StateManager, clock: Clock
 ) -> None:
-    """Reported by kind and key; repaired after a snapshot of the original; nothing keepable lost."""
+    """Reported by kind and key; repaired after a snapshot of the original; nothing kept lost."""
     head = healthy(manager, clock)
     case.inject(store, head)
     corrupt = store.get(NAME)
@@ -498,7 +500,9 @@ class TestHistoryIndex:
         state = with_segments(manager)
         ref = state.segments_of("feedback")[1]
         broken = store.get(ref.name)
-        store.replace(dataclasses.replace(broken, data={**data_of(broken), "feedback_history": "[{"}))
+        store.replace(
+            dataclasses.replace(broken, data={**data_of(broken), "feedback_history": "[{"})
+        )
 
         recovered = manager.recover_state(TASK)
         assert [x.key for x in recovered.lost] == [f"history segment {ref.name}"]
@@ -519,7 +523,7 @@ class TestLeftAlone:
     def test_a_newer_remstates_state_is_reported_unsupported_and_left_alone(
         self, store: Store, manager: StateManager, clock: Clock
     ) -> None:
-        """schema_version 2: unsupported, not repairable; recover writes nothing, takes no snapshot."""
+        """schema_version 2: unsupported, not repairable; no write, no snapshot."""
         head = healthy(manager, clock)
         with_data(schema_version="2", iteration="99")(store, head)
         before = store.get(NAME)
@@ -594,14 +598,14 @@ class TestSnapshots:
         now = store.get(NAME)
         assert now.data == corrupt.data
         assert now.uid == corrupt.uid
-        assert {k: v for k, v in now.labels.items()} == dict(corrupt.labels)
+        assert dict(now.labels) == dict(corrupt.labels)
         assert now.resource_version == restored.resource_version
         assert [s.name for s in manager.list_snapshots(TASK)][:1] == [restored.snapshot]
 
     def test_restore_is_a_compare_and_swap(
         self, store: Store, manager: StateManager, clock: Clock
     ) -> None:
-        """A write between the restore's read and its write: the restore reads again, loses nothing."""
+        """A write between the restore's read and its write: it reads again, loses nothing."""
         head = healthy(manager, clock)
         with_data(iteration="1")(store, head)
         recovered = manager.recover_state(TASK)

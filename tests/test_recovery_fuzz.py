@@ -1,4 +1,4 @@
-"""Random damage to the raw data keys: validate_state never crashes, recover_state leaves a readable state.
+"""Random damage to raw data keys: validate_state never crashes, recover_state mends it.
 
 Embedded backend (the repair is the same code on both; this is about the
 bytes). Each example damages one task's head in one to three ways, written
@@ -32,7 +32,9 @@ _tasks = itertools.count()
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -106,7 +108,9 @@ def healthy(manager: StateManager, task_id: str) -> None:
     manager.set_status(task_id, "in_progress")
     for _ in range(3):
         manager.increment_iteration(task_id)
-    manager.append_feedback_many(task_id, [entry(i, timestamp=clock() + timedelta(seconds=i)) for i in range(3)])
+    manager.append_feedback_many(
+        task_id, [entry(i, timestamp=clock() + timedelta(seconds=i)) for i in range(3)]
+    )
     manager.record_error(task_id, "boom")
     manager.update_metadata(task_id, {"team": "payments", "n": [1, 2]})
 

@@ -47,7 +47,9 @@ def damage(store: Store) -> StoredObject:
     """Drop two keys a reader tolerates (a writer goes on writing over them): a CAS, retried."""
     while True:
         head = store.get(NAME)
-        data = {k: v for k, v in (head.data or {}).items() if k not in {"metadata", "error_messages"}}
+        data = {
+            k: v for k, v in (head.data or {}).items() if k not in {"metadata", "error_messages"}
+        }
         try:
             return store.replace(dataclasses.replace(head, data=data))
         except Conflict:
@@ -82,7 +84,9 @@ def test_a_repair_racing_writers_loses_none_of_their_writes(
     repairs = 0
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
-        pending = pool.starmap_async(_increment, [(store_spec, w, INCREMENTS) for w in range(WRITERS)])
+        pending = pool.starmap_async(
+            _increment, [(store_spec, w, INCREMENTS) for w in range(WRITERS)]
+        )
         while not pending.ready():
             damage(store)
             if manager.recover_state(TASK).written:
@@ -158,7 +162,9 @@ def check_readable(store: Store) -> tuple[int, int]:
     return len(report.problems), len(recovered.lost)
 
 
-@pytest.mark.parametrize("target", [_append_forever, _repair_forever], ids=["segment-move", "snapshot"])
+@pytest.mark.parametrize(
+    "target", [_append_forever, _repair_forever], ids=["segment-move", "snapshot"]
+)
 def test_a_writer_killed_mid_write_leaves_a_readable_state(
     store_spec: StoreSpec, store: Store, target: Any
 ) -> None:

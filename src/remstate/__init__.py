@@ -30,6 +30,7 @@ from remstate.errors import (
     UnsupportedSchemaVersion,
 )
 from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
+from remstate.recovery import Finding, RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -40,6 +41,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
+from remstate.snapshots import Snapshot
 
 if typing.TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -56,6 +58,7 @@ __all__ = [
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
+    "Finding",
     "Forbidden",
     "Gone",
     "InvalidInput",
@@ -67,11 +70,14 @@ __all__ = [
     "MaxIterationsReached",
     "NotFound",
     "OutcomeUnknown",
+    "RecoveryReport",
     "RemstateError",
+    "RestoreReport",
     "RetriesExhausted",
     "RetryPolicy",
     "ServerFault",
     "Severity",
+    "Snapshot",
     "StateError",
     "StateManager",
     "StateNotFound",
@@ -80,6 +86,7 @@ __all__ = [
     "TaskState",
     "Unavailable",
     "UnsupportedSchemaVersion",
+    "ValidationReport",
 ]
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ import pytest
 from remstate.objects import StoredObject
 from remstate.schema import (
     IterationRecord,
+    Problem,
     ProblemCode,
     TaskState,
     decode_state,
@@ -32,7 +33,9 @@ def head(state: TaskState | None = None) -> StoredObject:
     return dataclasses.replace(obj, uid="uid-head", resource_version="7")
 
 
-def repair(obj: StoredObject, segments: dict[str, StoredObject | None] | None = None) -> RepairResult:
+def repair(
+    obj: StoredObject, segments: dict[str, StoredObject | None] | None = None
+) -> RepairResult:
     prepared = prepare(obj, "42", now=T0)
     return finish(prepared, segments or {}, problems_of(obj))
 
@@ -113,7 +116,9 @@ class TestCounter:
     def test_a_counter_behind_its_records_is_raised(self) -> None:
         """The records are evidence: the counter becomes their number."""
         state = written(repair(with_data(head(), iteration="0")))
-        assert state.iteration == len(state.iteration_history) == len(sample_state().iteration_history)
+        assert (
+            state.iteration == len(state.iteration_history) == len(sample_state().iteration_history)
+        )
 
     def test_a_counter_ahead_is_kept_with_records_made_up(self) -> None:
         """Noted records are made up, so the maximum is still enforced from the counter."""
@@ -144,9 +149,7 @@ class TestIndex:
             obj = segment_object(state, moved, kind="iterations")
             obj = dataclasses.replace(obj, uid=f"uid-{obj.name}")
             segments[obj.name] = obj
-            state = state.with_segment(
-                segment_ref(obj).n, obj.name, obj.uid, 2, kind="iterations"
-            )
+            state = state.with_segment(segment_ref(obj).n, obj.name, obj.uid, 2, kind="iterations")
         assert owner_head.uid
         return state, segments
 
@@ -196,11 +199,12 @@ class TestDuplicates:
 
 
 @pytest.mark.parametrize(
-    "code, fixed",
-    [(code, code not in {ProblemCode.NO_DATA, ProblemCode.UNSUPPORTED_SCHEMA_VERSION}) for code in ProblemCode],
+    ("code", "fixed"),
+    [
+        (code, code not in {ProblemCode.NO_DATA, ProblemCode.UNSUPPORTED_SCHEMA_VERSION})
+        for code in ProblemCode
+    ],
 )
 def test_what_is_repairable(code: ProblemCode, fixed: bool) -> None:
     """Every kind is repairable but a newer version and no data."""
-    from remstate.schema import Problem
-
     assert repairable(Problem("x", code, "")) is fixed
