@@ -362,6 +362,30 @@ CASES = [
         {(ProblemCode.DUPLICATE_ID, "feedback_history")},
         _without(has_history, has_errors, has_metadata, renamed_duplicate),
     ),
+    # a history index naming a segment that is not there (nor can be: a bad name)
+    Case(
+        "index-names-a-bad-segment",
+        with_data(
+            history_index=json.dumps(
+                {
+                    "segments": [
+                        {
+                            "n": 1,
+                            "name": "no/such-segment",
+                            "first_seq": 0,
+                            "count": 2,
+                            "uid": "u",
+                            "kind": "feedback",
+                        }
+                    ],
+                    "recent_moved": {},
+                }
+            )
+        ),
+        {(ProblemCode.INDEX_MISMATCH, "history_index")},
+        has_all,
+        {"history segment no/such-segment"},
+    ),
     # an older schema version
     Case(
         "schema-version-0",
@@ -662,3 +686,35 @@ class TestSnapshots:
         assert manager.list_snapshots(TASK) == []
         assert store.list(label_selector="app.kubernetes.io/managed-by=remstate").items == []
         assert head.name == NAME
+
+
+def test_repairs_are_counted_by_kind_when_the_manager_has_metrics(
+    store: Store, manager: StateManager, clock: Clock
+) -> None:
+    """remstate_repairs_total{kind} counts each repair of a recover_state."""
+    from remstate.metrics import Metrics
+
+    head = healthy(manager, clock)
+    with_data(metadata="{", iteration="1")(store, head)
+    metrics = Metrics()
+    manager.metrics = metrics  # type: ignore[attr-defined]
+    recovered = manager.recover_state(TASK)
+    value = metrics.registry.get_sample_value
+    assert value("remstate_repairs_total", {"kind": "malformed_json"}) == 1
+    assert value("remstate_repairs_total", {"kind": "iteration_mismatch"}) == 1
+    assert sum(1 for _ in recovered.repaired) == 2
+
+
+def test_each_repair_is_logged_with_task_kind_and_version(
+    store: Store, manager: StateManager, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One structured record per repair: task, problem kind, resourceVersion read."""
+    head = healthy(manager, clock)
+    with_data(iteration="1")(store, head)
+    version = store.get(NAME).resource_version
+    with caplog.at_level("INFO", logger="remstate.recovery"):
+        manager.recover_state(TASK)
+    records = [r for r in caplog.records if getattr(r, "problem", None)]
+    assert [(r.task, r.problem, r.resource_version) for r in records] == [  # type: ignore[attr-defined]
+        (TASK, "iteration_mismatch", version)
+    ]

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from remstate.errors import Conflict, NotFound, StateNotFound
+from remstate.errors import Conflict, InvalidInput, InvalidObject, NotFound, StateNotFound
 from remstate.metrics import Metrics
 from remstate.objects import StoredObject
 from remstate.retry import RetryPolicy
@@ -186,7 +186,18 @@ def _get(settings: Settings, name: str) -> StoredObject | None:
 def _read_segments(
     settings: Settings, refs: Sequence[SegmentRef]
 ) -> dict[str, StoredObject | None]:
-    return {ref.name: _get(settings, ref.name) for ref in refs}
+    """Each segment the index names, as read; None when there is none by that name.
+
+    A damaged index may name what no object can be named (``a/b``): the store
+    refuses the read, and the segment counts as missing.
+    """
+    found: dict[str, StoredObject | None] = {}
+    for ref in refs:
+        try:
+            found[ref.name] = _get(settings, ref.name)
+        except (InvalidObject, InvalidInput):
+            found[ref.name] = None
+    return found
 
 
 def _validate(
