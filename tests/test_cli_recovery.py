@@ -111,7 +111,7 @@ class TestRecover:
         """The text names the snapshot, each repair and each thing not kept."""
         damage(store_url, metadata="{broken")
         out = run("recover", TASK).out
-        assert "snapshot task-task-42-state-s1" in out
+        assert "the original is in task-task-42-state-s1" in out
         assert "repaired malformed_json metadata" in out
         assert "not kept metadata" in out
 
