@@ -718,3 +718,21 @@ def test_each_repair_is_logged_with_task_kind_and_version(
     assert [(r.task, r.problem, r.resource_version) for r in records] == [  # type: ignore[attr-defined]
         (TASK, "iteration_mismatch", version)
     ]
+
+
+def test_an_unreadable_index_is_rebuilt_from_the_segments_the_head_named(
+    store: Store, manager: StateManager
+) -> None:
+    """history_index is garbage: the segments remstate.io/segments names make it again."""
+    state = with_segments(manager)
+    head = store.get(NAME)
+    with_data(history_index="{oops")(store, head)
+
+    recovered = manager.recover_state(TASK)
+    assert [x.key for x in recovered.lost] == ["history_index"]  # the raw value, in the snapshot
+    assert any("rebuilt from segments" in r.detail for r in recovered.repaired)
+    assert all_ids(StateManager(store)) == [f"fb-{i:06d}" for i in range(1200)]
+    assert [s.n for s in StateManager(store).get_state(TASK).segments] == [
+        s.n for s in state.segments if s.kind == "feedback"
+    ]
+    assert manager.validate_state(TASK).ok

@@ -19,7 +19,7 @@ Design constraints:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,9 +32,9 @@ from remstate.schema import (
     Clock,
     Problem,
     ProblemCode,
-    SegmentRef,
     encode_state,
     object_name,
+    segment_name,
     soft_deleted_at,
 )
 from remstate.schema.repair import (
@@ -183,20 +183,18 @@ def _get(settings: Settings, name: str) -> StoredObject | None:
         return None
 
 
-def _read_segments(
-    settings: Settings, refs: Sequence[SegmentRef]
-) -> dict[str, StoredObject | None]:
+def _read_objects(settings: Settings, names: Iterable[str]) -> dict[str, StoredObject | None]:
     """Each segment the index names, as read; None when there is none by that name.
 
     A damaged index may name what no object can be named (``a/b``): the store
     refuses the read, and the segment counts as missing.
     """
     found: dict[str, StoredObject | None] = {}
-    for ref in refs:
+    for name in names:
         try:
-            found[ref.name] = _get(settings, ref.name)
+            found[name] = _get(settings, name)
         except (InvalidObject, InvalidInput):
-            found[ref.name] = None
+            found[name] = None
     return found
 
 
@@ -209,7 +207,7 @@ def _validate(
     prepared = prepare(obj, task_id, now=settings.clock())
     segments: Mapping[str, StoredObject | None] = {}
     if supported and prepared.state is not None:
-        segments = _read_segments(settings, prepared.state.segments)
+        segments = _read_objects(settings, [s.name for s in prepared.state.segments])
         problems.extend(segment_problems(task_id, prepared.state.segments, segments))
     report = ValidationReport(
         task_id=task_id,
@@ -257,7 +255,10 @@ def recover_state(
         report, prepared, segments, problems = _validate(settings, task_id, obj)
         if not report.repairable:
             return RecoveryReport(report, remaining=report.problems)
-        result = finish(prepared, segments, problems)
+        # The index could not be read: the segments the head said it refers to.
+        named = _read_objects(settings, [segment_name(task_id, n) for n in prepared.rebuild_from])
+        rebuild = [obj for obj in named.values() if obj is not None]
+        result = finish(prepared, segments, problems, rebuild)
         if result.state is None:
             return RecoveryReport(report, remaining=report.problems)
         snapshot = snapped.get(obj.resource_version)

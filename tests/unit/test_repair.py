@@ -183,6 +183,21 @@ class TestIndex:
         assert "left in place" in result.losses[0].detail
 
 
+    def test_an_unreadable_index_is_rebuilt_from_the_segments_its_annotation_names(self) -> None:
+        """Only the segments remstate.io/segments names (an orphan's records are in the head)."""
+        state, segments = self.build()
+        obj = with_data(head(state), history_index="{")
+        prepared = prepare(obj, "42", now=T0)
+        assert prepared.rebuild_from == {s.n for s in state.segments}
+        result = finish(prepared, {}, problems_of(obj), list(segments.values()))
+        repaired = written(result)
+        assert [(s.n, s.first_seq, s.count) for s in repaired.segments] == [
+            (s.n, s.first_seq, s.count) for s in state.segments
+        ]
+        assert repaired.iteration == repaired.iteration_total == 6
+        assert [x.key for x in result.losses] == ["history_index"]
+
+
 class TestDuplicates:
     def test_a_duplicate_feedback_id_is_renamed_not_dropped(self) -> None:
         """Both entries stay; the second gets a new id and keeps the old one as renamed_from."""

@@ -17,6 +17,7 @@ repaired: :func:`prepare` says it is unsupported.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -30,9 +31,15 @@ from remstate.objects import StoredObject
 from remstate.schema.datavalue import decode_value
 from remstate.schema.encoding import encode_state
 from remstate.schema.layout import KEY_FEEDBACK_RESOLUTIONS, KEY_HISTORY_INDEX, last_update_of
-from remstate.schema.naming import LABEL_STATUS, object_name
+from remstate.schema.naming import ANNOTATION_SEGMENTS, LABEL_STATUS, object_name, parse_ranges
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
-from remstate.schema.repair_history import fix_counter, fix_duplicates, fix_index, segment_problems
+from remstate.schema.repair_history import (
+    fix_counter,
+    fix_duplicates,
+    fix_index,
+    rebuild_index,
+    segment_problems,
+)
 from remstate.schema.state import TaskState
 from remstate.schema.validation import find_problems, salvage_state
 from remstate.schema.values import SCHEMA_VERSION, Status, format_timestamp, parse_timestamp
@@ -95,6 +102,9 @@ class Prepared:
     unsupported: bool
     repairs: tuple[Repair, ...] = ()
     losses: tuple[Loss, ...] = ()
+    #: The index could not be read: the segments the head's ``remstate.io/segments``
+    #: annotation names (written with it), from which :func:`finish` rebuilds it.
+    rebuild_from: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +193,11 @@ def prepare(obj: StoredObject, task_id: str, *, now: datetime) -> Prepared:
             "schema_version",
             f"migrated from version 0 to {SCHEMA_VERSION}",
         )
-    return Prepared(task_id, state, False, tuple(log.repairs), tuple(log.losses))
+    rebuild_from = frozenset[int]()
+    if KEY_HISTORY_INDEX in data and KEY_HISTORY_INDEX not in patched:
+        with contextlib.suppress(InvalidInput):  # an annotation as damaged: nothing to go on
+            rebuild_from = parse_ranges(obj.annotations.get(ANNOTATION_SEGMENTS, ""))
+    return Prepared(task_id, state, False, tuple(log.repairs), tuple(log.losses), rebuild_from)
 
 
 def _identity(
@@ -302,6 +316,7 @@ def finish(
     prepared: Prepared,
     segments: Mapping[str, StoredObject | None],
     found: Sequence[Problem] = (),
+    rebuild: Sequence[StoredObject] = (),
 ) -> RepairResult:
     """The repaired state, given the segments its index names as read (None: missing).
 
@@ -310,6 +325,8 @@ def finish(
     still wrong (nothing, unless a problem has no repair). Each problem of
     ``found`` (the validation's) that no step named is fixed by writing the
     state back (an annotation, a key read with its default): it is named too.
+    ``rebuild``: the segments ``prepared.rebuild_from`` names, as read, when
+    the index could not be read; the index is made again from them.
     """
     state = prepared.state
     if state is None:
@@ -317,6 +334,8 @@ def finish(
     log = _Log()
     log.repairs.extend(prepared.repairs)
     log.losses.extend(prepared.losses)
+    if rebuild:
+        state = rebuild_index(state, rebuild, log.fix)
     state = fix_index(state, segments, log.fix, log.lose)
     state = fix_duplicates(state, log.fix)
     state = fix_counter(state, log.fix, log.lose)

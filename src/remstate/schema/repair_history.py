@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from remstate.errors import RemstateError
 from remstate.objects import StoredObject
-from remstate.schema.decoding import decode_filter_page, decode_segment
+from remstate.schema.decoding import decode_filter_page, decode_segment, segment_ref
 from remstate.schema.index import HistoryIndex, SegmentRef
 from remstate.schema.layout import KEY_HISTORY_INDEX
 from remstate.schema.problems import Problem, ProblemCode
@@ -102,6 +102,38 @@ def segment_problems(
                 )
             )
     return problems
+
+
+def rebuild_index(state: TaskState, objects: Sequence[StoredObject], fix: Fix) -> TaskState:
+    """The index made again from segment objects, when the stored one could not be read.
+
+    ``objects`` are the segments the head's ``remstate.io/segments`` annotation
+    named (never every segment listed: an orphan's records are still in the
+    head). Each must read, and be this task's; the IDs moved last and the
+    inline ID filters are not known (lookups read the segments instead).
+    """
+    refs: list[SegmentRef] = []
+    for obj in objects:
+        try:
+            ref = segment_ref(obj)
+            if ref.kind != KIND_ID_FILTERS and decode_segment(obj).task_id != state.task_id:
+                continue
+            if ref.kind == KIND_ID_FILTERS:
+                continue  # the filters of segments whose index is gone: not needed
+        except RemstateError:
+            continue
+        refs.append(ref)
+    refs.sort(key=lambda r: r.n)
+    if not refs:
+        return state
+    closed = _close_up(refs)
+    fix(
+        ProblemCode.INDEX_MISMATCH,
+        KEY_HISTORY_INDEX,
+        f"rebuilt from segments {', '.join(str(r.n) for r in closed)}, "
+        "named by the remstate.io/segments annotation",
+    )
+    return dataclasses.replace(state, history_index=HistoryIndex(segments=tuple(closed)))
 
 
 def fix_index(
