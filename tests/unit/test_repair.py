@@ -182,7 +182,6 @@ class TestIndex:
         assert [s.n for s in written(result).segments] == [state.segments[0].n]
         assert "left in place" in result.losses[0].detail
 
-
     def test_an_unreadable_index_is_rebuilt_from_the_segments_its_annotation_names(self) -> None:
         """Only the segments remstate.io/segments names (an orphan's records are in the head)."""
         state, segments = self.build()
