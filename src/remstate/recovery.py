@@ -184,7 +184,7 @@ def _get(settings: Settings, name: str) -> StoredObject | None:
 
 
 def _read_objects(settings: Settings, names: Iterable[str]) -> dict[str, StoredObject | None]:
-    """Each segment the index names, as read; None when there is none by that name.
+    """Each object by name, as read; None when there is none by that name.
 
     A damaged index may name what no object can be named (``a/b``): the store
     refuses the read, and the segment counts as missing.
@@ -257,7 +257,7 @@ def recover_state(
             return RecoveryReport(report, remaining=report.problems)
         # The index could not be read: the segments the head said it refers to.
         named = _read_objects(settings, [segment_name(task_id, n) for n in prepared.rebuild_from])
-        rebuild = [obj for obj in named.values() if obj is not None]
+        rebuild = [segment for segment in named.values() if segment is not None]
         result = finish(prepared, segments, problems, rebuild)
         if result.state is None:
             return RecoveryReport(report, remaining=report.problems)
@@ -273,16 +273,19 @@ def recover_state(
             )
             snapped[obj.resource_version] = snapshot
         data, labels, annotations = encode_state(result.state, soft_deleted_at=soft_deleted_at(obj))
-        written = settings.store.replace(
-            StoredObject(
-                name=name,
-                data=data,
-                labels={**_foreign(obj.labels), **labels},
-                annotations={**_foreign(obj.annotations), **annotations},
-                resource_version=obj.resource_version,
-                owner_references=obj.owner_references,
-            )
-        )  # a Conflict: a writer got in first; the policy reads, validates and repairs again
+        repaired = StoredObject(
+            name=name,
+            data=data,
+            labels={**_foreign(obj.labels), **labels},
+            annotations={**_foreign(obj.annotations), **annotations},
+            resource_version=obj.resource_version,
+            owner_references=obj.owner_references,
+        )
+        try:
+            # A Conflict: a writer got in first; the policy reads, validates and repairs again.
+            written = settings.store.replace(repaired)
+        except NotFound:
+            raise StateNotFound(task_id) from None
         remaining = tuple(
             Finding(p.code, p.field, p.message, repairable(p)) for p in result.remaining
         )
