@@ -115,6 +115,16 @@ class TestRecover:
         assert "repaired malformed_json metadata" in out
         assert "not kept metadata" in out
 
+    def test_a_newer_remstates_state_is_left_alone_and_exits_8(
+        self, run: Run, store_url: str
+    ) -> None:
+        """Unsupported: nothing written, no snapshot, exit 8."""
+        damage(store_url, schema_version="9")
+        result = run("recover", TASK, "-o", "json")
+        assert result.code == Exit.CORRUPT
+        assert result.json()["written"] is False
+        assert run("snapshots", TASK, "-o", "json").json()["snapshots"] == []
+
 
 class TestSnapshots:
     def test_lists_then_restores(self, run: Run, store_url: str) -> None:
