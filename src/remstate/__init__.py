@@ -39,6 +39,7 @@ from remstate.manager import (
     StatePage,
     StateSummary,
 )
+from remstate.recovery import Finding, RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -50,6 +51,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
+from remstate.snapshots import Snapshot
 
 if typing.TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -68,6 +70,7 @@ __all__ = [
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
+    "Finding",
     "Forbidden",
     "Gone",
     "InvalidInput",
@@ -81,11 +84,14 @@ __all__ = [
     "OutcomeUnknown",
     "Policy",
     "PreconditionFailed",
+    "RecoveryReport",
     "RemstateError",
+    "RestoreReport",
     "RetriesExhausted",
     "RetryPolicy",
     "ServerFault",
     "Severity",
+    "Snapshot",
     "StateError",
     "StateManager",
     "StateNotFound",
@@ -96,6 +102,7 @@ __all__ = [
     "TaskState",
     "Unavailable",
     "UnsupportedSchemaVersion",
+    "ValidationReport",
 ]
 __version__ = "0.1.0"
 
