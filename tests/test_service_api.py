@@ -6,6 +6,7 @@ reads the state's resourceVersion before and after.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -404,3 +405,34 @@ class TestValidation:
         assert response.status_code == 200
         assert response.json()["ok"] is True
         problem(client.get(f"{API}/tasks/none/validation"), 404, "not-found")
+
+    def test_validate_recover_snapshots_restore(self, client: TestClient, store: Store) -> None:
+        """A damaged counter: validation names it, recover repairs it after a snapshot,
+        the snapshot is listed, and restoring it puts the damaged state back."""
+        increment(client, "t1")
+        head = store.get(object_name("t1"))
+        store.replace(dataclasses.replace(head, data={**head.data, "iteration": "5"}))
+        found = client.get(f"{API}/tasks/t1/validation").json()
+        assert (found["ok"], found["problems"][0]["kind"]) == (False, "iteration_mismatch")
+        recovered = client.post(f"{API}/tasks/t1/recover")
+        assert recovered.status_code == 200
+        assert recovered.json()["written"] is True
+        assert client.get(f"{API}/tasks/t1/validation").json()["ok"] is True
+        listed = client.get(f"{API}/tasks/t1/snapshots").json()["snapshots"]
+        assert [s["reason"] for s in listed] == ["recover"]
+        assert listed[0]["name"] == recovered.json()["snapshot"]
+        restored = client.post(f"{API}/tasks/t1/snapshots/{listed[0]['name']}/restore")
+        assert restored.status_code == 200
+        assert restored.json()["restored"] == listed[0]["name"]
+        assert client.get(f"{API}/tasks/t1/validation").json()["ok"] is False
+
+    def test_recovery_errors(self, client: TestClient, store: Store) -> None:
+        """No task: 404; no such snapshot: 404, and the state is not touched."""
+        problem(client.post(f"{API}/tasks/none/recover"), 404, "not-found")
+        increment(client, "t1")
+        before = version(store, "t1")
+        problem(
+            client.post(f"{API}/tasks/t1/snapshots/task-t1-state-s9/restore"), 404, "not-found"
+        )
+        assert version(store, "t1") == before
+        assert client.get(f"{API}/tasks/t1/snapshots").json()["snapshots"] == []
