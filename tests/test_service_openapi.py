@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -144,7 +143,7 @@ VALID: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
 
 
 @pytest.fixture
-def clients(store: Store) -> Iterator[dict[str, TestClient]]:
+def clients(store: Store) -> dict[str, TestClient]:
     """The admin's client on a sound store, a follower's, and one on a store that is down."""
     admin, manager = build(store, authorizer=Readers(), max_iterations=1)
     manager.increment_iteration("t1")
@@ -160,7 +159,7 @@ def clients(store: Store) -> Iterator[dict[str, TestClient]]:
         commit=False,
     )
     outage = build(down, authorizer=Readers(), retry=RetryPolicy(deadline=0.01))[0]  # type: ignore[arg-type]
-    yield {"admin": admin, "follower": follower, "down": outage}
+    return {"admin": admin, "follower": follower, "down": outage}
 
 
 def documented(client: TestClient, method: str, template: str) -> dict[str, Any]:
