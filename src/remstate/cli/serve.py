@@ -10,6 +10,7 @@ waits for an unavailable store at most ``--timeout`` seconds (30 by default).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +54,8 @@ def serve(
 ) -> None:
     """Serve the HTTP API (docs at /docs) until SIGTERM; exit 0 after a graceful stop."""
     check_binding(host, has_token=token_file is not None)
+    # remstate's own records (cleanup decisions, leadership) beside uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         interval = duration_argument(cleanup_interval, "--cleanup-interval")
     except InvalidInput as e:
