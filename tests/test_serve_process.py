@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+
 from remstate import StateManager
 from remstate.store.embedded import EmbeddedStore
 from remstate.testing.processes import free_ports, kill, spawn, tail
@@ -86,9 +87,9 @@ class TestServe:
             r = httpx.post(served.url + "/api/v1/tasks/42/iterations", json={"op_id": "a"})
             assert r.json()["iteration"] == 1
             assert httpx.get(served.url + "/api/v1/tasks/42").json()["iteration"] == 1
-            assert "/api/v1/tasks/{task_id}" in httpx.get(served.url + "/openapi.json").json()[
-                "paths"
-            ]
+            assert (
+                "/api/v1/tasks/{task_id}" in httpx.get(served.url + "/openapi.json").json()["paths"]
+            )
             assert httpx.get(served.url + "/readyz").status_code == 200
             served.proc.send_signal(signal.SIGTERM)
             assert served.proc.wait(timeout=30) == 0
