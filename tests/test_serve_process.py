@@ -142,6 +142,22 @@ class TestServe:
             assert m.get_current_iteration("42") == 2
         assert "leadership released" in served.log.read_text()
 
+    def test_a_token_file_guards_every_route_but_the_probes(self, tmp_path: Path) -> None:
+        """With --token-file: no token 401 (WWW-Authenticate: Bearer), the token 200."""
+        token = tmp_path / "token"
+        token.write_text("t0ken\n")
+        db = tmp_path / "state.db"
+        args = ("--store", f"sqlite://{db}", "--no-cleanup", "--token-file", str(token))
+        with serve(tmp_path, *args) as served:
+            refused = httpx.get(served.url + "/api/v1/tasks")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+            auth = {"Authorization": "Bearer t0ken"}
+            assert httpx.get(served.url + "/api/v1/tasks", headers=auth).status_code == 200
+            assert httpx.get(served.url + "/readyz").status_code == 200
+            served.proc.send_signal(signal.SIGTERM)
+            assert served.proc.wait(timeout=30) == 0
+
     def test_a_taken_port_exits_1(self, tmp_path: Path) -> None:
         """The port in use: the process says so and exits 1, without serving."""
         with socket.socket() as holder:
