@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from remstate.cache import DEFAULT_CACHE_SIZE
 from remstate.errors import InvalidInput
+from remstate.metrics import Metrics
 from remstate.retry import RetryPolicy
 from remstate.schema import FeedbackEntry, utc_now
 from remstate.schema.datavalue import normalize_json
@@ -26,7 +29,9 @@ __all__ = [
 ]
 
 #: The options ``StateManager.from_url`` takes.
-OPTIONS = frozenset({"namespace", "max_iterations", "retry", "clock", "cache_size", "mode"})
+OPTIONS = frozenset(
+    {"namespace", "max_iterations", "retry", "clock", "cache_size", "mode", "metrics", "registry"}
+)
 
 
 def metadata_argument(value: object) -> dict[str, Any]:
@@ -45,6 +50,8 @@ def check_settings(
     retry: object = None,
     clock: object = utc_now,
     cache_size: object = DEFAULT_CACHE_SIZE,
+    metrics: object = None,
+    registry: object = None,
 ) -> None:
     """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
     int_argument(max_iterations, "max_iterations", low=1)
@@ -53,6 +60,17 @@ def check_settings(
         raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
     if not callable(clock):
         raise InvalidInput("clock must be a function returning an aware datetime")
+    if metrics is not None and not isinstance(metrics, Metrics):
+        raise InvalidInput(
+            f"metrics must be a remstate.metrics.Metrics, not {type(metrics).__name__}"
+        )
+    if registry is not None and not isinstance(registry, CollectorRegistry):
+        raise InvalidInput(
+            f"registry must be a prometheus_client.CollectorRegistry, not {type(registry).__name__}"
+        )
+    if metrics is not None and registry is not None:
+        # Which registry would the manager count in? Metrics already has one.
+        raise InvalidInput("give metrics or registry, not both")
 
 
 def int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:

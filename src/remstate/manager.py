@@ -37,6 +37,7 @@ from remstate.arguments import (
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.errors import InvalidInput, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
+from remstate.metrics import Metrics
 from remstate.mutations import Found
 from remstate.retry import RetryPolicy
 from remstate.schema import (
@@ -59,6 +60,8 @@ from remstate.store import Store, StoredObject, open_store
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from remstate.store.opener import ApiClient
 
 __all__ = ["CLEANUP_DEADLINE", "ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
@@ -77,6 +80,12 @@ class StateManager:
         max_iterations: the most iterations a task may have (10 by default).
         retry: how long to retry conflicts and transient errors.
         clock: a callable returning an aware datetime; every timestamp uses it.
+        metrics: the Prometheus collectors to count in (``remstate.metrics.Metrics``),
+            shared by the managers that share a registry.
+        registry: a ``prometheus_client.CollectorRegistry`` to register new
+            collectors in; with neither, the manager keeps a registry of its own
+            (never the global default, so that two managers do not collide).
+            Read them at ``manager.metrics``.
     """
 
     def __init__(
@@ -89,6 +98,8 @@ class StateManager:
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        metrics: Metrics | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if store is None:
             if api_client is None:
@@ -100,12 +111,18 @@ class StateManager:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
         check_settings(
-            max_iterations=max_iterations, retry=retry, clock=clock, cache_size=cache_size
+            max_iterations=max_iterations,
+            retry=retry,
+            clock=clock,
+            cache_size=cache_size,
+            metrics=metrics,
+            registry=registry,
         )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.retry = retry or RetryPolicy()
         self.clock = clock
+        self.metrics = metrics if metrics is not None else Metrics(registry)
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
@@ -326,11 +343,13 @@ class StateManager:
             raise InvalidInput("note must be a string")
         op_id = str(ULID()) if op_id is None else validate_record_id(op_id, "increment key")
         max_iterations = self.max_iterations
+        counted = False  # this call's increment, not a replay of a committed one
 
         def increment(state: TaskState) -> tuple[TaskState | None, int]:
+            nonlocal counted
             # Committed before (a retry, ours or the caller's): its record is there.
             found = self._find(state, KIND_ITERATIONS, [op_id])
-            return mutations.increment(
+            new, number = mutations.increment(
                 state,
                 op_id=op_id,
                 note=note,
@@ -338,8 +357,13 @@ class StateManager:
                 max_iterations=max_iterations,
                 found=found,
             )
+            counted = new is not None
+            return new, number
 
-        return self._writer.mutate(task_id, increment, create={})[1]
+        number = self._writer.mutate(task_id, increment, create={})[1]
+        if counted:
+            self.metrics.iterations.observe(number)
+        return number
 
     def append_feedback(
         self,
