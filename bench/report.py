@@ -156,7 +156,8 @@ class Results:
         machine = (
             f"Machine: {m['cpus']} cores, noisy (load average {m['load_start']} at start, "
             f"{m['load_end']} at end); {m['controlplane']} on 127.0.0.1 "
-            f"(etcd --unsafe-no-fsync, no watch cache); Python {m['python']}; "
+            "(etcd --unsafe-no-fsync, no watch cache; the cleanup scan also on a second "
+            f"plane with the watch cache); Python {m['python']}; "
             f"`{command}` took {m['seconds']:.0f} s."
         )
         order = ", ".join(str(w) for w in writer_order(self.rounds, self.writers))
