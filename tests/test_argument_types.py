@@ -35,6 +35,10 @@ CASES: list[Any] = [
     pytest.param(lambda s: StateManager(s, max_iterations=3.0), id="max_iterations=3.0"),
     pytest.param(lambda s: StateManager(s, max_iterations="3"), id="max_iterations='3'"),
     pytest.param(lambda s: StateManager(s, max_iterations=0), id="max_iterations=0"),
+    pytest.param(lambda s: StateManager(s, ttl=True), id="ttl=True"),
+    pytest.param(lambda s: StateManager(s, ttl=[60]), id="ttl=[60]"),
+    pytest.param(lambda s: StateManager(s).set_policy(TASK, max_iterations=True), id="policy-True"),
+    pytest.param(lambda s: StateManager(s).set_policy(TASK, clear_ttl=1), id="clear_ttl=1"),
     pytest.param(lambda s: StateManager(s, cache_size=True), id="cache_size=True"),
     pytest.param(lambda s: StateManager(s, cache_size=-1), id="cache_size=-1"),
     pytest.param(lambda s: StateManager(s, retry=3), id="retry=3"),
@@ -42,6 +46,10 @@ CASES: list[Any] = [
     pytest.param(
         lambda s: StateManager.from_url("sqlite:///nonexistent/x.db", max_iterations=True),
         id="from_url-max_iterations=True",
+    ),
+    pytest.param(
+        lambda s: StateManager.from_url("sqlite:///nonexistent/x.db", ttl="forever"),
+        id="from_url-ttl='forever'",
     ),
     # RetryPolicy
     pytest.param(lambda s: RetryPolicy(max_attempts=True), id="max_attempts=True"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing
 
+from remstate.cleanup import CleanupItem, CleanupReport
 from remstate.errors import (
     AlreadyExists,
     ApiStatus,
@@ -36,6 +37,7 @@ from remstate.schema import (
     FeedbackEntry,
     IssueType,
     IterationRecord,
+    Policy,
     Severity,
     Status,
     TaskState,
@@ -48,6 +50,8 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "AlreadyExists",
     "ApiStatus",
+    "CleanupItem",
+    "CleanupReport",
     "Conflict",
     "CorruptState",
     "CorruptStore",
@@ -67,6 +71,7 @@ __all__ = [
     "MaxIterationsReached",
     "NotFound",
     "OutcomeUnknown",
+    "Policy",
     "RemstateError",
     "RetriesExhausted",
     "RetryPolicy",

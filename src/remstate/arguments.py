@@ -7,6 +7,7 @@ checks of records and states themselves are schema's (``validate``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -15,7 +16,7 @@ from remstate.cache import DEFAULT_CACHE_SIZE
 from remstate.errors import InvalidInput
 from remstate.metrics import Metrics
 from remstate.retry import RetryPolicy
-from remstate.schema import FeedbackEntry, utc_now
+from remstate.schema import MAX_ITERATIONS_LIMIT, FeedbackEntry, Policy, utc_now
 from remstate.schema.datavalue import normalize_json
 
 __all__ = [
@@ -26,11 +27,22 @@ __all__ = [
     "int_argument",
     "keys_argument",
     "metadata_argument",
+    "policy_argument",
 ]
 
 #: The options ``StateManager.from_url`` takes.
 OPTIONS = frozenset(
-    {"namespace", "max_iterations", "retry", "clock", "cache_size", "mode", "metrics", "registry"}
+    {
+        "namespace",
+        "max_iterations",
+        "ttl",
+        "retry",
+        "clock",
+        "cache_size",
+        "mode",
+        "metrics",
+        "registry",
+    }
 )
 
 
@@ -47,6 +59,7 @@ def metadata_argument(value: object) -> dict[str, Any]:
 def check_settings(
     *,
     max_iterations: object = 10,
+    ttl: object = None,
     retry: object = None,
     clock: object = utc_now,
     cache_size: object = DEFAULT_CACHE_SIZE,
@@ -54,7 +67,7 @@ def check_settings(
     registry: object = None,
 ) -> None:
     """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
-    int_argument(max_iterations, "max_iterations", low=1)
+    policy_argument(max_iterations=max_iterations, ttl=ttl)
     int_argument(cache_size, "cache_size", low=0)
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
@@ -71,6 +84,18 @@ def check_settings(
     if metrics is not None and registry is not None:
         # Which registry would the manager count in? Metrics already has one.
         raise InvalidInput("give metrics or registry, not both")
+
+
+def policy_argument(*, max_iterations: object = None, ttl: object = None) -> Policy:
+    """A policy given by a caller: a limit in 1..MAX_ITERATIONS_LIMIT, a ttl as a duration.
+
+    ``None`` leaves a field out. The ttl is a timedelta, ``"14d"`` or seconds.
+    """
+    if max_iterations is not None:
+        int_argument(max_iterations, "max_iterations", low=1, high=MAX_ITERATIONS_LIMIT)
+    if ttl is not None and not isinstance(ttl, timedelta | str | int | float):
+        raise InvalidInput(f"ttl must be a duration (timedelta, '7d' or seconds), not {ttl!r}")
+    return Policy.of(max_iterations=max_iterations, ttl=ttl)
 
 
 def int_argument(value: object, what: str, *, low: int, high: int | None = None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
@@ -33,8 +34,10 @@ from remstate.arguments import (
     int_argument,
     keys_argument,
     metadata_argument,
+    policy_argument,
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
+from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
 from remstate.errors import InvalidInput, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
 from remstate.metrics import Metrics
@@ -48,6 +51,7 @@ from remstate.schema import (
     Clock,
     ErrorRecord,
     FeedbackEntry,
+    Policy,
     Severity,
     Status,
     TaskState,
@@ -77,7 +81,12 @@ class StateManager:
     Args:
         store: the Store to keep state in. Or give ``api_client`` (the caller's
             ``kubernetes.client.ApiClient``) and ``namespace`` for ConfigMaps.
-        max_iterations: the most iterations a task may have (10 by default).
+        max_iterations: the iteration limit a task gets when it is created
+            here (10 by default; 1 to ``MAX_ITERATIONS_LIMIT``). It is stored
+            with the task, and every writer enforces the stored limit; this one
+            only for a task that stores none (written before policies).
+        ttl: the retention a task gets when it is created here (a timedelta,
+            ``"14d"`` or seconds); None: the cleanup's default applies.
         retry: how long to retry conflicts and transient errors.
         clock: a callable returning an aware datetime; every timestamp uses it.
         metrics: the Prometheus collectors to count in (``remstate.metrics.Metrics``),
@@ -95,6 +104,7 @@ class StateManager:
         api_client: ApiClient | None = None,
         namespace: str | None = None,
         max_iterations: int = 10,
+        ttl: timedelta | str | int | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
@@ -112,6 +122,7 @@ class StateManager:
             self._owns_store = False
         check_settings(
             max_iterations=max_iterations,
+            ttl=ttl,
             retry=retry,
             clock=clock,
             cache_size=cache_size,
@@ -120,6 +131,7 @@ class StateManager:
         )
         self.store: Store = store
         self.max_iterations = max_iterations
+        self.ttl = policy_argument(ttl=ttl).ttl
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self.metrics = metrics if metrics is not None else Metrics(registry)
@@ -270,22 +282,28 @@ class StateManager:
         *,
         status: Status | str = Status.PENDING,
         metadata: Mapping[str, Any] | None = None,
+        max_iterations: int | None = None,
+        ttl: timedelta | str | int | None = None,
     ) -> TaskState:
         """The task's state, created (iteration 0, the given status) if it has none.
 
+        A task created here stores its policy: ``max_iterations`` and ``ttl``
+        where given, else this manager's defaults. An existing task keeps the
+        policy it has (change it with :meth:`set_policy`).
+
         Raises:
-            InvalidInput: a bad task ID, status or metadata; nothing is written.
+            InvalidInput: a bad task ID, status, metadata, limit or ttl; nothing is written.
         """
         validate_task_id(task_id)
         parse_status(status, strict=True)
         metadata_argument(metadata)
+        policy = policy_argument(max_iterations=max_iterations, ttl=ttl)
 
         def keep(state: TaskState) -> tuple[TaskState | None, None]:
             return None, None  # an existing state is read, never written
 
-        return self._writer.mutate(task_id, keep, create={"status": status, "metadata": metadata})[
-            0
-        ]
+        create = {"status": status, "metadata": metadata, "policy": policy}
+        return self._writer.mutate(task_id, keep, create=create)[0]
 
     def update_state(self, task_id: str, fn: Callable[[TaskState], TaskState]) -> TaskState:
         """Apply ``fn`` to the state and write the result, retrying on conflicts.
@@ -335,8 +353,13 @@ class StateManager:
         writes nothing (even at the maximum). A workflow step that retries
         with the same key (its step id, say) increments once.
 
+        The limit is the one the task stores (its policy), whatever this
+        manager was configured with; this manager's ``max_iterations`` only for
+        a task that stores none (written before policies), whose write then
+        stores it.
+
         Raises:
-            MaxIterationsReached: the counter is at ``max_iterations``.
+            MaxIterationsReached: the counter is at the task's limit.
             InvalidInput: a bad note or key (1 to 128 printable characters).
         """
         if not isinstance(note, str):
@@ -533,6 +556,118 @@ class StateManager:
             lambda state: mutations.update_metadata(state, checked, remove),
             create={},
         )[1]
+
+    # -- per-task policy ---------------------------------------------------------
+
+    @property
+    def default_policy(self) -> Policy:
+        """The policy a task gets when this manager creates it (or first writes one without)."""
+        return Policy(max_iterations=self.max_iterations, ttl=self.ttl)
+
+    def set_policy(
+        self,
+        task_id: str,
+        *,
+        max_iterations: int | None = None,
+        ttl: timedelta | str | int | None = None,
+        clear_ttl: bool = False,
+    ) -> Policy:
+        """Change the task's stored policy and return it; every writer enforces it at once.
+
+        ``max_iterations``: the new limit (1 to ``MAX_ITERATIONS_LIMIT``); it
+        may be below the counter, and then the next increment is refused.
+        ``ttl``: the task's own retention (a timedelta, ``"14d"`` or seconds);
+        ``clear_ttl``: back to the cleanup's default. What is not given stays
+        as stored; a task that stores no policy (written before policies)
+        takes this manager's defaults for it. The state is created if needed.
+        A compare-and-swap write like any other.
+
+        Raises:
+            InvalidInput: nothing to change, a limit out of range, a bad ttl,
+                or both ``ttl`` and ``clear_ttl``; nothing is written.
+        """
+        bool_argument(clear_ttl, "clear_ttl")
+        given = policy_argument(max_iterations=max_iterations, ttl=ttl)
+        if clear_ttl and given.ttl is not None:
+            raise InvalidInput("give ttl or clear_ttl, not both")
+        if given.max_iterations is None and given.ttl is None and not clear_ttl:
+            raise InvalidInput("give max_iterations, ttl or clear_ttl")
+        defaults = self.default_policy
+
+        def apply(state: TaskState) -> tuple[TaskState | None, Policy]:
+            return mutations.set_policy(
+                state,
+                max_iterations=given.max_iterations,
+                ttl=given.ttl,
+                clear_ttl=clear_ttl,
+                defaults=defaults,
+            )
+
+        return self._writer.mutate(task_id, apply, create={})[1]
+
+    # -- TTL cleanup (remstate.cleanup) -------------------------------------------
+
+    def cleanup_old_states(
+        self,
+        *,
+        ttl: timedelta | str | float = timedelta(days=7),
+        grace: timedelta | str | float = timedelta(hours=24),
+        dry_run: bool = False,
+        force: bool = False,
+        limit: int | None = None,
+        keep_snapshot: bool = False,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        requests_per_second: float | None = DEFAULT_RATE,
+        progress: Progress | None = None,
+    ) -> CleanupReport:
+        """Soft-delete states not updated for ``ttl``; purge them ``grace`` later.
+
+        Scans heads' metadata only, ``page_size`` at a time. A task's own ttl
+        overrides ``ttl``; tasks ``in_progress`` or ``awaiting_review`` are
+        skipped unless ``force``. Every write is conditional on the version the
+        scan (or the purge's re-read) saw, so a task touched meanwhile survives.
+        At most ``limit`` soft deletes, restores and purges per run; requests
+        are paced at ``requests_per_second``. Durations are timedeltas, seconds
+        or text such as ``"7d"``. ``progress(scanned, total or None)`` is called
+        after each page.
+
+        Raises:
+            InvalidInput: a bad argument; nothing is written.
+            Unavailable, Forbidden: the scan failed (a failure on one state is
+                counted in the report instead).
+        """
+        cleaner = self._cleaner(page_size=page_size, rate=requests_per_second)
+        return cleaner.run(
+            ttl=ttl,
+            grace=grace,
+            dry_run=dry_run,
+            force=force,
+            limit=limit,
+            keep_snapshot=keep_snapshot,
+            progress=progress,
+        )
+
+    def restore_state(self, task_id: str) -> bool:
+        """Undo a soft delete: the task is active again. False if it was not soft-deleted.
+
+        Any write to the task restores it too.
+
+        Raises:
+            StateNotFound: the task has no state (purged, say).
+        """
+        try:
+            return self._cleaner().restore(task_id)
+        finally:
+            self._seen.forget(task_id)
+
+    def _cleaner(self, **options: Any) -> Cleaner:
+        return Cleaner(
+            self.store,
+            clock=self.clock,
+            retry=self.retry,
+            metrics=self.metrics,
+            **options,
+        )
 
     def _page(
         self, task_id: str, kind: str, limit: int, cursor: str | None, newest_first: bool

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from remstate.errors import InvalidInput, MaxIterationsReached
@@ -26,6 +26,7 @@ from remstate.schema import (
     FeedbackEntry,
     IdFilter,
     IterationRecord,
+    Policy,
     Status,
     TaskState,
     record_id,
@@ -39,6 +40,7 @@ __all__ = [
     "increment",
     "record_error",
     "resolve",
+    "set_policy",
     "set_status",
     "update",
     "update_metadata",
@@ -69,18 +71,23 @@ def increment(
 ) -> tuple[TaskState | None, int]:
     """One more iteration, with its record carrying ``op_id``; the iteration's number.
 
+    The limit is the one the state stores (its policy), so that every writer
+    enforces the same; ``max_iterations`` only for a state that stores none
+    (written before policies existed): the writer's default.
+
     An increment whose key (``op_id``) is in ``found`` committed before: its
     number is returned and nothing written, even at the maximum.
 
     Raises:
-        MaxIterationsReached: the counter is at ``max_iterations``.
+        MaxIterationsReached: the counter is at the limit.
         InvalidInput: the record is not valid (a bad note).
     """
     record = found.records.get(op_id)
     if isinstance(record, IterationRecord):
         return None, record.iteration
-    if state.iteration >= max_iterations:
-        raise MaxIterationsReached(state.task_id, state.iteration, max_iterations)
+    limit = state.policy.limit(max_iterations)
+    if state.iteration >= limit:
+        raise MaxIterationsReached(state.task_id, state.iteration, limit)
     number = state.iteration + 1
     record = IterationRecord(number, now, note, {"op": op_id})
     record.validate()
@@ -174,6 +181,32 @@ def _resolve_in_head(
     return dataclasses.replace(state, feedback_history=tuple(history)), updated
 
 
+def set_policy(
+    state: TaskState,
+    *,
+    max_iterations: int | None,
+    ttl: timedelta | None,
+    clear_ttl: bool,
+    defaults: Policy,
+) -> tuple[TaskState | None, Policy]:
+    """The state with these policy fields changed (``None``: left as stored); the policy.
+
+    A state that stores no policy (written before policies existed) first
+    takes ``defaults`` (the writer's), then the given values. A lower limit
+    than the counter is allowed: the next increment is refused. Nothing to
+    write if the policy is already so.
+    """
+    current = state.policy.stored_or(defaults)
+    changed = dataclasses.replace(
+        current,
+        max_iterations=current.max_iterations if max_iterations is None else max_iterations,
+        ttl=None if clear_ttl else (current.ttl if ttl is None else ttl),
+    )
+    if changed == state.policy:
+        return None, changed
+    return dataclasses.replace(state, policy=changed), changed
+
+
 def set_status(state: TaskState, status: Status | str) -> tuple[TaskState | None, None]:
     """The state with this status; nothing to write if it has it."""
     if state.status == status:
@@ -251,10 +284,11 @@ def check_update(old: TaskState, new: object) -> TaskState:
     """``new``, if an update function may return it: the rules the manager keeps.
 
     The counter and its records change only through ``increment_iteration``
-    (so the maximum holds), and the history index only through compaction (so
-    no segment is lost). New feedback entries and error records are validated
-    like appended ones, and their ids are unique in the head (the read path
-    refuses a head with an id twice).
+    (so the maximum holds), the policy only through ``set_policy``, and the
+    history index only through compaction (so no segment is lost). New
+    feedback entries and error records are validated like appended ones, and
+    their ids are unique in the head (the read path refuses a head with an id
+    twice).
     One branch per rule (grade C): the list reads best in one place.
 
     Raises:
@@ -266,6 +300,8 @@ def check_update(old: TaskState, new: object) -> TaskState:
         raise InvalidInput("an update function must not change task_id")
     if new.iteration != old.iteration or new.iteration_history != old.iteration_history:
         raise InvalidInput("use increment_iteration to change the iteration counter")
+    if new.policy != old.policy:
+        raise InvalidInput("use set_policy to change the task's policy")
     if (
         new.history_index != old.history_index
         or new.archived_resolutions != old.archived_resolutions

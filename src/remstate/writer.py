@@ -51,6 +51,7 @@ from remstate.schema import (
     LABEL_MANAGED_BY,
     SCHEMA_VERSION,
     Clock,
+    Policy,
     TaskState,
     decode_state,
     encode_state,
@@ -86,12 +87,16 @@ class _Stale(Conflict):
 
 
 class Settings(Protocol):
-    """What the writer reads from its manager: store, retry policy, clock and metrics."""
+    """What the writer reads from its manager: the store, the retry policy, the clock,
+    the metrics, and the policy a task that stores none gets on its next write."""
 
     store: Store
     retry: RetryPolicy
     clock: Clock
     metrics: Metrics
+
+    @property
+    def default_policy(self) -> Policy: ...
 
 
 class Writer:
@@ -239,7 +244,12 @@ class Writer:
         state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
         if new is None:
             return state, result
-        new = dataclasses.replace(new, last_update=self.clock())
+        new = dataclasses.replace(
+            new,
+            last_update=self.clock(),
+            # A state created now, or written before policies, stores the defaults.
+            policy=new.policy.stored_or(self._settings.default_policy),
+        )
         write_id = op.next_write_id()
         if obj is None and plan_compaction(new) is not None:
             # Segments need the head's uid: create the bare head first.

@@ -21,6 +21,7 @@ from remstate.schema import (
     FeedbackEntry,
     IdFilter,
     IterationRecord,
+    Policy,
     Status,
     TaskState,
 )
@@ -98,6 +99,84 @@ class TestIncrement:
         new, _ = increment(s, Found(filters={1: id_filter}))
         assert new is not None
         assert [ref.id_filter for ref in new.segments] == [id_filter]
+
+
+class TestIncrementEnforcesTheStoredLimit:
+    @pytest.mark.parametrize(
+        ("stored", "default", "at", "limit"),
+        [
+            pytest.param(3, 10, 3, 3, id="stored 3 beats a default of 10"),
+            pytest.param(10, 3, 3, None, id="stored 10 beats a default of 3"),
+            pytest.param(None, 3, 3, 3, id="none stored: the default"),
+            pytest.param(None, 10, 3, None, id="none stored: the default, not reached"),
+        ],
+    )
+    def test_the_limit_is_the_stored_one(
+        self, stored: int | None, default: int, at: int, limit: int | None
+    ) -> None:
+        """The stored limit wins over the writer's; the writer's only when none is stored."""
+        s = state(at, policy=Policy(max_iterations=stored))
+        if limit is not None:
+            with pytest.raises(MaxIterationsReached) as raised:
+                increment(s, Found(), default)
+            assert (raised.value.iteration, raised.value.max_iterations) == (at, limit)
+            return
+        new, number = increment(s, Found(), default)
+        assert (number, new is not None) == (at + 1, True)
+        assert new.policy == s.policy  # an increment leaves the policy as it was
+
+    def test_a_committed_key_still_returns_its_number_past_a_lowered_limit(self) -> None:
+        """Idempotency first: a retry of an increment that committed is not refused."""
+        s = state(3, policy=Policy(max_iterations=2))
+        found = Found({"key": IterationRecord(3, T0, "", {"op": "key"})})
+        assert increment(s, found, 10) == (None, 3)
+
+
+DEFAULTS = Policy(max_iterations=10, ttl=timedelta(days=7))
+
+
+class TestSetPolicy:
+    def set(self, s: TaskState, **given: Any) -> tuple[TaskState | None, Policy]:
+        values: dict[str, Any] = {"max_iterations": None, "ttl": None, "clear_ttl": False}
+        values.update(given)
+        return mutations.set_policy(s, defaults=DEFAULTS, **values)
+
+    def test_changes_what_is_given_and_keeps_the_rest(self) -> None:
+        """A new limit keeps the stored ttl; a new ttl keeps the stored limit."""
+        s = state(policy=Policy(3, timedelta(days=1)))
+        new, policy = self.set(s, max_iterations=5)
+        assert policy == Policy(5, timedelta(days=1))
+        assert new is not None
+        assert new.policy == policy
+        _, policy = self.set(s, ttl=timedelta(days=14))
+        assert policy == Policy(3, timedelta(days=14))
+
+    def test_clear_ttl(self) -> None:
+        """``clear_ttl`` drops the ttl (the cleanup's default applies) and keeps the limit."""
+        new, policy = self.set(state(policy=Policy(3, timedelta(days=1))), clear_ttl=True)
+        assert policy == Policy(3, None)
+        assert new is not None
+
+    def test_a_state_without_a_policy_takes_the_defaults_then_the_given_values(self) -> None:
+        """A state written before policies stores the writer's defaults with what is given."""
+        new, policy = self.set(state(), max_iterations=4)
+        assert policy == Policy(4, timedelta(days=7))
+        assert new is not None
+        assert new.policy == policy
+        _, policy = self.set(state(), clear_ttl=True)
+        assert policy == Policy(10, None)
+
+    def test_unchanged_is_no_write(self) -> None:
+        """The same values again write nothing and return the stored policy."""
+        s = state(policy=Policy(3, timedelta(days=1)))
+        assert self.set(s, max_iterations=3) == (None, s.policy)
+
+    def test_a_limit_below_the_counter_is_stored(self) -> None:
+        """Lowering the limit under the counter is allowed: the next increment is refused."""
+        new, _ = self.set(state(5, policy=Policy(10)), max_iterations=2)
+        assert new is not None
+        with pytest.raises(MaxIterationsReached):
+            increment(new, Found(), 10)
 
 
 class TestAppendBatch:
@@ -276,6 +355,7 @@ class TestUpdate:
                 _replace(iteration_history=()), "increment_iteration", id="iteration records"
             ),
             pytest.param(_replace(archived_resolutions={"x": None}), "history index", id="overlay"),
+            pytest.param(_replace(policy=Policy(max_iterations=99)), "set_policy", id="policy"),
             pytest.param(
                 lambda s: dataclasses.replace(s, feedback_history=(entry(0), entry(0))),
                 "unique",

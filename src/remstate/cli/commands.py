@@ -44,7 +44,7 @@ def _summary(state: TaskState) -> str:
     return (
         f"task {state.task_id}: iteration {state.iteration}, status {state.status}, "
         f"{state.feedback_total} feedback, {state.error_total} errors, "
-        f"last update {state.to_dict()['last_update']}"
+        f"last update {state.to_dict()['last_update']}, {state.policy.describe()}"
     )
 
 

@@ -18,7 +18,7 @@ import enum
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, Concatenate, ParamSpec
@@ -39,6 +39,7 @@ __all__ = [
     "Session",
     "global_option_parameters",
     "global_options",
+    "global_options_but",
     "group_callback",
 ]
 
@@ -224,14 +225,16 @@ def _typer_callable(
     own: list[inspect.Parameter],
     *,
     group: bool,
+    claimed: Collection[str] = (),
 ) -> Callable[..., None]:
     """``body`` under ``like``'s name and docs, with the signature typer will read.
 
     Typer builds a command's options from ``inspect.signature``, which honours
     ``__signature__``: the documented way to give a callable a signature it
     was not defined with, so no typer or click internals are touched.
+    ``claimed``: global options the command declares itself, left out here.
     """
-    extra = global_option_parameters(group=group)
+    extra = [p for p in global_option_parameters(group=group) if p.name not in claimed]
     if clash := {p.name for p in own} & {"ctx", *(p.name for p in extra)}:
         raise TypeError(f"{like.__name__}: parameters {sorted(clash)} shadow global options")
     ctx = inspect.Parameter(
@@ -254,13 +257,38 @@ def global_options(function: Callable[Concatenate[Session, P], None]) -> Callabl
     The command's own parameters, after the first, stay as they are, and the
     options are ordinary typer options of the command, shown in its help.
     """
+    return _with_global_options(function, claimed=())
+
+
+def global_options_but(
+    *claimed: str,
+) -> Callable[[Callable[Concatenate[Session, P], None]], Callable[..., None]]:
+    """As :func:`global_options`, but the command declares the ``claimed`` ones itself.
+
+    For a command whose own option has a global option's name: ``remstate
+    policy 42 --max-iterations 20`` stores a limit. Given before the command,
+    such an option is still the global one.
+    """
+    if unknown := set(claimed) - set(_NAMES):
+        raise TypeError(f"not global options: {sorted(unknown)}")
+
+    def decorate(function: Callable[Concatenate[Session, P], None]) -> Callable[..., None]:
+        return _with_global_options(function, claimed=claimed)
+
+    return decorate
+
+
+def _with_global_options(
+    function: Callable[Concatenate[Session, P], None], *, claimed: Collection[str]
+) -> Callable[..., None]:
     own = list(inspect.signature(function, eval_str=True).parameters.values())[1:]
+    names = [name for name in _NAMES if name not in claimed]
 
     def command(ctx: typer.Context, **kwargs: Any) -> None:
-        options = _given_here(ctx, {name: kwargs.pop(name) for name in _NAMES})
+        options = _given_here(ctx, {name: kwargs.pop(name) for name in names})
         function(Session(options), **kwargs)  # type: ignore[call-arg]  # kwargs are P.kwargs
 
-    return _typer_callable(command, function, own, group=False)
+    return _typer_callable(command, function, own, group=False, claimed=claimed)
 
 
 def group_callback(function: Callable[[], None], *, root: bool) -> Callable[..., None]:

@@ -71,11 +71,13 @@ from remstate.schema.layout import (
     DATA_KEYS,
     KEY_FEEDBACK_RESOLUTIONS,
     KEY_HISTORY_INDEX,
+    KEY_POLICY,
     SEGMENT_DATA_KEYS,
     EncodedObject,
     StateTooLarge,
     last_update_of,
     soft_deleted_at,
+    ttl_of,
 )
 from remstate.schema.migrations import (
     MIGRATED_NOTE,
@@ -111,6 +113,7 @@ from remstate.schema.naming import (
     task_selector,
     validate_task_id,
 )
+from remstate.schema.policy import MAX_ITERATIONS_LIMIT, Policy
 from remstate.schema.problems import Problem, ProblemCode
 from remstate.schema.records import (
     ErrorRecord,
@@ -169,6 +172,7 @@ __all__ = [
     "KEEP_BYTES",
     "KEY_FEEDBACK_RESOLUTIONS",
     "KEY_HISTORY_INDEX",
+    "KEY_POLICY",
     "KINDS",
     "KIND_ERRORS",
     "KIND_FEEDBACK",
@@ -185,6 +189,7 @@ __all__ = [
     "MAX_AUTHOR_LENGTH",
     "MAX_DATA_BYTES",
     "MAX_FEEDBACK_ID_LENGTH",
+    "MAX_ITERATIONS_LIMIT",
     "MAX_JSON_DEPTH",
     "MAX_TEXT_BYTES",
     "MIGRATED_NOTE",
@@ -206,6 +211,7 @@ __all__ = [
     "IdFilter",
     "IssueType",
     "IterationRecord",
+    "Policy",
     "Problem",
     "ProblemCode",
     "Records",
@@ -255,6 +261,7 @@ __all__ = [
     "soft_deleted_at",
     "state_object",
     "task_selector",
+    "ttl_of",
     "utc_now",
     "validate_record_id",
     "validate_task_id",

@@ -21,7 +21,9 @@ from remstate.schema.index import (
 from remstate.schema.layout import KEY_FEEDBACK_RESOLUTIONS, KEY_HISTORY_INDEX, last_update_of
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
+    ANNOTATION_MAX_ITERATIONS,
     ANNOTATION_TASK_ID,
+    ANNOTATION_TTL,
     object_name,
     segment_name,
 )
@@ -198,3 +200,25 @@ def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]
             f"is {ann_update!r}, data.last_update is {format_timestamp(state.last_update)}"
             " (cleanup decides on the annotation)",
         )
+    yield from _check_policy_annotations(obj, state)
+
+
+def _check_policy_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]:
+    """The policy's annotations against the data: cleanup and ``ls`` read only those.
+
+    An older remstate's write keeps the ``policy`` key but drops these (they
+    are remstate's, and it does not know them): reported, so that a repair
+    or the next write puts them back.
+    """
+    policy = state.policy
+    for key, expected in (
+        (ANNOTATION_TTL, policy.ttl_seconds),
+        (ANNOTATION_MAX_ITERATIONS, policy.max_iterations),
+    ):
+        stored = obj.annotations.get(key)
+        if stored != (None if expected is None else str(expected)):
+            yield Problem(
+                f"annotations.{key}",
+                ProblemCode.ANNOTATION_MISMATCH,
+                f"is {stored!r}, data.policy says {expected!r} (cleanup decides on the annotation)",
+            )

@@ -33,6 +33,7 @@ from remstate.schema.layout import (
     HISTORY_KEYS,
     KEY_FEEDBACK_RESOLUTIONS,
     KEY_HISTORY_INDEX,
+    KEY_POLICY,
     KNOWN_KEYS,
     last_update_of,
 )
@@ -45,6 +46,7 @@ from remstate.schema.migrations import (
 from remstate.schema.naming import (
     ANNOTATION_TASK_ID,
 )
+from remstate.schema.policy import Policy
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
 from remstate.schema.reader import (
     Reader,
@@ -172,6 +174,27 @@ def _read_resolutions(value: Any, reader: Reader) -> dict[str, datetime | None]:
     return out
 
 
+def _read_policy(data: Mapping[str, str], reader: Reader) -> Policy:
+    """The stored policy; empty when the key is absent (a state written before policies).
+
+    A broken one is a problem like any other key's: a strict read raises, a
+    collecting one reports it and goes on with an empty policy.
+    """
+    if KEY_POLICY not in data:
+        return Policy()
+    reported = len(reader.problems)
+    value = reader.json(data, KEY_POLICY)
+    if value is None:
+        if len(reader.problems) == reported:  # JSON null; a broken value is reported already
+            reader.fail(MalformedError(ProblemCode.BAD_VALUE, KEY_POLICY, "expected an object"))
+        return Policy()
+    try:
+        return Policy._read(value, KEY_POLICY)
+    except MalformedError as m:
+        reader.fail(m)
+        return Policy()
+
+
 def _reuse_prefix(
     text: str | None,
     known: Sequence[IterationRecord | FeedbackEntry | ErrorRecord],
@@ -271,6 +294,7 @@ def read_state(
         HistoryIndex() if index_value is None else read_history_index(index_value, reader.fail)
     )
     resolutions = _read_resolutions(reader.json(data, KEY_FEEDBACK_RESOLUTIONS), reader)
+    policy = _read_policy(data, reader)
 
     if task_id is None or status is None or last_update is None:
         return None  # only a collecting reader gets here
@@ -295,6 +319,7 @@ def read_state(
                 metadata=metadata,
                 extra_data=extra_data,
                 archived_resolutions=resolutions,
+                policy=policy,
                 schema_version=version,
             )
         except InvalidInput as e:
@@ -314,8 +339,9 @@ def decode_state(
     Tolerant of what has a safe default: a missing JSON key reads as empty, a
     missing ``iteration`` is counted from the history, a missing
     ``last_update`` comes from its annotation (or the creation time), a
-    missing ``task_id`` from its annotation. Keys this version does not know
-    go to ``extra_data``.
+    missing ``task_id`` from its annotation, a missing ``policy`` is empty (a
+    state written before policies). Keys this version does not know go to
+    ``extra_data``.
 
     Strict about what the next write would spread (see
     :func:`refuse_inconsistent`): ``iteration`` must count the iteration

@@ -29,16 +29,19 @@ from remstate.schema.layout import (
     HISTORY_KEYS,
     KEY_FEEDBACK_RESOLUTIONS,
     KEY_HISTORY_INDEX,
+    KEY_POLICY,
     KNOWN_KEYS,
     EncodedObject,
     StateTooLarge,
 )
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
+    ANNOTATION_MAX_ITERATIONS,
     ANNOTATION_SCHEMA_VERSION,
     ANNOTATION_SEGMENTS,
     ANNOTATION_SOFT_DELETED_AT,
     ANNOTATION_TASK_ID,
+    ANNOTATION_TTL,
     LABEL_LIFECYCLE,
     LABEL_MANAGED_BY,
     LABEL_ROLE,
@@ -146,6 +149,10 @@ def _state_data(state: TaskState, last_update: str, *, compress_over: int) -> di
         data[KEY_FEEDBACK_RESOLUTIONS] = Resolutions.of(state.archived_resolutions).encoded(
             compress_over
         )
+    if state.policy:
+        # An empty policy (a state written before policies) is not written: the
+        # object stays as its writers' defaults left it until one stores them.
+        data[KEY_POLICY] = encode_json(state.policy.to_stored(), compress_over=compress_over)
     for key, value in state.extra_data.items():
         data[key] = _utf8(value, f"data key {key!r}")
     return data
@@ -169,6 +176,11 @@ def _state_metadata(
     if state.segments:
         # Cleanup tells an orphan segment from the head's metadata alone.
         annotations[ANNOTATION_SEGMENTS] = format_ranges(s.n for s in state.segments)
+    # Cleanup and `ls` read the policy without data; absent when not stored.
+    if state.policy.ttl_seconds is not None:
+        annotations[ANNOTATION_TTL] = str(state.policy.ttl_seconds)
+    if state.policy.max_iterations is not None:
+        annotations[ANNOTATION_MAX_ITERATIONS] = str(state.policy.max_iterations)
     if soft_deleted_at is not None:
         annotations[ANNOTATION_SOFT_DELETED_AT] = format_timestamp(soft_deleted_at)
     return labels, annotations

@@ -22,12 +22,29 @@ The head object ``task-{id}-state`` holds, as ``data``::
                        only when not empty: JSON object {"<entry ID>": RFC 3339 | null},
                        resolutions of entries that are in segments, which override
                        what the segments hold (null: marked unresolved)
+    policy             only when not empty: JSON object {max_iterations?, ttl_seconds?},
+                       the limit every writer enforces and the task's own retention
+                       (see ``policy``); absent in a state written before policies
+                       existed, whose writers use their own default limit, and
+                       whose next write stores it
 
 There is no stored total: the number of entries is the last segment's
 ``first_seq + count`` plus the head's entries. A stored total would change on
 every append and force the whole index (up to 4096 IDs) to be re-encoded and
 re-compressed on every write; without one, the index changes only when a
 segment is added, and is encoded once.
+
+The head's annotations repeat what cleanup and ``ls`` decide on, so that they
+scan metadata only, and every write keeps them current: ``remstate.io/last-update``,
+``remstate.io/ttl`` (the policy's ttl in whole seconds, only when it has one),
+``remstate.io/max-iterations`` (only when the policy stores one) and
+``remstate.io/segments``. Read them with :func:`last_update_of`, :func:`ttl_of`.
+
+``policy`` is an added key of schema version 1, not a new version: a reader
+that does not know it keeps it in ``extra_data`` and writes it back unchanged
+(as it does any key a newer remstate wrote), so an older writer never drops a
+policy; it only does not enforce it. A new version would make every older
+reader refuse the state outright.
 
 The JSON values are plain when small and ``gzip+base64:`` when large (see
 ``encoding``). A key this version does not know is kept and written back.
@@ -62,14 +79,16 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from remstate.errors import InvalidInput
 from remstate.objects import StoredObject
+from remstate.schema.durations import MAX_DURATION
 from remstate.schema.naming import (
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_SOFT_DELETED_AT,
+    ANNOTATION_TTL,
     LABEL_LIFECYCLE,
     LIFECYCLE_SOFT_DELETED,
 )
@@ -96,6 +115,8 @@ DATA_KEYS = (
 KEY_HISTORY_INDEX = "history_index"
 #: Present only when entries in segments were resolved or unresolved since they moved.
 KEY_FEEDBACK_RESOLUTIONS = "feedback_resolutions"
+#: Present only when the task's policy is not empty (see ``policy``).
+KEY_POLICY = "policy"
 #: The data key of each kind's records, in the head and in segments.
 HISTORY_KEYS = {
     KIND_FEEDBACK: "feedback_history",
@@ -114,7 +135,7 @@ SEGMENT_DATA_KEYS = (
 
 
 #: Every data key of a head this version knows; others are kept as they are.
-KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX, KEY_FEEDBACK_RESOLUTIONS))
+KNOWN_KEYS = frozenset((*DATA_KEYS, KEY_HISTORY_INDEX, KEY_FEEDBACK_RESOLUTIONS, KEY_POLICY))
 
 
 class StateTooLarge(InvalidInput):
@@ -152,6 +173,19 @@ def last_update_of(obj: StoredObject) -> datetime | None:
         return None if raw is None else parse_timestamp(raw)
     except InvalidInput:
         return None
+
+
+def ttl_of(obj: StoredObject) -> timedelta | None:
+    """The task's own ttl (the ``ttl`` annotation), or ``None`` when it is missing or unreadable.
+
+    ``None`` means the cleanup's default applies; an unreadable annotation is
+    no reason to keep, or to delete, a state sooner than the default says.
+    """
+    raw = obj.annotations.get(ANNOTATION_TTL)
+    if raw is None or not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        return None
+    ttl = timedelta(seconds=int(raw))
+    return ttl if timedelta(0) < ttl <= MAX_DURATION else None
 
 
 def soft_deleted_at(obj: StoredObject) -> datetime | None:

@@ -43,6 +43,7 @@ from remstate.schema.index import (
     read_resolution,
 )
 from remstate.schema.naming import validate_task_id
+from remstate.schema.policy import Policy
 from remstate.schema.records import (
     ErrorRecord,
     FeedbackEntry,
@@ -103,6 +104,9 @@ class TaskState:
     #: for "marked unresolved". Lay them over segment content with
     #: :func:`apply_resolutions`. Held as a :class:`Resolutions`.
     archived_resolutions: Mapping[str, datetime | None] = field(default_factory=Resolutions)
+    #: The task's iteration limit and retention, enforced by every writer (empty: a
+    #: state written before policies existed; its writers use their own defaults).
+    policy: Policy = field(default_factory=Policy)
     #: The version of the object this state was read from (0: migrated on read).
     #: Not part of equality: it says where the state came from, not what it is.
     schema_version: int = field(default=SCHEMA_VERSION, compare=False)
@@ -139,6 +143,7 @@ class TaskState:
         if not isinstance(self.archived_resolutions, Mapping):
             raise InvalidInput("archived_resolutions must be a mapping of ID to resolved_at")
         set_normalized(self, "archived_resolutions", Resolutions.of(self.archived_resolutions))
+        _check_type(self.policy, Policy, "policy")
         _check_type(self.schema_version, int, "schema_version")
 
     @classmethod
@@ -149,8 +154,12 @@ class TaskState:
         clock: Clock = utc_now,
         status: Status | str = Status.PENDING,
         metadata: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
     ) -> TaskState:
         """The state of a task that has just been created: iteration 0, no history.
+
+        ``policy``: its iteration limit and retention (the writer fills in what
+        it leaves out from its own defaults).
 
         Raises:
             InvalidInput: a bad task ID, an unknown status, metadata that is not JSON.
@@ -161,6 +170,7 @@ class TaskState:
             status=parse_status(status, strict=True),
             last_update=clock(),
             metadata=metadata or {},
+            policy=policy or Policy(),
         )
 
     # -- the history across head and segments ---------------------------------
@@ -387,6 +397,7 @@ class TaskState:
             "metadata": dict(self.metadata),
             "extra_data": dict(self.extra_data),
             "archived_resolutions": Resolutions.of(self.archived_resolutions).to_dict(),
+            "policy": self.policy.to_dict(),
         }
 
     @classmethod
@@ -432,6 +443,7 @@ class TaskState:
             for k, v in _object(obj.get("archived_resolutions", {}), "archived_resolutions").items()
         )
         version = _int(obj.get("schema_version", SCHEMA_VERSION), "schema_version")
+        policy = Policy._read(obj.get("policy", {}), "policy")
         return _construct(
             "",
             lambda: cls(
@@ -446,6 +458,7 @@ class TaskState:
                 metadata=metadata,
                 extra_data=extra_data,
                 archived_resolutions=resolutions,
+                policy=policy,
                 schema_version=version,
             ),
         )
