@@ -25,9 +25,10 @@ Figures:
   ``many``. RSS would not do: it never goes down, and the bench process
   built the histories before.
 
-The scan is :data:`SCAN`: the list loop below until ``cleanup_old_states``
-lands, then ``StateManager.cleanup_old_states(dry_run=True)``; switching is
-that one line.
+The scan is :data:`SCAN`: ``StateManager.cleanup_old_states(dry_run=True)``,
+unpaced, which adds the orphan check (metadata-only lists of segments and
+snapshots); or the bare list loop of heads below (``list_heads``), what the
+cleanup's decisions need. Switching is that one line.
 """
 
 from __future__ import annotations
@@ -72,13 +73,18 @@ def list_heads(manager: StateManager) -> int:
 
 
 def cleanup_dry_run(manager: StateManager) -> int:
-    """The scan through the cleanup itself, deciding nothing (every task here is fresh)."""
-    report: Any = manager.cleanup_old_states(dry_run=True)  # type: ignore[attr-defined]
-    return int(report.scanned)
+    """The scan through the cleanup itself, deciding nothing (every task here is fresh).
+
+    Unpaced (``requests_per_second=None``): the figure is the scan's cost, not
+    the pace a cleanup keeps to spare the API server. It includes the
+    orphan check's metadata-only lists of segments and snapshots.
+    """
+    report = manager.cleanup_old_states(dry_run=True, page_size=PAGE, requests_per_second=None)
+    return report.scanned
 
 
-#: The scan measured. Switch to ``cleanup_dry_run`` once ``cleanup_old_states`` exists.
-SCAN: Callable[[StateManager], int] = list_heads
+#: The scan measured: ``cleanup_dry_run``, or ``list_heads`` for the bare list of heads.
+SCAN: Callable[[StateManager], int] = cleanup_dry_run
 
 
 class MeteredApiClient(CountingApiClient):
@@ -156,6 +162,8 @@ class ScanResult:
     empty: Side
     big: Side
     many: Side
+    #: The same namespaces scanned with ``list_heads`` alone, when SCAN is the cleanup.
+    heads: ScanResult | None = None
 
     @property
     def bytes_ratio(self) -> float:
@@ -180,6 +188,7 @@ class ScanResult:
             "bytes_ratio": self.bytes_ratio,
             "time_ratio": self.time_ratio,
             "memory_ratio": self.memory_ratio,
+            "heads": self.heads.to_dict() if self.heads else None,
         }
 
 
@@ -243,8 +252,15 @@ def _build(target: Target, namespace: str, count: int, *, history: bool) -> Side
     return side
 
 
-def _scan(target: Target, namespace: str, side: Side, *, traced: bool = False) -> float:
-    """One scan of the namespace with a fresh client; seconds (or, traced, peak bytes)."""
+def _scan(
+    target: Target,
+    namespace: str,
+    side: Side,
+    scan: Callable[[StateManager], int],
+    *,
+    traced: bool = False,
+) -> None:
+    """One scan of the namespace with a fresh client, into ``side``: its time, or peak memory."""
     api = MeteredApiClient(target.configuration())
     manager = StateManager(api_client=api, namespace=namespace)
     try:
@@ -252,22 +268,46 @@ def _scan(target: Target, namespace: str, side: Side, *, traced: bool = False) -
             tracemalloc.start()
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
-            SCAN(manager)
+            scan(manager)
             peak = tracemalloc.get_traced_memory()[1] - base
             tracemalloc.stop()
             side.peak_bytes = max(side.peak_bytes, peak)
-            return float(peak)
+            return
         started = now()
-        scanned = SCAN(manager)
+        scanned = scan(manager)
         elapsed = now() - started
         if side.scanned and scanned != side.scanned:
             raise RuntimeError(f"scanned {scanned} tasks, then {side.scanned}")
         side.scanned, side.requests, side.response_bytes = scanned, api.requests, api.response_bytes
         side.seconds.append(elapsed)
-        return elapsed
     finally:
         manager.close()
         api.close()
+
+
+def _measure(
+    target: Target,
+    namespaces: Sequence[str],
+    built: Sequence[Side],
+    scan: Callable[[StateManager], int],
+    rounds: int,
+) -> ScanResult:
+    """``scan`` of each namespace: ``rounds`` timed (empty and big alternating), one traced."""
+    empty, big, lots = (
+        Side(s.tasks, stored_bytes=s.stored_bytes, build_seconds=s.build_seconds) for s in built
+    )
+    result = ScanResult(scan.__name__, PAGE, empty, big, lots)
+    empty_ns, big_ns, many_ns = namespaces
+    _scan(target, empty_ns, empty, scan)  # a warm-up: connections, the server's first list
+    empty.seconds.clear()
+    for i in range(rounds):
+        order = ((empty_ns, empty), (big_ns, big))
+        for namespace, side in order if i % 2 == 0 else order[::-1]:
+            _scan(target, namespace, side, scan)
+    _scan(target, many_ns, lots, scan)
+    for namespace, side in ((empty_ns, empty), (big_ns, big), (many_ns, lots)):
+        _scan(target, namespace, side, scan, traced=True)
+    return result
 
 
 def measure_scan(
@@ -279,7 +319,7 @@ def measure_scan(
     rounds: int,
     say: Callable[[str], None] = lambda _: None,
 ) -> ScanResult:
-    """Build the three namespaces' tasks, then scan each: ``rounds`` timed, one traced."""
+    """Build the three namespaces' tasks, then measure :data:`SCAN` (and the bare head list)."""
     empty_ns, big_ns, many_ns = namespaces
     empty = _build(target, empty_ns, count, history=False)
     say(f"scan: {count:,} empty tasks built in {empty.build_seconds:.0f}s")
@@ -290,20 +330,16 @@ def measure_scan(
     )
     lots = _build(target, many_ns, many, history=False)
     say(f"scan: {many:,} empty tasks built in {lots.build_seconds:.0f}s")
-    result = ScanResult(SCAN.__name__, PAGE, empty, big, lots)
-    _scan(target, empty_ns, empty)  # a warm-up: connections, the server's first list
-    empty.seconds.clear()
-    for i in range(rounds):
-        order = ((empty_ns, empty), (big_ns, big))
-        for namespace, side in order if i % 2 == 0 else order[::-1]:
-            _scan(target, namespace, side)
-    _scan(target, many_ns, lots)
-    for namespace, side in ((empty_ns, empty), (big_ns, big), (many_ns, lots)):
-        _scan(target, namespace, side, traced=True)
-    say(
-        f"scan: {result.empty.bytes_per_task:,.0f} vs {result.big.bytes_per_task:,.0f} bytes "
-        f"per task; ratios bytes {result.bytes_ratio:.2f}, time {result.time_ratio:.2f}; "
-        f"peak {empty.peak_bytes / 1024:,.0f} / {big.peak_bytes / 1024:,.0f} / "
-        f"{lots.peak_bytes / 1024:,.0f} KiB"
-    )
+    built = (empty, big, lots)
+    result = _measure(target, namespaces, built, SCAN, rounds)
+    if SCAN is not list_heads:
+        result.heads = _measure(target, namespaces, built, list_heads, rounds)
+    for r in (result, result.heads):
+        if r is not None:
+            say(
+                f"scan {r.scan}: {r.empty.bytes_per_task:,.0f} vs {r.big.bytes_per_task:,.0f} "
+                f"bytes per task; ratios bytes {r.bytes_ratio:.2f}, time {r.time_ratio:.2f}; "
+                f"peak {r.empty.peak_bytes / 1024:,.0f} / {r.big.peak_bytes / 1024:,.0f} / "
+                f"{r.many.peak_bytes / 1024:,.0f} KiB"
+            )
     return result

@@ -226,7 +226,18 @@ class Results:
 
 
 def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list[str]]:
-    """The cleanup scan's rows: bytes, time on each plane, peak memory by history and by count."""
+    """The cleanup scan's rows: the cleanup's dry run, then the bare list of heads."""
+    rows = _scan_kind_rows(plain, cached, "cleanup scan")
+    rows += _scan_kind_rows(
+        plain and plain.heads, cached and cached.heads, "cleanup scan, heads only"
+    )
+    return rows
+
+
+def _scan_kind_rows(
+    plain: ScanResult | None, cached: ScanResult | None, label: str
+) -> list[list[str]]:
+    """Bytes, time on each plane, peak memory by history and by count, for one scan."""
     either = cached or plain
     if either is None:
         return []
@@ -235,7 +246,7 @@ def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list
     e, b = either.empty, either.big
     rows = [
         [
-            "cleanup scan: response bytes per task, 1 MiB history ÷ empty",
+            f"{label}: response bytes per task, 1 MiB history ÷ empty",
             _ratio(either.bytes_ratio),
             "≤ 1.2",
             (
@@ -253,7 +264,7 @@ def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list
         e, b = result.empty, result.big
         rows.append(
             [
-                f"cleanup scan: time per task, 1 MiB history ÷ empty, {where}",
+                f"{label}: time per task, 1 MiB history ÷ empty, {where}",
                 _ratio(result.time_ratio),
                 "≤ 1.2",
                 (
@@ -265,7 +276,7 @@ def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list
     e, b, m = either.empty, either.big, either.many
     rows.append(
         [
-            "cleanup scan: peak memory, 1 MiB history ÷ empty",
+            f"{label}: peak memory, 1 MiB history ÷ empty",
             _ratio(either.memory_ratio),
             "flat (1)",
             (
@@ -276,7 +287,7 @@ def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list
     )
     rows.append(
         [
-            f"cleanup scan: peak memory, {m.tasks:,} states ÷ {n:,} states (empty)",
+            f"{label}: peak memory, {m.tasks:,} states ÷ {n:,} states (empty)",
             _ratio(_div(m.peak_bytes, e.peak_bytes)),
             "flat (1)",
             (
