@@ -50,6 +50,12 @@ class FakeTime:
             self.pending = None
             return event.is_set()
 
+    def move(self, seconds: float) -> None:
+        """Move time on, and return at once."""
+        with self._cond:
+            self.now += seconds
+            self._cond.notify_all()
+
     def advance(self, seconds: float) -> None:
         """Move time on, and wait until the loop has acted on it and waits again."""
         with self._cond:
@@ -259,6 +265,32 @@ class TestStop:
         assert fake.pending == HOUR  # one interval from the new start
         fake.advance(HOUR)
         assert job.calls == 2
+
+    def test_start_while_a_stop_waits_for_a_run_starts_a_new_loop(
+        self, fake: FakeTime, loops: list[Any]
+    ) -> None:
+        """Leadership won back while the old run finishes: a new loop runs, after that run."""
+        entered, release = threading.Event(), threading.Event()
+        job = Job()
+
+        def slow() -> int:
+            entered.set()
+            release.wait(PATIENCE)
+            return job()
+
+        loop = fake_loop(fake, slow, loops, interval=HOUR)
+        loop.start()
+        fake.until_waiting()
+        fake.move(HOUR)
+        assert entered.wait(PATIENCE)
+        assert loop.stop(timeout=0.01) is False  # the run is under way
+        waits = fake.waits
+        loop.start()
+        release.set()
+        fake.until_waiting(waits + 1)  # the new loop waits its first interval
+        assert loop.is_running
+        fake.advance(HOUR)  # its run waits for the old one to end, if it has not
+        assert (job.calls, loop.runs) == (2, 2)
 
     def test_a_context_manager_starts_and_stops(self, fake: FakeTime) -> None:
         """``with loop:`` runs it for the block, and stops it after."""

@@ -111,9 +111,14 @@ class CleanupLoop(Generic[_T]):
         return thread is not None and thread.is_alive()
 
     def start(self) -> None:
-        """Start the thread; nothing if it is running already."""
+        """Start the thread; nothing if it is running already.
+
+        A loop being stopped (``stop`` timed out while a run finished) is
+        running no longer: a new thread starts, and its first run waits for
+        that one to end.
+        """
         with self._lock:
-            if self.is_running:
+            if self.is_running and not self._stop.is_set():
                 return
             self._stop = threading.Event()
             self._thread = threading.Thread(
