@@ -22,7 +22,7 @@ Pure data; no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = [
@@ -51,7 +51,8 @@ class Permission:
     resource: str
     verb: str
     namespaced: bool
-    why: str = ""
+    #: Not part of the identity: two entries for the same verb are the same permission.
+    why: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         """``verb resource.group``, as ``kubectl auth can-i`` takes it."""
