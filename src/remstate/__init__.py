@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing
 
+from remstate.cleanup import CleanupItem, CleanupReport
 from remstate.errors import (
     AlreadyExists,
     ApiStatus,
@@ -30,6 +31,7 @@ from remstate.errors import (
     UnsupportedSchemaVersion,
 )
 from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
+from remstate.recovery import Finding, RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -41,6 +43,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
+from remstate.snapshots import Snapshot
 
 if typing.TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -49,6 +52,8 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "AlreadyExists",
     "ApiStatus",
+    "CleanupItem",
+    "CleanupReport",
     "Conflict",
     "CorruptState",
     "CorruptStore",
@@ -57,6 +62,7 @@ __all__ = [
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
+    "Finding",
     "Forbidden",
     "Gone",
     "InvalidInput",
@@ -69,11 +75,14 @@ __all__ = [
     "NotFound",
     "OutcomeUnknown",
     "Policy",
+    "RecoveryReport",
     "RemstateError",
+    "RestoreReport",
     "RetriesExhausted",
     "RetryPolicy",
     "ServerFault",
     "Severity",
+    "Snapshot",
     "StateError",
     "StateManager",
     "StateNotFound",
@@ -82,6 +91,7 @@ __all__ = [
     "TaskState",
     "Unavailable",
     "UnsupportedSchemaVersion",
+    "ValidationReport",
 ]
 __version__ = "0.1.0"
 
