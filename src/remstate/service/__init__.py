@@ -1,0 +1,1 @@
+"""The service: ``remstate serve``, the HTTP API over the manager (see DESIGN.md)."""
