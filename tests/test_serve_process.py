@@ -71,12 +71,17 @@ def serve(tmp_path: Path, *args: str) -> Iterator[Served]:
             kill(proc)
 
 
-def in_flight(served: Served) -> float:
+def metric(served: Served, name: str) -> float:
+    """A sample without labels from the process's /metrics."""
     text = httpx.get(served.url + "/metrics", timeout=5).text
     for line in text.splitlines():
-        if line.startswith("remstate_http_requests_in_flight "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError("no in-flight gauge in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def in_flight(served: Served) -> float:
+    return metric(served, "remstate_http_requests_in_flight")
 
 
 class TestServe:
@@ -141,6 +146,23 @@ class TestServe:
         with StateManager(EmbeddedStore(str(db))) as m:
             assert m.get_current_iteration("42") == 2
         assert "leadership released" in served.log.read_text()
+
+    def test_the_leader_cleans_up_every_interval(self, tmp_path: Path) -> None:
+        """With --cleanup-interval 1s, the cleanup's runs show in /metrics; SIGTERM stops it, 0."""
+        db = tmp_path / "state.db"
+        with StateManager(EmbeddedStore(str(db))) as m:
+            m.increment_iteration("42")
+        args = ("--store", f"sqlite://{db}", "--cleanup-interval", "1s")
+        with serve(tmp_path, *args) as served:
+            deadline = time.monotonic() + START
+            while metric(served, "remstate_cleanup_states_scanned_total") < 2:
+                assert time.monotonic() < deadline, tail(served.log, 40)
+                time.sleep(0.2)  # polling a real process's loop, not a timed assertion
+            served.proc.send_signal(signal.SIGTERM)
+            assert served.proc.wait(timeout=60) == 0, tail(served.log, 40)
+        log = served.log.read_text()
+        assert "cleanup: every 1s" in log
+        assert "the periodic cleanup starts" in log
 
     def test_a_token_file_guards_every_route_but_the_probes(self, tmp_path: Path) -> None:
         """With --token-file: no token 401 (WWW-Authenticate: Bearer), the token 200."""

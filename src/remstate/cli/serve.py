@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry
 
 from remstate.cli.commands import app
 from remstate.cli.options import Session, global_options
 from remstate.errors import InvalidInput
+from remstate.loop import CleanupLoop
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.service import create_app
 from remstate.service.auth import Authorizer, OpenLocal, TokenFile
@@ -62,15 +62,15 @@ def serve(
         raise InvalidInput(f"--cleanup-interval: {e}") from None
     authorizer: Authorizer = OpenLocal() if token_file is None else TokenFile(token_file)
     leadership = Always()
-    registry = CollectorRegistry()
     with c.manager("rwc") as manager:
+        # The manager's own registry: /metrics serves its metrics and the requests'.
+        registry = manager.metrics.registry
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None
         if not no_cleanup:
-            from remstate.loop import CleanupLoop
-
             job = leader_only(leadership, manager.cleanup_old_states)
-            following = LeaderOnly(CleanupLoop(job, interval=interval), leadership)
+            loop = CleanupLoop(job, interval=interval, metrics=manager.metrics)
+            following = LeaderOnly(loop, leadership)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"remstate serve: {c.store_url} at http://{shown}:{port}/api/v1 "
