@@ -2,7 +2,8 @@
 
 The test walks every route of the app. For each it provokes each error it
 can: its own bad inputs (a table below), no token (401), a token without
-the right (403), and the store down (503). Each answer must be a documented
+the right (403), a body too large (413), other writers always winning (409,
+for the writes), and the store down (503). Each answer must be a documented
 status of that route with an ``application/problem+json`` body, and every
 error status the route documents must be among those provoked, except the
 ones no request can provoke against a sound store (``UNPROVOKED``).
@@ -18,8 +19,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from remstate import RetryPolicy, Unavailable
+from remstate import Conflict, RetryPolicy, Unavailable
 from remstate.schema import object_name
+from remstate.service.app import MAX_BODY
 from remstate.store import Store
 from tests.backends import LosesResponses
 from tests.service import MEDIA_TYPE, Follower, Readers, build
@@ -142,6 +144,19 @@ VALID: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
 }
 
 
+#: The routes that write the task: with other writers always winning, 409 contention.
+WRITES = {
+    ("DELETE", "/tasks/{task_id}"),
+    ("PUT", "/tasks/{task_id}/status"),
+    ("PATCH", "/tasks/{task_id}/metadata"),
+    ("PATCH", "/tasks/{task_id}/policy"),
+    ("POST", "/tasks/{task_id}/iterations"),
+    ("POST", "/tasks/{task_id}/feedback"),
+    ("PATCH", "/tasks/{task_id}/feedback/{entry_id}"),
+    ("POST", "/tasks/{task_id}/errors"),
+}
+
+
 @pytest.fixture
 def clients(store: Store) -> dict[str, TestClient]:
     """The admin's client on a sound store, a follower's, and one on a store that is down."""
@@ -158,8 +173,16 @@ def clients(store: Store) -> dict[str, TestClient]:
         error=functools.partial(Unavailable, maybe_applied=False),  # type: ignore[arg-type]
         commit=False,
     )
+    racing = LosesResponses(
+        store,
+        10**6,
+        methods=frozenset({"create", "replace", "delete"}),
+        error=Conflict,
+        commit=False,
+    )
+    contended = build(racing, authorizer=Readers(), retry=RetryPolicy(max_attempts=2))[0]  # type: ignore[arg-type]
     outage = build(down, authorizer=Readers(), retry=RetryPolicy(deadline=0.01))[0]  # type: ignore[arg-type]
-    return {"admin": admin, "follower": follower, "down": outage}
+    return {"admin": admin, "follower": follower, "down": outage, "contended": contended}
 
 
 def documented(client: TestClient, method: str, template: str) -> dict[str, Any]:
@@ -205,7 +228,10 @@ def test_each_error_is_documented_and_each_documented_error_happens(
             (401, clients["admin"], url, {**options, "headers": headers}),
             (403, clients["admin"], url, {**options, "headers": {**headers, **NOBODY}}),
             (503, clients["down"], url, {**options, "headers": {**headers, **ADMIN}}),
+            (413, clients["admin"], url, {"content": HUGE, "headers": {**headers, **ADMIN}}),
         ]
+        if (method, template) in WRITES:
+            attempts.append((409, clients["contended"], url, {**options, "headers": ADMIN}))
         for status, who, path, request in cases:
             extra = dict(request)
             extra["headers"] = {**extra.get("headers", {}), **ADMIN}
@@ -249,6 +275,8 @@ def test_each_success_is_documented(clients: dict[str, TestClient], store: Store
 
 
 NOBODY = {"Authorization": "Bearer nobody"}
+#: A body over the service's limit (1 MiB).
+HUGE = b"x" * (MAX_BODY + 1)
 
 
 def test_the_problem_schema_is_a_component(store: Store) -> None:

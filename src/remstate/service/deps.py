@@ -15,10 +15,29 @@ from remstate.manager import StateManager
 from remstate.service.auth import Authorizer, Caller, Verb
 from remstate.service.leadership import Leadership
 
-__all__ = ["API_PREFIX", "READ", "WRITE", "Services", "allow", "manager_of", "services"]
+__all__ = [
+    "API_PREFIX",
+    "BODY",
+    "COMMON",
+    "READ",
+    "WRITE",
+    "Services",
+    "allow",
+    "manager_of",
+    "services",
+]
 
 #: Where the state API lives; the probes and /metrics are at the root.
 API_PREFIX = "/api/v1"
+
+#: What any API route may answer: no token, no right, a body too large (refused
+#: before routing, whatever the route), a server fault (a corrupt state, etcd
+#: full), the store down.
+COMMON = (401, 403, 413, 500, 503)
+#: What a route with a body may answer too: a body that is not valid.
+BODY = (422,)
+#: What a write may answer too: other writers kept winning (409 contention).
+CONTENDED = (409,)
 
 #: The verbs a route needs, as kubectl's would.
 READ: tuple[Verb, ...] = ("get",)

@@ -12,14 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from remstate.manager import StateManager
-from remstate.service.deps import API_PREFIX, READ, allow, manager_of
+from remstate.service.deps import API_PREFIX, COMMON, READ, allow, manager_of
 from remstate.service.problems import responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX + "/tasks/{task_id}", tags=["recovery"])
 Manager = Annotated[StateManager, Depends(manager_of)]
-COMMON = (401, 403, 503)
 
 
 @router.get("/validation", dependencies=[allow(*READ)], responses=responses(400, 404, *COMMON))

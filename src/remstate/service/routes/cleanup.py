@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from remstate.schema.durations import parse_duration
-from remstate.service.deps import API_PREFIX, Services, allow, services
+from remstate.service.deps import API_PREFIX, BODY, COMMON, Services, allow, services
 from remstate.service.models import Cleanup
 from remstate.service.problems import NotLeader, responses
 
@@ -25,7 +25,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["cleanup"])
 @router.post(
     "/cleanup",
     dependencies=[allow("list", "delete")],
-    responses=responses(400, 409, 422, 401, 403, 503),
+    responses=responses(400, 409, *BODY, *COMMON),
 )
 def cleanup(body: Cleanup, s: Services = Depends(services)) -> dict[str, Any]:  # noqa: B008
     """Run the cleanup now: soft-delete what outlived its ttl, purge what outlived its grace.

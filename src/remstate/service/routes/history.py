@@ -17,7 +17,16 @@ from ulid import ULID
 
 from remstate.manager import StateManager
 from remstate.schema import FeedbackEntry
-from remstate.service.deps import API_PREFIX, READ, WRITE, allow, manager_of
+from remstate.service.deps import (
+    API_PREFIX,
+    BODY,
+    COMMON,
+    CONTENDED,
+    READ,
+    WRITE,
+    allow,
+    manager_of,
+)
 from remstate.service.models import ErrorIn, FeedbackIn, Increment, IncrementOut, Resolution
 from remstate.service.problems import responses
 
@@ -25,10 +34,9 @@ __all__ = ["router"]
 
 router = APIRouter(prefix=API_PREFIX + "/tasks/{task_id}", tags=["history"])
 Manager = Annotated[StateManager, Depends(manager_of)]
-COMMON = (401, 403, 503)
 #: A page's errors: a bad limit or cursor (400), a bad query type (422), no task (404),
 #: and a history that promises what it does not hold (500).
-PAGE = responses(400, 404, 422, 500, *COMMON)
+PAGE = responses(400, 404, 422, *COMMON)
 Limit = Annotated[int, Query(ge=1, le=10_000, description="entries a page holds")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the page before")]
 NewestFirst = Annotated[bool, Query(description="newest first; a cursor keeps its direction")]
@@ -37,7 +45,7 @@ NewestFirst = Annotated[bool, Query(description="newest first; a cursor keeps it
 @router.post(
     "/iterations",
     dependencies=[allow(*WRITE)],
-    responses=responses(400, 409, 422, *COMMON),
+    responses=responses(400, 409, *BODY, *COMMON),
 )
 def increment(task_id: str, body: Increment, m: Manager) -> IncrementOut:
     """Add one iteration (creating the task if needed); the same ``op_id`` again, the same one.
@@ -82,7 +90,7 @@ def feedback(
     status_code=201,
     dependencies=[allow(*WRITE)],
     responses={
-        **responses(400, 422, *COMMON),
+        **responses(400, *BODY, *CONTENDED, *COMMON),
         200: {"description": "an entry with this id was stored already: the stored entry"},
     },
 )
@@ -110,7 +118,7 @@ def append_feedback(
 @router.patch(
     "/feedback/{entry_id}",
     dependencies=[allow("update")],
-    responses=responses(400, 404, 422, *COMMON),
+    responses=responses(400, 404, *BODY, *CONTENDED, *COMMON),
 )
 def resolve_feedback(task_id: str, entry_id: str, body: Resolution, m: Manager) -> dict[str, Any]:
     """Mark a feedback entry resolved (or not); the entry."""
@@ -131,7 +139,9 @@ def errors(
     return {"records": records, "next_cursor": page.next_cursor, "total": page.total}
 
 
-@router.post("/errors", dependencies=[allow(*WRITE)], responses=responses(400, 422, *COMMON))
+@router.post(
+    "/errors", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+)
 def record_error(task_id: str, body: ErrorIn, m: Manager) -> dict[str, Any]:
     """Record an error message (creating the task if needed); the same ``id``, the stored one."""
     return m.record_error(task_id, body.message, id=body.id).to_dict()

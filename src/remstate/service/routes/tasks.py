@@ -15,7 +15,16 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from remstate.errors import InvalidInput, PreconditionFailed, StateNotFound
 from remstate.manager import StateManager
 from remstate.schema.durations import format_duration, parse_duration
-from remstate.service.deps import API_PREFIX, READ, WRITE, allow, manager_of
+from remstate.service.deps import (
+    API_PREFIX,
+    BODY,
+    COMMON,
+    CONTENDED,
+    READ,
+    WRITE,
+    allow,
+    manager_of,
+)
 from remstate.service.models import MetadataPatch, PolicyPatch, StatusIn
 from remstate.service.problems import responses
 
@@ -24,9 +33,6 @@ __all__ = ["etag", "if_match", "listing", "router"]
 router = APIRouter(prefix=API_PREFIX + "/tasks/{task_id}", tags=["tasks"])
 listing = APIRouter(prefix=API_PREFIX, tags=["tasks"])
 Manager = Annotated[StateManager, Depends(manager_of)]
-
-#: Every route can be refused its caller, and find the store down.
-COMMON = (401, 403, 503)
 
 
 def etag(resource_version: str) -> str:
@@ -73,7 +79,7 @@ def list_tasks(
     "",
     dependencies=[allow(*READ)],
     responses={
-        **responses(400, 404, 500, *COMMON),
+        **responses(400, 404, *COMMON),
         200: {"description": "the state; its ETag header is its resourceVersion"},
     },
 )
@@ -88,7 +94,7 @@ def get_task(task_id: str, m: Manager, response: Response) -> dict[str, Any]:
     "",
     status_code=204,
     dependencies=[allow("delete")],
-    responses=responses(400, 404, 412, *COMMON),
+    responses=responses(400, 404, 412, *CONTENDED, *COMMON),
 )
 def delete_task(
     task_id: str,
@@ -105,13 +111,17 @@ def delete_task(
     return Response(status_code=204)
 
 
-@router.put("/status", dependencies=[allow(*WRITE)], responses=responses(400, 422, *COMMON))
+@router.put(
+    "/status", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+)
 def set_status(task_id: str, body: StatusIn, m: Manager) -> dict[str, Any]:
     """Set the status (creating the task if needed); the state."""
     return m.set_status(task_id, body.status).to_dict()
 
 
-@router.patch("/metadata", dependencies=[allow(*WRITE)], responses=responses(400, 422, *COMMON))
+@router.patch(
+    "/metadata", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+)
 def update_metadata(task_id: str, body: MetadataPatch, m: Manager) -> dict[str, Any]:
     """Merge ``set`` into the metadata and drop the ``remove`` keys; the metadata."""
     return {
@@ -120,7 +130,9 @@ def update_metadata(task_id: str, body: MetadataPatch, m: Manager) -> dict[str, 
     }
 
 
-@router.patch("/policy", dependencies=[allow(*WRITE)], responses=responses(400, 422, *COMMON))
+@router.patch(
+    "/policy", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+)
 def set_policy(task_id: str, body: PolicyPatch, m: Manager) -> dict[str, Any]:
     """Change the stored policy (creating the task if needed); the policy."""
     ttl = None if body.ttl is None else parse_duration(body.ttl)
