@@ -231,10 +231,6 @@ class TestBuildSteps:
         assert proc.returncode == 0, proc.stderr
         assert "Usage:" in proc.stdout
 
-    # `remstate serve` lands with the app helper's branch (i9-app). Until it is
-    # merged, the image's default command does not exist, and this test fails;
-    # strict xfail turns its passing into a failure, so remove this marker then.
-    @pytest.mark.xfail(reason="`remstate serve` is not merged yet (branch i9-app)", strict=True)
     def test_the_default_command_runs(self, venv: Path, stages: list[Stage]) -> None:
         """ENTRYPOINT plus CMD (``remstate serve``) answers ``--help``."""
         command = exec_form(stages[-1].all("ENTRYPOINT")[-1]) + exec_form(stages[-1].all("CMD")[-1])
