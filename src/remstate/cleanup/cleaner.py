@@ -223,17 +223,19 @@ class Cleaner:
                 token = None
                 continue
             tally.add("pages")
-            for obj in page.items:
+            items, token, remaining = page.items, page.continue_token, page.remaining_item_count
+            del page
+            for obj in items:
                 if obj.name <= last:
                     continue  # seen before the scan started again
                 last = obj.name
                 tally.add("scanned")
                 yield obj
+            # Let go of this page before the next one arrives: one page in memory, not two.
+            del items
             if progress is not None:
-                remaining = page.remaining_item_count
                 scanned = tally.counts.get("scanned", 0)
                 progress(scanned, None if remaining is None else scanned + remaining)
-            token = page.continue_token
             if token is None:
                 return
 
