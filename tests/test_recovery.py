@@ -154,6 +154,10 @@ def has_metadata(state: TaskState) -> None:
     assert state.metadata == {"team": "payments"}
 
 
+def policy_is(state: TaskState, max_iterations: int) -> None:
+    assert state.policy.max_iterations == max_iterations
+
+
 def has_all(state: TaskState) -> None:
     has_history(state)
     has_feedback(state)
@@ -259,6 +263,14 @@ CASES = [
         {(ProblemCode.MALFORMED_JSON, "history_index")},
         has_all,
         {"history_index"},
+    ),
+    Case(
+        "malformed-policy",
+        with_data(policy='{"max_iterations": "ten"}'),
+        {(ProblemCode.BAD_VALUE, "policy.max_iterations")},
+        # Rebuilt from the annotations every write keeps beside it: the limit stays.
+        _without(has_all, lambda state: policy_is(state, 10)),
+        {"policy"},
     ),
     # one bad entry in a list: the others are kept
     Case(

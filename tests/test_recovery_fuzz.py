@@ -27,7 +27,7 @@ from remstate.store import Store
 from remstate.store.embedded import EmbeddedStore
 from tests.helpers import entry
 
-KEYS = [*DATA_KEYS, "history_index", "feedback_resolutions", "unknown_key"]
+KEYS = [*DATA_KEYS, "history_index", "feedback_resolutions", "policy", "unknown_key"]
 _tasks = itertools.count()
 
 json_values = st.recursive(

@@ -174,7 +174,7 @@ def _read_resolutions(value: Any, reader: Reader) -> dict[str, datetime | None]:
     return out
 
 
-def _read_policy(data: Mapping[str, str], reader: Reader) -> Policy:
+def read_policy(data: Mapping[str, str], reader: Reader) -> Policy:
     """The stored policy; empty when the key is absent (a state written before policies).
 
     A broken one is a problem like any other key's: a strict read raises, a
@@ -294,7 +294,7 @@ def read_state(
         HistoryIndex() if index_value is None else read_history_index(index_value, reader.fail)
     )
     resolutions = _read_resolutions(reader.json(data, KEY_FEEDBACK_RESOLUTIONS), reader)
-    policy = _read_policy(data, reader)
+    policy = read_policy(data, reader)
 
     if task_id is None or status is None or last_update is None:
         return None  # only a collecting reader gets here

@@ -29,10 +29,25 @@ from typing import Any
 from remstate.errors import InvalidInput, RemstateError
 from remstate.objects import StoredObject
 from remstate.schema.datavalue import decode_value
+from remstate.schema.decoding import read_policy
 from remstate.schema.encoding import encode_state
-from remstate.schema.layout import KEY_FEEDBACK_RESOLUTIONS, KEY_HISTORY_INDEX, last_update_of
-from remstate.schema.naming import ANNOTATION_SEGMENTS, LABEL_STATUS, object_name, parse_ranges
+from remstate.schema.layout import (
+    KEY_FEEDBACK_RESOLUTIONS,
+    KEY_HISTORY_INDEX,
+    KEY_POLICY,
+    last_update_of,
+    ttl_of,
+)
+from remstate.schema.naming import (
+    ANNOTATION_MAX_ITERATIONS,
+    ANNOTATION_SEGMENTS,
+    LABEL_STATUS,
+    object_name,
+    parse_ranges,
+)
+from remstate.schema.policy import MAX_ITERATIONS_LIMIT
 from remstate.schema.problems import MalformedError, Problem, ProblemCode
+from remstate.schema.reader import Reader
 from remstate.schema.repair_history import (
     fix_counter,
     fix_duplicates,
@@ -184,6 +199,7 @@ def prepare(obj: StoredObject, task_id: str, *, now: datetime) -> Prepared:
         patched["schema_version"] = str(SCHEMA_VERSION)
     last_update = _identity(obj, patched, task_id, now, log)
     _values(patched, last_update, version or SCHEMA_VERSION, log)
+    _policy(obj, patched, log)
     state, problems = salvage_state(dataclasses.replace(obj, data=patched))
     for problem in problems:
         _left_out(problem, log)
@@ -293,6 +309,33 @@ def _mend_times(key: str, items: list[Any], last_update: str, log: _Log) -> bool
                 )
             changed = True
     return changed
+
+
+def _policy(obj: StoredObject, patched: dict[str, str], log: _Log) -> None:
+    """An unreadable policy, rebuilt from the annotations every write keeps beside it."""
+    text = patched.get(KEY_POLICY)
+    if text is None:
+        return
+    reader = Reader(collect=True)
+    read_policy({KEY_POLICY: text}, reader)
+    if not reader.problems:
+        return
+    rebuilt: dict[str, int] = {}
+    limit = obj.annotations.get(ANNOTATION_MAX_ITERATIONS, "")
+    if limit.isdigit() and 1 <= int(limit) <= MAX_ITERATIONS_LIMIT:
+        rebuilt["max_iterations"] = int(limit)
+    ttl = ttl_of(obj)
+    if ttl is not None:
+        rebuilt["ttl_seconds"] = int(ttl.total_seconds())
+    first = reader.problems[0]
+    if rebuilt:
+        patched[KEY_POLICY] = json.dumps(rebuilt, separators=(",", ":"))
+        detail = f"rebuilt from its annotations: {patched[KEY_POLICY]}"
+    else:
+        del patched[KEY_POLICY]
+        detail = "removed: no annotation to rebuild it from (writers use their defaults)"
+    log.fix(first.code, first.field, f"{detail} ({first.message})")
+    log.lose(KEY_POLICY, f"the stored value {_excerpt(text)!r}")
 
 
 def _left_out(problem: Problem, log: _Log) -> None:
