@@ -31,7 +31,15 @@ from remstate.errors import (
     Unavailable,
     UnsupportedSchemaVersion,
 )
-from remstate.manager import ErrorPage, FeedbackPage, IterationPage, StateManager
+from remstate.manager import (
+    ErrorPage,
+    FeedbackPage,
+    IterationPage,
+    StateManager,
+    StatePage,
+    StateSummary,
+)
+from remstate.recovery import Finding, RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -43,6 +51,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
+from remstate.snapshots import Snapshot
 
 if typing.TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -61,6 +70,7 @@ __all__ = [
     "ErrorRecord",
     "FeedbackEntry",
     "FeedbackPage",
+    "Finding",
     "Forbidden",
     "Gone",
     "InvalidInput",
@@ -74,19 +84,25 @@ __all__ = [
     "OutcomeUnknown",
     "Policy",
     "PreconditionFailed",
+    "RecoveryReport",
     "RemstateError",
+    "RestoreReport",
     "RetriesExhausted",
     "RetryPolicy",
     "ServerFault",
     "Severity",
+    "Snapshot",
     "StateError",
     "StateManager",
     "StateNotFound",
+    "StatePage",
+    "StateSummary",
     "Status",
     "StoreError",
     "TaskState",
     "Unavailable",
     "UnsupportedSchemaVersion",
+    "ValidationReport",
 ]
 __version__ = "0.1.0"
 

@@ -294,8 +294,7 @@ class PreconditionFailed(RemstateError):
     def __init__(self, task_id: str, expected: str, actual: str | None) -> None:
         now = "has no state" if actual is None else f"is at resourceVersion {actual!r}"
         super().__init__(
-            f"task {task_id!r} {now}, not {expected!r} as the request required; "
-            "nothing was written"
+            f"task {task_id!r} {now}, not {expected!r} as the request required; nothing was written"
         )
         self.task_id = task_id
         self.expected = expected

@@ -18,6 +18,7 @@ after a lost answer, or the caller's with the same id) writes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from remstate import mutations
+from remstate import mutations, recovery, snapshots
 from remstate.arguments import (
     OPTIONS,
     bool_argument,
@@ -38,34 +39,52 @@ from remstate.arguments import (
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
-from remstate.errors import InvalidInput, StateNotFound
+from remstate.errors import InvalidInput, InvalidObject, NotFound, RemstateError, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
 from remstate.mutations import Found
+from remstate.recovery import RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
+    ANNOTATION_TASK_ID,
     KIND_ERRORS,
     KIND_FEEDBACK,
     KIND_ITERATIONS,
     RESOLUTIONS_LIMIT,
+    ROLE_STATE,
     Clock,
     ErrorRecord,
     FeedbackEntry,
     Policy,
     Severity,
+    StatePage,
+    StateSummary,
     Status,
     TaskState,
+    managed_selector,
     parse_status,
+    summarize,
+    summarize_head,
     utc_now,
     validate_record_id,
     validate_task_id,
 )
+from remstate.snapshots import DEFAULT_SNAPSHOTS_KEPT, Snapshot
 from remstate.store import Store, StoredObject, open_store
+from remstate.store.selectors import parse as parse_selector
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
     from remstate.store.opener import ApiClient
 
-__all__ = ["CLEANUP_DEADLINE", "ErrorPage", "FeedbackPage", "IterationPage", "StateManager"]
+__all__ = [
+    "CLEANUP_DEADLINE",
+    "ErrorPage",
+    "FeedbackPage",
+    "IterationPage",
+    "StateManager",
+    "StatePage",
+    "StateSummary",
+]
 
 #: The most entries one write appends: about 500 KB of typical entries, so
 #: that one write, and the segments it fills, stay well under 1 MiB each.
@@ -99,6 +118,7 @@ class StateManager:
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT,
     ) -> None:
         if store is None:
             if api_client is None:
@@ -110,13 +130,20 @@ class StateManager:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
         check_settings(
-            max_iterations=max_iterations, ttl=ttl, retry=retry, clock=clock, cache_size=cache_size
+            max_iterations=max_iterations,
+            ttl=ttl,
+            retry=retry,
+            clock=clock,
+            cache_size=cache_size,
+            snapshots_kept=snapshots_kept,
         )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.ttl = policy_argument(ttl=ttl).ttl
         self.retry = retry or RetryPolicy()
         self.clock = clock
+        #: How many snapshots of each task are kept (the newest).
+        self.snapshots_kept = snapshots_kept
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
@@ -330,10 +357,13 @@ class StateManager:
         return self._writer.mutate(task_id, apply)[0]
 
     def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
-        """Delete the task's state and its history segments. False if there was none.
+        """Delete the task's state, its history segments and snapshots. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
         so a write that lands meanwhile makes the delete retry on fresh state.
+        Segments and snapshots go after it, best effort: one left behind is an
+        orphan, which cleanup removes. Snapshots are deleted even when the head
+        is gone, with a snapshot kept at a purge (``keep_snapshot``).
 
         Args:
             resource_version: delete only this version of the state (from
@@ -343,7 +373,12 @@ class StateManager:
             PreconditionFailed: ``resource_version`` was given and the state is
                 at another one, or has none; nothing was deleted.
         """
-        return self._writer.delete(task_id, resource_version=resource_version)
+        deleted = self._writer.delete(task_id, resource_version=resource_version)
+        # Also when the head is gone: a snapshot kept at its purge goes only this way.
+        once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
+        with contextlib.suppress(RemstateError):
+            once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
+        return deleted
 
     def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.
@@ -666,8 +701,145 @@ class StateManager:
             retry=self.retry,
             # ``metrics`` is the manager's when it has one (StateManager(metrics=...)).
             metrics=getattr(self, "metrics", None),
+            snapshot=self._keep_purged,
             **options,
         )
+
+    # -- listing (remstate ls, the HTTP list) ------------------------------------
+
+    def list_states(
+        self,
+        *,
+        status: Status | str | None = None,
+        label_selector: str = "",
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> StatePage:
+        """One page of the tasks' summaries (heads only), selected by labels.
+
+        Built from the heads' metadata alone: a metadata-only list, one
+        request a page, no data and no segment read (the iteration counter,
+        the limit and the rest are annotations kept current on every write;
+        see ``remstate.schema.summary``). A head written before those
+        annotations existed is read once with its data, and only its plain
+        ``iteration``, ``status`` and ``last_update`` keys are decoded.
+
+        Args:
+            status: only tasks with this status.
+            label_selector: the caller's label selector (``team=a,env!=prod``),
+                ANDed with remstate's own (its heads, and ``status``).
+            limit: the most summaries a page holds (1 to 10,000).
+            cursor: ``next_cursor`` of the previous page (the store's continue
+                token, opaque); the same ``status`` and selector go with it.
+
+        Raises:
+            InvalidInput: an unknown status, a selector that does not parse, a
+                bad limit or cursor; nothing is sent.
+            Gone: the cursor has expired; list again from the first page.
+        """
+        wanted = None if status is None else str(parse_status(status, strict=True))
+        int_argument(limit, "limit", low=1, high=10_000)
+        if not isinstance(label_selector, str):
+            kind = type(label_selector).__name__
+            raise InvalidInput(f"label_selector must be a string, not {kind}")
+        if cursor is not None and (not isinstance(cursor, str) or not cursor):
+            raise InvalidInput("cursor must be a non-empty string from an earlier page")
+        try:
+            # The API server's own parser (ported for the embedded store): a
+            # selector is refused here, alike on both backends, before anything is sent.
+            parse_selector(label_selector)
+        except InvalidObject as e:
+            raise InvalidInput(f"bad label selector {label_selector!r}: {e}") from None
+        selector = managed_selector(role=ROLE_STATE, status=wanted)
+        if label_selector.strip():
+            selector = f"{selector},{label_selector}"
+        try:
+            page = self.retry.call(
+                lambda: self.store.list(
+                    label_selector=selector,
+                    limit=limit,
+                    continue_token=cursor,
+                    metadata_only=True,
+                )
+            )
+        except InvalidObject as e:
+            # The selector parsed above: what the store refused is the cursor.
+            raise InvalidInput(f"not a cursor from an earlier page: {e}") from None
+        summaries = [self._summary(obj) for obj in page.items]
+        return StatePage([s for s in summaries if s is not None], page.continue_token)
+
+    def _summary(self, obj: StoredObject) -> StateSummary | None:
+        """A head's summary from its metadata; else from its data, read once (None: gone)."""
+        summary = summarize(obj, default_max_iterations=self.max_iterations)
+        if summary is not None:
+            return summary
+        try:
+            head = self._get(obj.name)
+        except NotFound:
+            return None  # deleted since the page was listed
+        return summarize_head(head, default_max_iterations=self.max_iterations)
+
+    def _keep_purged(self, head: StoredObject) -> str:
+        """The snapshot ``keep_snapshot`` asks for: kept after the purge, restorable."""
+        task_id = head.annotations.get(ANNOTATION_TASK_ID) or (head.data or {}).get("task_id")
+        if not task_id:
+            raise InvalidInput(f"{head.name} does not say its task id: no snapshot to keep")
+        return snapshots.take_snapshot(
+            self.store,
+            task_id,
+            head,
+            reason="purge",
+            now=self.clock(),
+            keep=self.snapshots_kept,
+            kept=True,
+        ).name
+
+    # -- recovery and snapshots (DESIGN.md rule 5; remstate.recovery) ------------
+
+    def validate_state(self, task_id: str) -> ValidationReport:
+        """Every problem of the task's stored state and its segments, as a report; writes nothing.
+
+        Raises:
+            StateNotFound: the task has no state (never on its data).
+        """
+        validate_task_id(task_id)
+        return recovery.validate_state(self, task_id)
+
+    def recover_state(self, task_id: str) -> RecoveryReport:
+        """Snapshot, then repair the task's state (a compare-and-swap); the report.
+
+        A repair keeps every piece of data it can; what it cannot keep is
+        named in the report and stays in the snapshot. A state written by a
+        newer remstate is left alone (``validation.supported`` is False).
+
+        Raises:
+            StateNotFound: the task has no state.
+        """
+        validate_task_id(task_id)
+        try:
+            return recovery.recover_state(self, task_id, metrics=getattr(self, "metrics", None))
+        finally:
+            self._seen.forget(task_id)
+
+    def list_snapshots(self, task_id: str) -> list[Snapshot]:
+        """The task's snapshots, newest first (metadata only)."""
+        validate_task_id(task_id)
+        return self.retry.call(lambda: snapshots.list_snapshots(self.store, task_id))
+
+    def restore_snapshot(self, task_id: str, name: str) -> RestoreReport:
+        """Put a snapshot back as the task's state: a snapshot of the state first, then a CAS.
+
+        Raises:
+            NotFound: there is no such snapshot.
+            InvalidInput: ``name`` is not a snapshot of this task.
+        """
+        validate_task_id(task_id)
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("a snapshot name is a non-empty string")
+        try:
+            return recovery.restore_snapshot(self, task_id, name)
+        finally:
+            self._seen.forget(task_id)
 
     def _page(
         self, task_id: str, kind: str, limit: int, cursor: str | None, newest_first: bool

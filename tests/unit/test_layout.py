@@ -12,6 +12,7 @@ from remstate.errors import (
     InvalidInput,
 )
 from remstate.schema import (
+    ANNOTATION_ITERATION,
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_SCHEMA_VERSION,
     ANNOTATION_SOFT_DELETED_AT,
@@ -81,6 +82,7 @@ class TestLayout:
             ANNOTATION_TASK_ID: "Org/Repo#5",
             ANNOTATION_LAST_UPDATE: "2024-05-01T12:00:00Z",
             ANNOTATION_SCHEMA_VERSION: "1",
+            ANNOTATION_ITERATION: str(sample_state().iteration),
         }
 
     def test_unknown_status_label_is_sanitised(self) -> None:

@@ -15,7 +15,8 @@ Where things are:
   objects), ``decoding`` (objects to state), ``reader`` (strict or collecting),
   ``migrations`` (older schema versions), ``checks`` and ``validation``
   (problems as data); ``datavalue`` (one value: JSON, plain or gzip+base64),
-  ``naming``, ``idfilter``, ``compaction`` (what moves to segments).
+  ``naming``, ``idfilter``, ``compaction`` (what moves to segments);
+  ``summary`` (a task as a listing shows it, from its head's metadata).
 """
 
 from __future__ import annotations
@@ -83,10 +84,12 @@ from remstate.schema.migrations import (
     MIGRATED_NOTE,
 )
 from remstate.schema.naming import (
+    ANNOTATION_ITERATION,
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_MAX_ITERATIONS,
     ANNOTATION_SCHEMA_VERSION,
     ANNOTATION_SEGMENTS,
+    ANNOTATION_SNAPSHOT_KEPT,
     ANNOTATION_SOFT_DELETED_AT,
     ANNOTATION_TASK_ID,
     ANNOTATION_TTL,
@@ -127,6 +130,7 @@ from remstate.schema.records import (
 from remstate.schema.state import (
     TaskState,
 )
+from remstate.schema.summary import StatePage, StateSummary, summarize, summarize_head
 from remstate.schema.validation import (
     find_problems,
     find_segment_problems,
@@ -155,10 +159,12 @@ from remstate.schema.values import (
 )
 
 __all__ = [
+    "ANNOTATION_ITERATION",
     "ANNOTATION_LAST_UPDATE",
     "ANNOTATION_MAX_ITERATIONS",
     "ANNOTATION_SCHEMA_VERSION",
     "ANNOTATION_SEGMENTS",
+    "ANNOTATION_SNAPSHOT_KEPT",
     "ANNOTATION_SOFT_DELETED_AT",
     "ANNOTATION_TASK_ID",
     "ANNOTATION_TTL",
@@ -218,6 +224,8 @@ __all__ = [
     "Resolutions",
     "SegmentRef",
     "Severity",
+    "StatePage",
+    "StateSummary",
     "StateTooLarge",
     "Status",
     "TaskState",
@@ -260,6 +268,8 @@ __all__ = [
     "snapshot_name",
     "soft_deleted_at",
     "state_object",
+    "summarize",
+    "summarize_head",
     "task_selector",
     "ttl_of",
     "utc_now",

@@ -35,6 +35,7 @@ from remstate.schema.layout import (
     StateTooLarge,
 )
 from remstate.schema.naming import (
+    ANNOTATION_ITERATION,
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_MAX_ITERATIONS,
     ANNOTATION_SCHEMA_VERSION,
@@ -172,6 +173,8 @@ def _state_metadata(
         ANNOTATION_TASK_ID: state.task_id,
         ANNOTATION_LAST_UPDATE: last_update,
         ANNOTATION_SCHEMA_VERSION: str(SCHEMA_VERSION),
+        # Listings (``ls``) summarise a task from metadata alone: no data transferred.
+        ANNOTATION_ITERATION: str(state.iteration),
     }
     if state.segments:
         # Cleanup tells an orphan segment from the head's metadata alone.

@@ -30,10 +30,12 @@ from collections.abc import Iterable
 from remstate.errors import InvalidInput
 
 __all__ = [
+    "ANNOTATION_ITERATION",
     "ANNOTATION_LAST_UPDATE",
     "ANNOTATION_MAX_ITERATIONS",
     "ANNOTATION_SCHEMA_VERSION",
     "ANNOTATION_SEGMENTS",
+    "ANNOTATION_SNAPSHOT_KEPT",
     "ANNOTATION_SOFT_DELETED_AT",
     "ANNOTATION_TASK_ID",
     "ANNOTATION_TTL",
@@ -79,10 +81,16 @@ ANNOTATION_TASK_ID = "remstate.io/task-id"
 ANNOTATION_LAST_UPDATE = "remstate.io/last-update"
 ANNOTATION_SCHEMA_VERSION = "remstate.io/schema-version"
 ANNOTATION_SOFT_DELETED_AT = "remstate.io/soft-deleted-at"
+#: On a snapshot that outlives its head on purpose (``keep_snapshot`` at a purge):
+#: it has no owner, is never an orphan, and no later snapshot pushes it out.
+ANNOTATION_SNAPSHOT_KEPT = "remstate.io/snapshot-kept"
 #: The task's own retention (per-task policy), in seconds; absent: the cleanup's default.
 ANNOTATION_TTL = "remstate.io/ttl"
 #: The task's stored iteration limit (per-task policy), for metadata-only readers.
 ANNOTATION_MAX_ITERATIONS = "remstate.io/max-iterations"
+#: The task's iteration counter, kept current on every write, so that ``ls`` (and
+#: any other listing) summarises a task from its head's metadata alone.
+ANNOTATION_ITERATION = "remstate.io/iteration"
 #: The segment numbers the head refers to, as ranges ("0-41,43"), so that a
 #: metadata-only scan can tell an orphan segment without reading the head's data.
 ANNOTATION_SEGMENTS = "remstate.io/segments"

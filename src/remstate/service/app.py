@@ -71,6 +71,7 @@ def create_app(
     # Added last, so outermost: it counts the refusals of the others too.
     app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(probes.router)
+    app.include_router(tasks.listing)
     for module in (tasks, history, actions, cleanup):
         app.include_router(module.router)
     return app

@@ -38,6 +38,7 @@ from remstate.errors import (
     RetriesExhausted,
     ServerFault,
     StateError,
+    StoreError,
     Unavailable,
 )
 
@@ -125,6 +126,8 @@ PROBLEMS: list[tuple[type[BaseException], ProblemKind]] = [
     (CorruptState, ProblemKind("corrupt-state", 500, "Corrupt state")),
     (StateError, ProblemKind("corrupt-state", 500, "Corrupt state")),
     (CorruptStore, ProblemKind("corrupt-store", 500, "Corrupt store")),
+    # The store failed in a way its backend could not classify.
+    (StoreError, ProblemKind("store-error", 500, "Store error")),
     (RemstateError, ProblemKind("internal", 500, "Internal error")),
 ]
 

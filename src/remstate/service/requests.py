@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RequestMetrics"]
@@ -35,6 +35,11 @@ class RequestMetrics:
             ["method", "route"],
             registry=registry,
         )
+        self.in_flight = Gauge(
+            "remstate_http_requests_in_flight",
+            "HTTP requests being answered now (a graceful shutdown waits for them)",
+            registry=registry,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,9 +53,11 @@ class RequestMetrics:
                 status[0] = int(message["status"])
             await send(message)
 
+        self.in_flight.inc()
         try:
             await self.app(scope, receive, sending)
         finally:
+            self.in_flight.dec()
             route = _template(scope)
             method = str(scope.get("method", ""))
             self.requests.labels(method, route, str(status[0])).inc()

@@ -44,7 +44,7 @@ def increment(task_id: str, body: Increment, m: Manager) -> IncrementOut:
 
     At the task's limit: 409 ``max-iterations-reached``, and nothing is written.
     """
-    op_id = body.op_id or str(ULID())
+    op_id = str(ULID()) if body.op_id is None else body.op_id
     number = m.increment_iteration(task_id, note=body.note, op_id=op_id)
     return IncrementOut(task_id=task_id, iteration=number, op_id=op_id)
 

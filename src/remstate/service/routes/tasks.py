@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from remstate.errors import InvalidInput, PreconditionFailed, StateNotFound
 from remstate.manager import StateManager
@@ -19,9 +19,10 @@ from remstate.service.deps import API_PREFIX, READ, WRITE, allow, manager_of
 from remstate.service.models import MetadataPatch, PolicyPatch, StatusIn
 from remstate.service.problems import responses
 
-__all__ = ["etag", "if_match", "router"]
+__all__ = ["etag", "if_match", "listing", "router"]
 
 router = APIRouter(prefix=API_PREFIX + "/tasks/{task_id}", tags=["tasks"])
+listing = APIRouter(prefix=API_PREFIX, tags=["tasks"])
 Manager = Annotated[StateManager, Depends(manager_of)]
 
 #: Every route can be refused its caller, and find the store down.
@@ -47,6 +48,25 @@ def if_match(header: str) -> str | None:
     if "," in value or len(value) < 3 or value[0] != '"' or value[-1] != '"':
         raise InvalidInput('If-Match takes one ETag, in quotes, as GET returned it: "123"')
     return value[1:-1]
+
+
+@listing.get(
+    "/tasks",
+    dependencies=[allow("list")],
+    responses=responses(400, 410, 422, *COMMON),
+)
+def list_tasks(
+    m: Manager,
+    status: Annotated[str | None, Query(description="only tasks with this status")] = None,
+    selector: Annotated[
+        str, Query(description="a label selector, as kubectl's -l: team=a,env!=prod")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+) -> dict[str, Any]:
+    """One page of task summaries, from metadata alone; ``next_cursor`` is null on the last."""
+    page = m.list_states(status=status, label_selector=selector, limit=limit, cursor=cursor)
+    return page.to_dict()
 
 
 @router.get(
