@@ -21,10 +21,10 @@ from remstate.cli.options import Session, global_options
 from remstate.errors import InvalidInput
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.service import create_app
-from remstate.service.auth import Authorizer, OpenLocal, TokenFile
-from remstate.service.leadership import Always
 from remstate.service.leading import LeaderOnly, leader_only
+from remstate.service.replicas import authorizer_for, leadership_for, uses_cluster_auth
 from remstate.service.server import DEFAULT_HOST, DEFAULT_PORT, check_binding, run
+from remstate.store import parse_store_url
 
 __all__ = ["serve"]
 
@@ -52,15 +52,17 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API (docs at /docs) until SIGTERM; exit 0 after a graceful stop."""
-    check_binding(host, has_token=token_file is not None)
+    # In a cluster (or bound beyond loopback) on Kubernetes, RBAC decides: see service.replicas.
+    cluster_auth = uses_cluster_auth(parse_store_url(c.store_url).backend, host)
+    check_binding(host, has_token=token_file is not None or cluster_auth)
     try:
         interval = duration_argument(cleanup_interval, "--cleanup-interval")
     except InvalidInput as e:
         raise InvalidInput(f"--cleanup-interval: {e}") from None
-    authorizer: Authorizer = OpenLocal() if token_file is None else TokenFile(token_file)
-    leadership = Always()
     registry = CollectorRegistry()
     with c.manager("rwc") as manager:
+        authorizer = authorizer_for(manager.store, host=host, token_file=token_file)
+        leadership = leadership_for(manager.store)
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None
         if not no_cleanup:
