@@ -53,7 +53,8 @@ class Follower(Always):
 
 
 class Readers:
-    """An authorizer with two tokens: ``reader`` may get and list, ``admin`` anything.
+    """An authorizer with three tokens: ``reader`` may get and list, ``admin`` anything,
+    ``nobody`` nothing.
 
     Our own protocol's implementation (as the Kubernetes one will be), so the
     403 path is tested with a real decision, not a mock.
@@ -71,6 +72,8 @@ class Readers:
             if all(v in ("get", "list") for v in verbs):
                 return caller
             raise refuse(caller, verbs, "agents")
+        if token == "nobody":
+            raise refuse(Caller("nobody"), verbs, "agents")
         raise NotAuthenticated("a bearer token is needed")
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:

@@ -338,7 +338,9 @@ class TestList:
     def test_by_status_and_selector_page_by_page(self, client: TestClient) -> None:
         """GET /tasks filters by status and labels and pages with a cursor, each task once."""
         for i in range(5):
-            client.put(f"{API}/tasks/t{i}/status", json={"status": "failed" if i % 2 else "pending"})
+            client.put(
+                f"{API}/tasks/t{i}/status", json={"status": "failed" if i % 2 else "pending"}
+            )
         seen: list[str] = []
         cursor = None
         while True:
@@ -431,8 +433,6 @@ class TestValidation:
         problem(client.post(f"{API}/tasks/none/recover"), 404, "not-found")
         increment(client, "t1")
         before = version(store, "t1")
-        problem(
-            client.post(f"{API}/tasks/t1/snapshots/task-t1-state-s9/restore"), 404, "not-found"
-        )
+        problem(client.post(f"{API}/tasks/t1/snapshots/task-t1-state-s9/restore"), 404, "not-found")
         assert version(store, "t1") == before
         assert client.get(f"{API}/tasks/t1/snapshots").json()["snapshots"] == []

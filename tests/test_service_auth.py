@@ -20,6 +20,8 @@ from remstate.store import Store
 from tests.service import Readers, build, problem
 
 API = "/api/v1"
+#: The address these tests refuse (they never bind it).
+WILDCARD = "0.0.0.0"  # noqa: S104
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ class TestBinding:
             ("::1", True),
             ("[::1]", True),
             ("localhost", True),
-            ("0.0.0.0", False),
+            (WILDCARD, False),
             ("::", False),
             ("192.168.1.5", False),
             ("example.com", False),
@@ -115,8 +117,8 @@ class TestBinding:
     def test_a_non_loopback_address_needs_a_token(self) -> None:
         """check_binding refuses 0.0.0.0 without a token file, and lets it through with one."""
         with pytest.raises(InvalidInput, match="--token-file"):
-            check_binding("0.0.0.0", has_token=False)
-        check_binding("0.0.0.0", has_token=True)
+            check_binding(WILDCARD, has_token=False)
+        check_binding(WILDCARD, has_token=True)
         check_binding("127.0.0.1", has_token=False)
 
     def test_remstate_serve_refuses_it_with_exit_2(
@@ -124,7 +126,7 @@ class TestBinding:
     ) -> None:
         """``remstate serve --host 0.0.0.0`` without --token-file exits 2, with one line."""
         store = f"sqlite://{tmp_path / 'state.db'}"
-        assert main(["serve", "--host", "0.0.0.0", "--store", store]) == 2
+        assert main(["serve", "--host", WILDCARD, "--store", store]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1
         assert "--token-file" in err

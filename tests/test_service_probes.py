@@ -82,13 +82,14 @@ class TestMetrics:
         assert "remstate_example_total 3.0" in text
 
 
-class TestProblemTypes:
-    ERRORS = [
-        cls
-        for _, cls in inspect.getmembers(remstate.errors, inspect.isclass)
-        if issubclass(cls, RemstateError)
-    ]
+ERRORS = [
+    cls
+    for _, cls in inspect.getmembers(remstate.errors, inspect.isclass)
+    if issubclass(cls, RemstateError)
+]
 
+
+class TestProblemTypes:
     @pytest.mark.parametrize("cls", ERRORS, ids=lambda c: c.__name__)
     def test_every_error_class_has_its_type(self, cls: type[RemstateError]) -> None:
         """Each class of the error tree maps to a problem type of its own row, not ``internal``."""

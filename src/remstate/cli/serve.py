@@ -3,13 +3,17 @@
 Registers on ``remstate.cli.commands.app`` when imported (``remstate.cli``
 imports it). Locally it binds 127.0.0.1; any other address needs
 ``--token-file`` (exit 2 otherwise), and then every request but the probes
-must carry that token. The periodic cleanup runs every ``--cleanup-interval``
+must carry that token. On Kubernetes, in a pod or bound beyond loopback,
+every request but the probes needs a bearer token that the cluster's RBAC
+allows (``service.replicas``). Replicas elect a leader (a Lease on
+Kubernetes, a file lock beside the embedded database). The periodic cleanup runs every ``--cleanup-interval``
 (6 hours) while this replica leads, unless ``--no-cleanup``. Each request
 waits for an unavailable store at most ``--timeout`` seconds (30 by default).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +59,8 @@ def serve(
     # In a cluster (or bound beyond loopback) on Kubernetes, RBAC decides: see service.replicas.
     cluster_auth = uses_cluster_auth(parse_store_url(c.store_url).backend, host)
     check_binding(host, has_token=token_file is not None or cluster_auth)
+    # remstate's own records (cleanup decisions, leadership) beside uvicorn's.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         interval = duration_argument(cleanup_interval, "--cleanup-interval")
     except InvalidInput as e:

@@ -74,4 +74,33 @@ def create_app(
     app.include_router(tasks.listing)
     for module in (tasks, history, actions, cleanup):
         app.include_router(module.router)
+    _document_validation_as_problems(app)
     return app
+
+
+def _document_validation_as_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the routes do on a request that fails validation.
+
+    FastAPI documents a 422 with its own ``HTTPValidationError`` body on every
+    route with parameters; ours answer ``application/problem+json`` (type
+    ``validation``), and only where a parameter or body can fail, which each
+    route documents itself. So the generated 422s are dropped, with their schemas.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()
+        for operations in spec.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is not None and "application/json" in answer.get("content", {}):
+                    del operation["responses"]["422"]
+        schemas = spec.get("components", {}).get("schemas", {})
+        for generated in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(generated, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

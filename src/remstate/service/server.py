@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,6 +32,19 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose graceful stop on a signal is a normal return.
+
+    uvicorn raises the signal it caught again once it has shut down, so that
+    the default handler ends the process (exit -15): before the cleanup loop
+    stops and leadership is released. A graceful stop is our normal exit, 0.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def is_loopback(host: str) -> bool:
@@ -80,7 +94,7 @@ def run(
         # server's header says nothing a client needs.
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     leadership.start()
     if cleanup is not None:
         cleanup.start()
