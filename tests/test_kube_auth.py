@@ -14,22 +14,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from remstate.errors import Unavailable
+from remstate.errors import InvalidInput, Unavailable
 from remstate.service.auth import Verb
 from remstate.service.kube_auth import KubernetesAuthorizer
 from remstate.service.kube_readiness import can_i, permission_checks
+from remstate.service.lease import LeaseElection, LeaseTiming
 from remstate.service.permissions import ALL, Permission
 from remstate.service.problems import NotAuthenticated, NotAuthorized
+from remstate.service.replicas import authorizer_for, leadership_for
 from remstate.store.kubernetes import KubernetesStore
 from remstate.testing.controlplane import ControlPlane
 from tests.service import build, problem
 
 READER_VERBS = ["get", "list"]
 WRITER_VERBS = ["get", "list", "create", "update", "delete"]
+POD = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
 
 
 class Clock:
@@ -312,3 +316,65 @@ class TestReadiness:
         assert "permission: create tokenreviews.authentication.k8s.io" in failed
         assert "permission: get configmaps" not in failed
         assert "permission: list configmaps" not in failed
+
+
+class TestServeChoosesForKubernetes:
+    def test_in_a_pod_rbac_decides_and_a_lease_elects(
+        self, admin: client.ApiClient, controlplane_namespace: str, tmp_path: Path
+    ) -> None:
+        """A Kubernetes store in a pod: the Kubernetes authorizer (with every permission's
+        check) and a Lease with the environment's timings; a token file is refused."""
+        store = KubernetesStore(controlplane_namespace, api_client=admin)
+        chosen = authorizer_for(store, host="127.0.0.1", token_file=None, environ=POD)
+        assert isinstance(chosen, KubernetesAuthorizer)
+        assert chosen.namespace == controlplane_namespace
+        assert len(chosen.readiness_checks()) == len(ALL)
+        token = tmp_path / "token"
+        token.write_text("s3cret")
+        with pytest.raises(InvalidInput, match="RBAC decides"):
+            authorizer_for(store, host="127.0.0.1", token_file=token, environ=POD)
+        timings = {
+            "REMSTATE_LEASE_DURATION": "6",
+            "REMSTATE_RENEW_DEADLINE": "4",
+            "REMSTATE_RETRY_PERIOD": "1",
+        }
+        lease = leadership_for(store, identity="pod-1", environ=timings)
+        assert isinstance(lease, LeaseElection)
+        assert lease.timing == LeaseTiming(6, 4, 1)
+        assert lease.try_acquire_or_renew()
+        assert lease.holder() == "pod-1"
+        lease.release()
+
+
+@pytest.fixture(scope="module")
+def own_plane() -> Iterator[ControlPlane]:
+    """A control plane of this module's own: its outage touches no other test."""
+    with ControlPlane.start() as started:
+        yield started
+
+
+class TestApiServerDown:
+    def test_a_stopped_api_server_is_503_and_nothing_is_cached(
+        self, own_plane: ControlPlane, tmp_path: Path
+    ) -> None:
+        """Down: Unavailable (HTTP 503 with Retry-After), never a 401/403; back up: allowed."""
+        namespace = own_plane.create_namespace("auth-outage")
+        with own_plane.api_client() as admin:
+            auth = authorizer(admin, namespace)
+            store = KubernetesStore(namespace, api_client=admin)
+            test_client, _ = build(store, authorizer=auth)
+            token = own_plane.admin_token
+            own_plane.stop_apiserver()
+            try:
+                with pytest.raises(Unavailable, match="cannot reach the API server"):
+                    auth.check(token, ["get"])
+                with test_client:
+                    response = test_client.get(
+                        "/api/v1/tasks/42", headers={"Authorization": f"Bearer {token}"}
+                    )
+                problem(response, 503, "unavailable")
+                assert response.headers["retry-after"]
+                assert len(auth.cache) == 0
+            finally:
+                own_plane.start_apiserver()
+            assert auth.check(token, ["get"]).name == "admin"
