@@ -221,3 +221,19 @@ class TestLeaseElection:
             assert not a.try_acquire_or_renew()
             assert not a.is_leader()
             assert a.holder() is None
+
+
+class TestNextTry:
+    def test_a_follower_wakes_when_the_lease_would_expire(
+        self, api: client.ApiClient, controlplane_namespace: str
+    ) -> None:
+        """Near expiry the follower's next round comes at expiry, not a retry period later."""
+        a = elector(api, controlplane_namespace, "a", Clock())
+        clock_b = Clock()
+        b = elector(api, controlplane_namespace, "b", clock_b)
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+        assert 2.0 <= b._next_try(leading=False) <= 2.4
+        clock_b.now += 14.5
+        assert b._next_try(leading=False) == pytest.approx(0.51)
+        assert a._next_try(leading=True) == 2.0

@@ -6,8 +6,9 @@ imports it). Locally it binds 127.0.0.1; any other address needs
 must carry that token. On Kubernetes, in a pod or bound beyond loopback,
 every request but the probes needs a bearer token that the cluster's RBAC
 allows (``service.replicas``). Replicas elect a leader (a Lease on
-Kubernetes, a file lock beside the embedded database). The periodic cleanup runs every ``--cleanup-interval``
-(6 hours) while this replica leads, unless ``--no-cleanup``. Each request
+Kubernetes, a file lock beside the embedded database). The periodic
+cleanup runs every ``--cleanup-interval`` (6 hours) while this replica
+leads, unless ``--no-cleanup``. Each request
 waits for an unavailable store at most ``--timeout`` seconds (30 by default).
 """
 

@@ -324,9 +324,28 @@ class LeaseElection:
     def _run(self) -> None:
         while not self._stopping.is_set():
             leading = self.try_acquire_or_renew()
-            period = self.timing.retry_period
-            # A leader renews every period; followers spread their tries out.
-            self._stopping.wait(period if leading else period * (1 + random.random() * _JITTER))  # noqa: S311
+            self._stopping.wait(self._next_try(leading))
+
+    def _next_try(self, leading: bool) -> float:
+        """Seconds to the next round: a leader renews every period; followers spread out.
+
+        A follower also wakes when the Lease it watches would expire, if that
+        comes sooner: a dead leader's place is then taken one lease duration
+        after the last renewal seen, not up to a retry period later.
+        """
+        period = self.timing.retry_period
+        if leading:
+            return period
+        wait = period * (1 + random.random() * _JITTER)  # noqa: S311 (jitter, not secrets)
+        with self._lock:
+            spec = (self._lease or {}).get("spec") or {}
+            if spec.get("holderIdentity") and spec.get("holderIdentity") != self.identity:
+                duration = float(spec.get("leaseDurationSeconds") or self.timing.lease_duration)
+                until_expiry = self._observed_at + duration - self._clock()
+                if 0 < until_expiry < wait:
+                    # A hair past expiry: at it exactly, the Lease is not yet expired.
+                    wait = until_expiry + 0.01
+        return wait
 
     def _join(self) -> None:
         with self._lock:
