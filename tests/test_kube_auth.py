@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+from prometheus_client import CollectorRegistry
 
 from remstate.errors import InvalidInput, Unavailable
 from remstate.service.auth import Verb
@@ -209,13 +210,18 @@ class TestKubernetesAuthorizer:
     def test_one_token_review_serves_every_verb(
         self, admin: client.ApiClient, identities: Identities
     ) -> None:
-        """Two verbs: one TokenReview (cached by token hash), one SubjectAccessReview each."""
-        auth = authorizer(admin, identities.namespace)
+        """Two verbs: one TokenReview (cached by token hash), one SubjectAccessReview each;
+        the decisions' sources are counted for /metrics."""
+        registry = CollectorRegistry()
+        auth = authorizer(admin, identities.namespace, registry=registry)
         auth.check(identities.writer, ["create", "update"])
         assert (auth.identities.hits, auth.identities.misses) == (1, 1)
         assert auth.cache.misses == 2
         auth.check(identities.writer, ["create", "update"])
         assert auth.cache.hits == 2
+        counted = registry.get_sample_value
+        assert counted("remstate_auth_decisions_total", {"source": "review"}) == 2
+        assert counted("remstate_auth_decisions_total", {"source": "cache"}) == 2
         assert identities.writer not in repr(auth.cache._entries)
 
     def test_the_service_without_review_rights_is_unavailable_not_forbidden(

@@ -267,3 +267,6 @@ class TestClusterAuthInServe:
         status, body = a.request("GET", "/readyz")
         assert status == 200, body  # the admin has every permission the service uses
         assert "permission: update leases.coordination.k8s.io" in json.dumps(body)
+        with urllib.request.urlopen(a.url + "/metrics", timeout=10) as response:  # noqa: S310
+            metrics = response.read().decode()
+        assert 'remstate_auth_decisions_total{source="review"}' in metrics

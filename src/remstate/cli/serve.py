@@ -68,7 +68,9 @@ def serve(
         raise InvalidInput(f"--cleanup-interval: {e}") from None
     registry = CollectorRegistry()
     with c.manager("rwc") as manager:
-        authorizer = authorizer_for(manager.store, host=host, token_file=token_file)
+        authorizer = authorizer_for(
+            manager.store, host=host, token_file=token_file, registry=registry
+        )
         leadership = leadership_for(manager.store)
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 
 from remstate.errors import Forbidden, Unavailable
@@ -105,6 +106,8 @@ class KubernetesAuthorizer:
         clock: monotonic seconds, for the cache.
         readiness: the checks ``/readyz`` runs for this authorizer (see
             ``kube_readiness.permission_checks``).
+        registry: where to count decisions taken from the cache or asked for
+            (``remstate_auth_decisions_total{source="cache"|"review"}``).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class KubernetesAuthorizer:
         max_entries: int = DEFAULT_CACHE_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
         readiness: Sequence[ReadinessCheck] = (),
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._api = api_client
         self.namespace = namespace
@@ -124,6 +128,16 @@ class KubernetesAuthorizer:
         #: token hash -> the TokenReview's answer, so several verbs cost one review.
         self.identities: TTLCache[str, _Authentication] = TTLCache(ttl, max_entries, clock=clock)
         self._readiness = tuple(readiness)
+        self._decisions = (
+            None
+            if registry is None
+            else Counter(
+                "remstate_auth_decisions",
+                "Authorization decisions, by where they came from: the cache or a review",
+                ["source"],
+                registry=registry,
+            )
+        )
 
     def authorize(self, request: Request, verbs: Sequence[Verb]) -> Caller:
         """The caller of ``request``, if every verb is allowed (see :meth:`check`)."""
@@ -147,6 +161,9 @@ class KubernetesAuthorizer:
             if decision is None:
                 decision = self._decide(token, digest, verb)
                 self.cache.put((digest, verb), decision)
+                self._count("review")
+            else:
+                self._count("cache")
             if decision.identity is None:
                 raise NotAuthenticated(
                     "the API server does not accept this bearer token"
@@ -160,6 +177,10 @@ class KubernetesAuthorizer:
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         """The permission checks given at construction."""
         return self._readiness
+
+    def _count(self, source: str) -> None:
+        if self._decisions is not None:
+            self._decisions.labels(source=source).inc()
 
     # -- the reviews -----------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from prometheus_client import CollectorRegistry
+
 from remstate.errors import InvalidInput
 from remstate.service.auth import Authorizer, OpenLocal, TokenFile
 from remstate.service.leadership import Always, Leadership
@@ -84,8 +86,11 @@ def authorizer_for(
     host: str,
     token_file: str | os.PathLike[str] | None,
     environ: Mapping[str, str] = os.environ,
+    registry: CollectorRegistry | None = None,
 ) -> Authorizer:
     """The authorizer for a service on ``store`` bound to ``host``.
+
+    ``registry``, if given, gets the Kubernetes authorizer's decision counts.
 
     Raises:
         InvalidInput: the token file cannot be read; a token file where RBAC
@@ -108,6 +113,7 @@ def authorizer_for(
             store.namespace,
             ttl=DEFAULT_CACHE_TTL if ttl is None else ttl,
             readiness=permission_checks(store.api_client, store.namespace),
+            registry=registry,
         )
     return OpenLocal() if token_file is None else TokenFile(Path(token_file))
 
