@@ -178,6 +178,17 @@ class TestKubernetesAuthorizer:
         with pytest.raises(NotAuthenticated):
             authorizer(admin, controlplane_namespace).check(token, ["get"])
 
+    def test_no_verbs_still_authenticates(
+        self, admin: client.ApiClient, identities: Identities
+    ) -> None:
+        """A route that needs no verb still needs a token the API server accepts."""
+        auth = authorizer(admin, identities.namespace)
+        assert auth.check(identities.unbound, []).name.endswith(":unbound")
+        with pytest.raises(NotAuthenticated):
+            auth.check("not-a-token", [])
+        with pytest.raises(NotAuthenticated):
+            auth.check(None, [])
+
     def test_the_control_planes_static_users_are_reviewed_too(
         self, admin: client.ApiClient, controlplane: ControlPlane, controlplane_namespace: str
     ) -> None:

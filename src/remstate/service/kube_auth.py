@@ -155,7 +155,13 @@ class KubernetesAuthorizer:
         if token is None:
             raise NotAuthenticated("this service needs a bearer token (Authorization: Bearer …)")
         digest = hashlib.sha256(token.encode()).hexdigest()
-        caller: Caller | None = None
+        if not verbs:
+            # Nothing to authorize, but the caller is still authenticated.
+            identity = self._identity(token, digest)
+            if identity is None:
+                raise NotAuthenticated("the API server does not accept this bearer token")
+            return Caller(identity.username, identity.groups)
+        caller = Caller("")
         for verb in verbs:
             decision = self.cache.get((digest, verb))
             if decision is None:
@@ -165,14 +171,11 @@ class KubernetesAuthorizer:
             else:
                 self._count("cache")
             if decision.identity is None:
-                raise NotAuthenticated(
-                    "the API server does not accept this bearer token"
-                    + (f": {decision.reason}" if decision.reason else "")
-                )
+                raise NotAuthenticated("the API server does not accept this bearer token")
             caller = Caller(decision.identity.username, decision.identity.groups)
             if not decision.allowed:
                 raise refuse(caller, [verb], self.namespace)
-        return caller or Caller("")
+        return caller
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         """The permission checks given at construction."""
@@ -187,7 +190,7 @@ class KubernetesAuthorizer:
     def _decide(self, token: str, digest: str, verb: str) -> _Decision:
         identity = self._identity(token, digest)
         if identity is None:
-            return _Decision(None, allowed=False, reason="not authenticated")
+            return _Decision(None, allowed=False)
         return self._access(identity, verb)
 
     def _identity(self, token: str, digest: str) -> Identity | None:
