@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import pytest
 
 from remstate import StateManager
+from remstate.schema import object_name
 from remstate.store.embedded import EmbeddedStore
+from remstate.store.kubernetes import KubernetesStore
+from remstate.testing.controlplane import ControlPlane
 from remstate.testing.processes import free_ports, kill, spawn, tail
 
 #: How long the process may take to answer at all, on a busy 2-core machine.
@@ -56,11 +60,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, *args: str) -> Iterator[Served]:
+def serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
     port = free_ports(1)[0]
     log = tmp_path / "serve.log"
     argv = [sys.executable, "-m", "remstate.cli", "serve", "--port", str(port), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log.open("wb") as out:
         proc = spawn(argv, log=out, env=env, cwd=tmp_path)
         served = Served(proc, port, log)
@@ -71,12 +75,17 @@ def serve(tmp_path: Path, *args: str) -> Iterator[Served]:
             kill(proc)
 
 
-def in_flight(served: Served) -> float:
+def metric(served: Served, name: str) -> float:
+    """A sample without labels from the process's /metrics."""
     text = httpx.get(served.url + "/metrics", timeout=5).text
     for line in text.splitlines():
-        if line.startswith("remstate_http_requests_in_flight "):
+        if line.startswith(name + " "):
             return float(line.split()[1])
-    raise AssertionError("no in-flight gauge in /metrics")
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def in_flight(served: Served) -> float:
+    return metric(served, "remstate_http_requests_in_flight")
 
 
 class TestServe:
@@ -96,6 +105,27 @@ class TestServe:
         log = served.log.read_text()
         assert f"API docs: http://127.0.0.1:{served.port}/docs" in log
         assert "leadership released" in log
+
+    @pytest.mark.kubernetes
+    def test_serves_a_kubernetes_namespace(
+        self, tmp_path: Path, controlplane: ControlPlane, controlplane_namespace: str
+    ) -> None:
+        """On the real API server: the state is a ConfigMap, read back over HTTP; SIGTERM, 0."""
+        store = f"kubernetes://{controlplane_namespace}"
+        kubeconfig = {"KUBECONFIG": str(controlplane.kubeconfig)}
+        with serve(tmp_path, "--store", store, "--no-cleanup", env=kubeconfig) as served:
+            r = httpx.post(served.url + "/api/v1/tasks/42/iterations", json={"op_id": "a"})
+            assert r.json()["iteration"] == 1
+            got = httpx.get(served.url + "/api/v1/tasks/42")
+            assert got.json()["iteration"] == 1
+            with controlplane.api_client() as api:
+                stored = KubernetesStore(controlplane_namespace, api_client=api).get(
+                    object_name("42")
+                )
+            assert got.headers["etag"] == f'"{stored.resource_version}"'
+            assert httpx.get(served.url + "/readyz").status_code == 200
+            served.proc.send_signal(signal.SIGTERM)
+            assert served.proc.wait(timeout=30) == 0
 
     def test_sigterm_finishes_the_request_in_flight_and_exits_0(self, tmp_path: Path) -> None:
         """SIGTERM: new connections refused, the request in flight answered, then exit 0."""
@@ -141,6 +171,23 @@ class TestServe:
         with StateManager(EmbeddedStore(str(db))) as m:
             assert m.get_current_iteration("42") == 2
         assert "leadership released" in served.log.read_text()
+
+    def test_the_leader_cleans_up_every_interval(self, tmp_path: Path) -> None:
+        """With --cleanup-interval 1s, the cleanup's runs show in /metrics; SIGTERM stops it, 0."""
+        db = tmp_path / "state.db"
+        with StateManager(EmbeddedStore(str(db))) as m:
+            m.increment_iteration("42")
+        args = ("--store", f"sqlite://{db}", "--cleanup-interval", "1s")
+        with serve(tmp_path, *args) as served:
+            deadline = time.monotonic() + START
+            while metric(served, "remstate_cleanup_states_scanned_total") < 2:
+                assert time.monotonic() < deadline, tail(served.log, 40)
+                time.sleep(0.2)  # polling a real process's loop, not a timed assertion
+            served.proc.send_signal(signal.SIGTERM)
+            assert served.proc.wait(timeout=60) == 0, tail(served.log, 40)
+        log = served.log.read_text()
+        assert "cleanup: every 1s" in log
+        assert "the periodic cleanup starts" in log
 
     def test_a_token_file_guards_every_route_but_the_probes(self, tmp_path: Path) -> None:
         """With --token-file: no token 401 (WWW-Authenticate: Bearer), the token 200."""

@@ -53,6 +53,11 @@ class TestTokenFile:
         response = client.get(f"{API}/tasks", headers={"Authorization": header})
         problem(response, 401, "unauthenticated")
 
+    def test_authentication_comes_before_validation(self, client: TestClient) -> None:
+        """A caller without the token learns nothing of the body's rules: 401, not 422."""
+        problem(client.post(f"{API}/tasks/t1/iterations", json={"note": 5}), 401, "unauthenticated")
+        problem(client.get(f"{API}/tasks", params={"limit": 0}), 401, "unauthenticated")
+
     def test_the_token_is_let_through(self, client: TestClient) -> None:
         """The file's token (its newline ignored) may read and write."""
         token = {"Authorization": "Bearer s3cret-token"}

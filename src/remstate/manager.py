@@ -41,6 +41,7 @@ from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
 from remstate.errors import InvalidInput, InvalidObject, NotFound, RemstateError, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
+from remstate.metrics import Metrics
 from remstate.mutations import Found
 from remstate.recovery import RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
@@ -74,6 +75,8 @@ from remstate.store.selectors import parse as parse_selector
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from remstate.store.opener import ApiClient
 
 __all__ = [
@@ -105,6 +108,12 @@ class StateManager:
             ``"14d"`` or seconds); None: the cleanup's default applies.
         retry: how long to retry conflicts and transient errors.
         clock: a callable returning an aware datetime; every timestamp uses it.
+        metrics: the Prometheus collectors to count in (``remstate.metrics.Metrics``),
+            shared by the managers that share a registry.
+        registry: a ``prometheus_client.CollectorRegistry`` to register new
+            collectors in; with neither, the manager keeps a registry of its own
+            (never the global default, so that two managers do not collide).
+            Read them at ``manager.metrics``.
     """
 
     def __init__(
@@ -119,6 +128,8 @@ class StateManager:
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
         snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT,
+        metrics: Metrics | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if store is None:
             if api_client is None:
@@ -136,6 +147,8 @@ class StateManager:
             clock=clock,
             cache_size=cache_size,
             snapshots_kept=snapshots_kept,
+            metrics=metrics,
+            registry=registry,
         )
         self.store: Store = store
         self.max_iterations = max_iterations
@@ -144,6 +157,7 @@ class StateManager:
         self.clock = clock
         #: How many snapshots of each task are kept (the newest).
         self.snapshots_kept = snapshots_kept
+        self.metrics = metrics if metrics is not None else Metrics(registry)
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
@@ -405,11 +419,13 @@ class StateManager:
             raise InvalidInput("note must be a string")
         op_id = str(ULID()) if op_id is None else validate_record_id(op_id, "increment key")
         max_iterations = self.max_iterations
+        counted = False  # this call's increment, not a replay of a committed one
 
         def increment(state: TaskState) -> tuple[TaskState | None, int]:
+            nonlocal counted
             # Committed before (a retry, ours or the caller's): its record is there.
             found = self._find(state, KIND_ITERATIONS, [op_id])
-            return mutations.increment(
+            new, number = mutations.increment(
                 state,
                 op_id=op_id,
                 note=note,
@@ -417,8 +433,13 @@ class StateManager:
                 max_iterations=max_iterations,
                 found=found,
             )
+            counted = new is not None
+            return new, number
 
-        return self._writer.mutate(task_id, increment, create={})[1]
+        number = self._writer.mutate(task_id, increment, create={})[1]
+        if counted:
+            self.metrics.iterations.observe(number)
+        return number
 
     def append_feedback(
         self,
@@ -648,6 +669,7 @@ class StateManager:
         force: bool = False,
         limit: int | None = None,
         keep_snapshot: bool = False,
+        orphans: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
         requests_per_second: float | None = DEFAULT_RATE,
         progress: Progress | None = None,
@@ -661,7 +683,9 @@ class StateManager:
         At most ``limit`` soft deletes, restores and purges per run; requests
         are paced at ``requests_per_second``. Durations are timedeltas, seconds
         or text such as ``"7d"``. ``progress(scanned, total or None)`` is called
-        after each page.
+        after each page. Then orphan segments and snapshots older than
+        ``grace`` are removed, unless ``orphans=False``: that pass lists every
+        segment's and snapshot's metadata, a cost that grows with history.
 
         Raises:
             InvalidInput: a bad argument; nothing is written.
@@ -676,6 +700,7 @@ class StateManager:
             force=force,
             limit=limit,
             keep_snapshot=keep_snapshot,
+            orphans=orphans,
             progress=progress,
         )
 
@@ -699,8 +724,7 @@ class StateManager:
             self.store,
             clock=self.clock,
             retry=self.retry,
-            # ``metrics`` is the manager's when it has one (StateManager(metrics=...)).
-            metrics=getattr(self, "metrics", None),
+            metrics=self.metrics,
             snapshot=self._keep_purged,
             **options,
         )
@@ -817,7 +841,7 @@ class StateManager:
         """
         validate_task_id(task_id)
         try:
-            return recovery.recover_state(self, task_id, metrics=getattr(self, "metrics", None))
+            return recovery.recover_state(self, task_id, metrics=self.metrics)
         finally:
             self._seen.forget(task_id)
 

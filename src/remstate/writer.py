@@ -45,6 +45,7 @@ from remstate.errors import (
     Unavailable,
 )
 from remstate.history import HistoryReader
+from remstate.metrics import Metrics
 from remstate.objects import StoredObject
 from remstate.retry import RetryPolicy, remaining
 from remstate.schema import (
@@ -59,6 +60,7 @@ from remstate.schema import (
     object_name,
     plan_compaction,
     validate_task_id,
+    value_bytes,
 )
 from remstate.segments import compact, discard_unreferenced
 from remstate.store import Store
@@ -88,11 +90,12 @@ class _Stale(Conflict):
 
 class Settings(Protocol):
     """What the writer reads from its manager: the store, the retry policy, the clock,
-    and the policy a task that stores none gets on its next write."""
+    the metrics, and the policy a task that stores none gets on its next write."""
 
     store: Store
     retry: RetryPolicy
     clock: Clock
+    metrics: Metrics
 
     @property
     def default_policy(self) -> Policy: ...
@@ -133,6 +136,10 @@ class Writer:
     @property
     def clock(self) -> Clock:
         return self._settings.clock
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._settings.metrics
 
     def mutate(
         self,
@@ -239,6 +246,10 @@ class Writer:
         create: Mapping[str, Any] | None,
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
+        if op.conflicted:
+            # The previous attempt's compare-and-swap lost: this one retries it.
+            op.conflicted = False
+            self.metrics.conflicts_retried.inc()
         obj, from_cache = self._write_from(task_id, op)
         committed = op.committed(obj)
         if committed is not None:
@@ -255,7 +266,7 @@ class Writer:
         write_id = op.next_write_id()
         if obj is None and plan_compaction(new) is not None:
             # Segments need the head's uid: create the bare head first.
-            self._write(task_id, None, state, write_id)
+            self._write(task_id, None, state, write_id, op)
             raise _Stale("created the head; now the history")
         new = self._commit(task_id, obj, new, write_id=write_id, op=op, result=result)
         op.turns.holding = False  # our write dropped the turn annotation
@@ -298,7 +309,7 @@ class Writer:
         """
         new, created = self._segments_first(task_id, obj, new)
         try:
-            self._write(task_id, obj, new, write_id)
+            self._write(task_id, obj, new, write_id, op)
         except Unavailable as e:
             op.unknown[write_id] = (new, result)
             if e.maybe_applied:
@@ -458,9 +469,17 @@ class Writer:
         return state, new, result
 
     def _write(
-        self, task_id: str, old: StoredObject | None, state: TaskState, op_id: str
+        self,
+        task_id: str,
+        old: StoredObject | None,
+        state: TaskState,
+        op_id: str,
+        op: _Operation[Any],
     ) -> StoredObject:
         """One create or compare-and-swap replace; remembers what was written.
+
+        A lost compare-and-swap (Conflict, or a create that another writer beat)
+        is marked on ``op``, so the next attempt counts as a retried conflict.
 
         Labels and annotations that are not remstate's (added with kubectl, say)
         are carried over. Any write makes a soft-deleted task active again: it
@@ -468,6 +487,7 @@ class Writer:
         """
         data, labels, annotations = encode_state(state)
         annotations[ANNOTATION_WRITE_ID] = op_id
+        size = value_bytes(data)
         name = object_name(task_id)
         try:
             if old is None:
@@ -487,15 +507,18 @@ class Writer:
                 )
         except AlreadyExists:
             self._seen.forget(task_id)
+            op.conflicted = True
             raise _Stale("created by another writer first") from None
         except NotFound:
             self._seen.forget(task_id)
             if old is None:
                 raise  # a create found no namespace: retrying cannot help
             raise _Stale("deleted meanwhile") from None
-        except (Conflict, Unavailable):
+        except (Conflict, Unavailable) as e:
             self._seen.forget(task_id)
+            op.conflicted = isinstance(e, Conflict)
             raise
+        self.metrics.state_size.observe(size)
         # What we wrote is the current schema, whatever version it was read at.
         self._seen.remember(
             task_id, written, dataclasses.replace(state, schema_version=SCHEMA_VERSION)
@@ -515,6 +538,8 @@ class _Operation(Generic[_R]):
         self.id = op_id
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: The last attempt's compare-and-swap write lost to another writer.
+        self.conflicted = False
         #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
         self.maybe_applied = False
         self.turns = Turns(op_id)

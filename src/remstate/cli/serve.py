@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry
 
 from remstate.cli.commands import app
 from remstate.cli.options import Session, global_options
 from remstate.errors import InvalidInput
+from remstate.loop import CleanupLoop
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.service import create_app
 from remstate.service.leading import LeaderOnly, leader_only
@@ -66,8 +66,9 @@ def serve(
         interval = duration_argument(cleanup_interval, "--cleanup-interval")
     except InvalidInput as e:
         raise InvalidInput(f"--cleanup-interval: {e}") from None
-    registry = CollectorRegistry()
     with c.manager("rwc") as manager:
+        # The manager's own registry: /metrics serves its metrics and the requests'.
+        registry = manager.metrics.registry
         authorizer = authorizer_for(
             manager.store, host=host, token_file=token_file, registry=registry
         )
@@ -75,10 +76,9 @@ def serve(
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None
         if not no_cleanup:
-            from remstate.loop import CleanupLoop
-
             job = leader_only(leadership, manager.cleanup_old_states)
-            following = LeaderOnly(CleanupLoop(job, interval=interval), leadership)
+            loop = CleanupLoop(job, interval=interval, metrics=manager.metrics)
+            following = LeaderOnly(loop, leadership)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"remstate serve: {c.store_url} at http://{shown}:{port}/api/v1 "

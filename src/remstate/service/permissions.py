@@ -9,9 +9,11 @@ each of those calls has its entry. Three things hold to this list:
 - ``deploy/base``'s Role and ClusterRole grant exactly these verbs (a test
   compares them);
 - ``/readyz`` asks the API server about each of them (SelfSubjectAccessReview);
-- a test runs the store's operations as the ServiceAccount with these rules
-  and nothing else, and shows each namespaced store verb is needed: without
-  it, the operation that uses it is refused.
+- ``tests/test_deploy.py`` runs the store's operations as the ServiceAccount
+  with these rules and nothing else, and shows each store verb (ConfigMaps,
+  Events) is needed: without it, the operation that uses it is refused. The
+  Lease and review verbs are checked there as allowed; their "needed" cases
+  come with the code that uses them.
 
 Which request is which verb (the API server's own mapping): GET of one
 object ``get``, of a collection ``list``, with ``watch=true`` ``watch``;
