@@ -183,22 +183,26 @@ class LeaseElection:
                     self._put({**lease, "spec": spec})
         self._stop_leading()
 
+    # is_leader() and holder() take no lock: a request thread must not wait for a
+    # round that is waiting for the API server. They read attributes the round
+    # replaces whole, so each sees one round's values or the next one's.
+
     def is_leader(self) -> bool:
         """Whether this replica leads: it holds the Lease, renewed within the renew deadline."""
-        with self._lock:
-            return self._leading and self._clock() - self._renewed_at < self.timing.renew_deadline
+        leading, renewed_at = self._leading, self._renewed_at
+        return leading and self._clock() - renewed_at < self.timing.renew_deadline
 
     def holder(self) -> str | None:
         """Who leads, as last seen: this replica, another, or None (free or expired)."""
-        with self._lock:
-            if self.is_leader():
-                return self.identity
-            if self._lease is None:
-                return None
-            holder = (self._lease.get("spec") or {}).get("holderIdentity") or None
-            if holder is None or holder == self.identity or self._expired(self._clock()):
-                return None
-            return str(holder)
+        if self.is_leader():
+            return self.identity
+        lease = self._lease
+        if lease is None:
+            return None
+        holder = (lease.get("spec") or {}).get("holderIdentity") or None
+        if holder is None or holder == self.identity or self._expired(self._clock()):
+            return None
+        return str(holder)
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         """None of its own: the Lease permissions are among the service's permission checks."""
