@@ -3,8 +3,12 @@
 Registers on ``remstate.cli.commands.app`` when imported (``remstate.cli``
 imports it). Locally it binds 127.0.0.1; any other address needs
 ``--token-file`` (exit 2 otherwise), and then every request but the probes
-must carry that token. The periodic cleanup runs every ``--cleanup-interval``
-(6 hours) while this replica leads, unless ``--no-cleanup``. Each request
+must carry that token. On Kubernetes, in a pod or bound beyond loopback,
+every request but the probes needs a bearer token that the cluster's RBAC
+allows (``service.replicas``). Replicas elect a leader (a Lease on
+Kubernetes, a file lock beside the embedded database). The periodic
+cleanup runs every ``--cleanup-interval`` (6 hours) while this replica
+leads, unless ``--no-cleanup``. Each request
 waits for an unavailable store at most ``--timeout`` seconds (30 by default).
 """
 
@@ -22,10 +26,10 @@ from remstate.errors import InvalidInput
 from remstate.loop import CleanupLoop
 from remstate.schema.durations import duration_argument, format_duration
 from remstate.service import create_app
-from remstate.service.auth import Authorizer, OpenLocal, TokenFile
-from remstate.service.leadership import Always
 from remstate.service.leading import LeaderOnly, leader_only
+from remstate.service.replicas import authorizer_for, leadership_for, uses_cluster_auth
 from remstate.service.server import DEFAULT_HOST, DEFAULT_PORT, check_binding, run
+from remstate.store import parse_store_url
 
 __all__ = ["serve"]
 
@@ -53,18 +57,22 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API (docs at /docs) until SIGTERM; exit 0 after a graceful stop."""
-    check_binding(host, has_token=token_file is not None)
+    # In a cluster (or bound beyond loopback) on Kubernetes, RBAC decides: see service.replicas.
+    cluster_auth = uses_cluster_auth(parse_store_url(c.store_url).backend, host)
+    check_binding(host, has_token=token_file is not None or cluster_auth)
     # remstate's own records (cleanup decisions, leadership) beside uvicorn's.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     try:
         interval = duration_argument(cleanup_interval, "--cleanup-interval")
     except InvalidInput as e:
         raise InvalidInput(f"--cleanup-interval: {e}") from None
-    authorizer: Authorizer = OpenLocal() if token_file is None else TokenFile(token_file)
-    leadership = Always()
     with c.manager("rwc") as manager:
         # The manager's own registry: /metrics serves its metrics and the requests'.
         registry = manager.metrics.registry
+        authorizer = authorizer_for(
+            manager.store, host=host, token_file=token_file, registry=registry
+        )
+        leadership = leadership_for(manager.store)
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None
         if not no_cleanup:
