@@ -267,6 +267,11 @@ class TestClusterAuthInServe:
         status, body = a.request("GET", "/readyz")
         assert status == 200, body  # the admin has every permission the service uses
         assert "permission: update leases.coordination.k8s.io" in json.dumps(body)
-        with urllib.request.urlopen(a.url + "/metrics", timeout=10) as response:  # noqa: S310
+        # /metrics is not a probe: in a cluster it needs a token that may get configmaps.
+        assert a.request("GET", "/metrics", token=controlplane.tokens["nobody"])[0] == 403
+        scrape = urllib.request.Request(  # noqa: S310
+            a.url + "/metrics", headers={"Authorization": f"Bearer {controlplane.admin_token}"}
+        )
+        with urllib.request.urlopen(scrape, timeout=10) as response:  # noqa: S310
             metrics = response.read().decode()
         assert 'remstate_auth_decisions_total{source="review"}' in metrics

@@ -65,9 +65,18 @@ class TestTokenFile:
         assert client.get(f"{API}/tasks/t1", headers=token).json()["iteration"] == 1
 
     def test_probes_are_open(self, client: TestClient) -> None:
-        """/healthz, /readyz and /metrics need no token."""
-        for path in ("/healthz", "/readyz", "/metrics"):
+        """/healthz and /readyz need no token."""
+        for path in ("/healthz", "/readyz"):
             assert client.get(path).status_code == 200, path
+
+    def test_metrics_need_the_token(self, client: TestClient) -> None:
+        """/metrics is not a probe: without the token 401, with it Prometheus text."""
+        refused = client.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        scraped = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+        assert scraped.status_code == 200
+        assert "remstate_http_requests" in scraped.text or "# HELP" in scraped.text
 
     @pytest.mark.parametrize("content", ["", "  \n", "two words"])
     def test_a_file_without_one_token_is_refused(self, tmp_path: Path, content: str) -> None:

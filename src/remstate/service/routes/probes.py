@@ -1,11 +1,15 @@
-"""The probes and the metrics: open to every caller, as a kubelet and Prometheus need.
+"""The probes, open to every caller as a kubelet needs; and the metrics, for Prometheus.
 
 - ``/healthz`` is liveness: an async route, so it answers when the event loop
   does, and touches nothing else (a slow store must not get the pod killed).
 - ``/readyz`` is readiness: the store answers a cheap list (one object,
   metadata only), and each check the authorizer and the leadership add
   passes; the failing ones are named in the body, with 503.
-- ``/metrics`` is the registry in Prometheus' text format.
+- ``/metrics`` is the registry in Prometheus' text format. It is not a probe:
+  where callers need a token (a token file, or the cluster's RBAC), it needs
+  one too, with ``get`` on configmaps, as DESIGN.md asks ("the probes are
+  open; everything else is not"). Prometheus scrapes with a read-only
+  ServiceAccount's token (``deploy/overlays/servicemonitor``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from remstate.schema.naming import managed_selector
 from remstate.service.checks import ReadinessCheck, run_checks
-from remstate.service.deps import Services, services
+from remstate.service.deps import READ, Services, allow, services
+from remstate.service.problems import responses
 
 __all__ = ["readiness_checks", "router"]
 
@@ -64,7 +69,11 @@ def readyz(s: Services = Depends(services)) -> JSONResponse:  # noqa: B008
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    dependencies=[allow(*READ)],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **responses(401, 403, 503),
+    },
 )
 def metrics(request: Request) -> Response:
     """The manager's metrics and the service's requests, in Prometheus' text format."""
