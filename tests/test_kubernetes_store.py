@@ -8,6 +8,7 @@ the request-size limit, and that no client exception ever leaves
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import uuid
@@ -160,6 +161,10 @@ OPERATIONS: list[tuple[str, Callable[[KubernetesStore], object]]] = [
     ("replace", lambda s: s.replace(StoredObject(name="x", data={}, resource_version="1"))),
     ("annotate", lambda s: s.annotate("x", {"a": "1"})),
     ("annotate with expect", lambda s: s.annotate("x", {"a": "1"}, expect={"a": None})),
+    (
+        "annotate labels at a version",
+        lambda s: s.annotate("x", {}, labels={"l": None}, resource_version="7"),
+    ),
     ("delete", lambda s: s.delete("x", uid="u", resource_version="1")),
     ("list", lambda s: s.list(label_selector="a=b", limit=5, metadata_only=True)),
     ("watch", lambda s: next(iter(s.watch(timeout_seconds=1)), None)),
@@ -251,6 +256,34 @@ class TestNoClientExceptionEscapes:
         error = self._run(store, call)
         assert isinstance(error, Forbidden)
         assert (error.status.code, error.status.reason) == (401, "Unauthorized")
+
+
+class TestRecordEventNeverRaises:
+    """The failures above, met by ``record_event``: logged, never raised."""
+
+    def _record(self, store: KubernetesStore, caplog: pytest.LogCaptureFixture) -> None:
+        try:
+            with caplog.at_level(logging.WARNING, logger="remstate.events"):
+                store.record_event(StoredObject(name="x", uid="u"), reason="Purged", message="m")
+        finally:
+            cast(Any, store.api_client).close()
+        assert [r for r in caplog.records if r.name == "remstate.events"]
+
+    def test_closed_port(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Nothing listens: a warning, no exception."""
+        self._record(store_at(f"https://127.0.0.1:{_closed_port()}", "t", None), caplog)
+
+    def test_connection_closed_without_answer(
+        self, silent_server: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The peer hangs up mid-handshake: a warning, no exception."""
+        self._record(store_at(f"https://127.0.0.1:{silent_server}", "t", None), caplog)
+
+    def test_bad_token(self, controlplane: ControlPlane, caplog: pytest.LogCaptureFixture) -> None:
+        """An unknown bearer token (401): a warning, no exception."""
+        store = store_at(controlplane.server, "not-a-token", str(controlplane.ca_file))
+        self._record(store, caplog)
+        assert "401" in caplog.records[-1].getMessage()
 
 
 # --- the translation table (no server) ----------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing
 
+from remstate.cleanup import CleanupItem, CleanupReport
 from remstate.errors import (
     AlreadyExists,
     ApiStatus,
@@ -56,6 +57,8 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "AlreadyExists",
     "ApiStatus",
+    "CleanupItem",
+    "CleanupReport",
     "Conflict",
     "CorruptState",
     "CorruptStore",

@@ -37,6 +37,7 @@ from remstate.arguments import (
     policy_argument,
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
+from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
 from remstate.errors import InvalidInput, InvalidObject, NotFound, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
 from remstate.mutations import Found
@@ -667,6 +668,73 @@ class StateManager:
         except NotFound:
             return None  # deleted since the page was listed
         return summarize_head(head, default_max_iterations=self.max_iterations)
+
+    # -- TTL cleanup (remstate.cleanup) -------------------------------------------
+
+    def cleanup_old_states(
+        self,
+        *,
+        ttl: timedelta | str | float = timedelta(days=7),
+        grace: timedelta | str | float = timedelta(hours=24),
+        dry_run: bool = False,
+        force: bool = False,
+        limit: int | None = None,
+        keep_snapshot: bool = False,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        requests_per_second: float | None = DEFAULT_RATE,
+        progress: Progress | None = None,
+    ) -> CleanupReport:
+        """Soft-delete states not updated for ``ttl``; purge them ``grace`` later.
+
+        Scans heads' metadata only, ``page_size`` at a time. A task's own ttl
+        overrides ``ttl``; tasks ``in_progress`` or ``awaiting_review`` are
+        skipped unless ``force``. Every write is conditional on the version the
+        scan (or the purge's re-read) saw, so a task touched meanwhile survives.
+        At most ``limit`` soft deletes, restores and purges per run; requests
+        are paced at ``requests_per_second``. Durations are timedeltas, seconds
+        or text such as ``"7d"``. ``progress(scanned, total or None)`` is called
+        after each page.
+
+        Raises:
+            InvalidInput: a bad argument; nothing is written.
+            Unavailable, Forbidden: the scan failed (a failure on one state is
+                counted in the report instead).
+        """
+        cleaner = self._cleaner(page_size=page_size, rate=requests_per_second)
+        return cleaner.run(
+            ttl=ttl,
+            grace=grace,
+            dry_run=dry_run,
+            force=force,
+            limit=limit,
+            keep_snapshot=keep_snapshot,
+            progress=progress,
+        )
+
+    def restore_state(self, task_id: str) -> bool:
+        """Undo a soft delete: the task is active again. False if it was not soft-deleted.
+
+        Any write to the task restores it too. A restore changes no data, so
+        the state is as old as before: unless it is written to or given a
+        longer ttl (``set_policy``), the next cleanup soft-deletes it again.
+
+        Raises:
+            StateNotFound: the task has no state (purged, say).
+        """
+        try:
+            return self._cleaner().restore(task_id)
+        finally:
+            self._seen.forget(task_id)
+
+    def _cleaner(self, **options: Any) -> Cleaner:
+        return Cleaner(
+            self.store,
+            clock=self.clock,
+            retry=self.retry,
+            # ``metrics`` is the manager's when it has one (StateManager(metrics=...)).
+            metrics=getattr(self, "metrics", None),
+            **options,
+        )
 
     def _page(
         self, task_id: str, kind: str, limit: int, cursor: str | None, newest_first: bool

@@ -8,14 +8,18 @@ the embedded store.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from remstate.errors import (
     AlreadyExists,
@@ -27,9 +31,13 @@ from remstate.errors import (
     RemstateError,
     StoreError,
 )
+from remstate.retry import RetryPolicy
 from remstate.store import Store, StoredObject, WatchEvent, WatchEventType
+from remstate.store.kubernetes import KubernetesStore
+from remstate.store.kubernetes_events import EVENT_TIMEOUT
 from remstate.testing.controlplane import ControlPlane
 from tests.backends import StoreSpec, new_namespace
+from tests.faults import hung_server
 from tests.helpers import cm
 
 MiB = 1_048_576
@@ -572,6 +580,56 @@ for _version in ["abc", "-1", "99999999999999999999999"]:
         return store.replace(StoredObject(name="r", data={}, resource_version=version))
 
 
+@_case("annotate-stale-version")
+def _annotate_stale(store: Store) -> object:
+    first = store.create(cm("a", managed="yes"))
+    store.annotate("a", {"x": "1"})
+    return store.annotate("a", {"y": "1"}, resource_version=first.resource_version)
+
+
+@_case("annotate-stale-version-changing-nothing")
+def _annotate_stale_noop(store: Store) -> object:
+    first = store.create(cm("a", managed="yes"))
+    store.annotate("a", {"x": "1"})
+    return store.annotate(
+        "a", {}, labels={"managed": "yes"}, resource_version=first.resource_version
+    )
+
+
+@_case("annotate-stale-version-expectations-met")
+def _annotate_stale_expecting(store: Store) -> object:
+    first = store.create(StoredObject(name="a", data={}, labels={"l": "1"}, annotations={"t": "1"}))
+    store.annotate("a", {"x": "1"})
+    return store.annotate(
+        "a",
+        {"t": "2"},
+        labels={"l": None},
+        expect={"t": "1"},
+        resource_version=first.resource_version,
+    )
+
+
+@_case("annotate-missing-at-a-version")
+def _annotate_missing(store: Store) -> object:
+    return store.annotate("absent", {"a": "1"}, labels={"b": "2"}, resource_version="12")
+
+
+for _index, _labels in enumerate([{"k": "x" * 64}, {"k": "bad value"}, {"bad key!": "v"}]):
+
+    @_case(f"annotate-invalid-labels-{_index}")
+    def _annotate_invalid_labels(store: Store, labels: dict[str, str] = _labels) -> object:
+        store.create(cm("l"))
+        return store.annotate("l", {}, labels=dict(labels))
+
+
+for _version in ["abc", "-1", "99999999999999999999999"]:
+
+    @_case(f"annotate-unparsable-version-{_version[:6]}")
+    def _annotate_bad_version(store: Store, version: str = _version) -> object:
+        store.create(cm("r"))
+        return store.annotate("r", {"a": "1"}, resource_version=version)
+
+
 _GARBLED_TOKENS = [
     "garbage!",
     "abc",
@@ -689,3 +747,247 @@ class TestAnnotate:
         with pytest.raises(InvalidObject):
             store.annotate("cm", {"not a key!": "1"})
         assert store.get("cm").resource_version == created.resource_version
+
+
+class TestAnnotateLabelsAndVersion:
+    """What cleanup needs: marks and labels written without the data, at a known version."""
+
+    def test_merges_labels_and_removes_with_none(self, store: Store) -> None:
+        """Labels are merged as annotations are; ``None`` removes one; data stays."""
+        store.create(StoredObject(name="cm", data={"k": "v"}, labels={"keep": "1", "drop": "1"}))
+        patched = store.annotate(
+            "cm",
+            {"remstate.io/soft-deleted-at": "2026-01-01T00:00:00Z"},
+            labels={"remstate.io/lifecycle": "soft-deleted", "drop": None, "absent": None},
+        )
+        assert patched.labels == {"keep": "1", "remstate.io/lifecycle": "soft-deleted"}
+        assert patched.annotations == {"remstate.io/soft-deleted-at": "2026-01-01T00:00:00Z"}
+        assert patched.data == {"k": "v"}
+        assert store.get("cm") == patched
+        selected = store.list(label_selector="remstate.io/lifecycle=soft-deleted").items
+        assert [o.name for o in selected] == ["cm"]
+
+    def test_at_the_current_version_it_writes(self, store: Store) -> None:
+        """With the object's current resourceVersion, the patch applies and the version moves."""
+        created = store.create(cm("cm", keep="1"))
+        patched = store.annotate(
+            "cm", {"a": "1"}, labels={"l": "2"}, resource_version=created.resource_version
+        )
+        assert (patched.labels, patched.annotations) == ({"keep": "1", "l": "2"}, {"a": "1"})
+        assert patched.resource_version != created.resource_version
+        assert store.get("cm") == patched
+
+    def test_a_stale_version_conflicts_and_writes_nothing(self, store: Store) -> None:
+        """A resourceVersion the object has moved past raises Conflict; nothing changes."""
+        created = store.create(cm("cm", keep="1"))
+        moved = store.replace(dataclasses.replace(created, data={"k": "touched"}))
+        with pytest.raises(Conflict):
+            store.annotate(
+                "cm", {"a": "1"}, labels={"keep": None}, resource_version=created.resource_version
+            )
+        assert store.get("cm") == moved
+
+    def test_a_stale_version_conflicts_even_when_nothing_would_change(self, store: Store) -> None:
+        """The precondition is checked before the server notices the patch is empty."""
+        created = store.create(cm("cm", keep="1"))
+        moved = store.annotate("cm", {"a": "1"})
+        with pytest.raises(Conflict):
+            store.annotate(
+                "cm", {}, labels={"keep": "1"}, resource_version=created.resource_version
+            )
+        assert store.get("cm") == moved
+
+    def test_version_and_expectations_together(self, store: Store) -> None:
+        """With ``expect`` too, both must hold; either failing is a Conflict, nothing written."""
+        created = store.create(
+            StoredObject(name="cm", data={"k": "v"}, labels={"l": "1"}, annotations={"t": "1"})
+        )
+        with pytest.raises(Conflict):  # the version holds, the expectation does not
+            store.annotate(
+                "cm",
+                {"t": "2"},
+                labels={"l": "2"},
+                expect={"t": "0"},
+                resource_version=created.resource_version,
+            )
+        assert store.get("cm") == created
+        patched = store.annotate(
+            "cm",
+            {"t": "2"},
+            labels={"l": None, "new": "1", "absent": None},
+            expect={"t": "1"},
+            resource_version=created.resource_version,
+        )
+        assert (patched.labels, patched.annotations) == ({"new": "1"}, {"t": "2"})
+        with pytest.raises(Conflict):  # the expectation holds, the version does not
+            store.annotate(
+                "cm",
+                {"t": "3"},
+                labels={"new": None},
+                expect={"t": "2"},
+                resource_version=created.resource_version,
+            )
+        assert store.get("cm") == patched
+
+    def test_with_expectations_the_object_needs_labels_to_change(self, store: Store) -> None:
+        """As a JSON patch: labels cannot be added to an object that has none; nothing written."""
+        created = store.create(StoredObject(name="cm", data={"k": "v"}, annotations={"t": "1"}))
+        with pytest.raises(Conflict):
+            store.annotate("cm", {"t": "2"}, labels={"l": "1"}, expect={"t": "1"})
+        assert store.get("cm") == created
+
+    @pytest.mark.parametrize(
+        "labels", [{"k": "x" * 64}, {"k": "bad value"}, {"bad key!": "v"}, {"k": "-x"}]
+    )
+    def test_a_bad_label_is_invalid(self, store: Store, labels: dict[str, str]) -> None:
+        """A label the API refuses raises InvalidObject; nothing changes."""
+        created = store.create(cm("cm"))
+        with pytest.raises(InvalidObject):
+            store.annotate("cm", {}, labels=dict(labels), resource_version=created.resource_version)
+        assert store.get("cm") == created
+
+
+# --- Events ------------------------------------------------------------------------------------
+
+
+def _events_regarding(plane: ControlPlane, namespace: str, name: str) -> list[Any]:
+    """The events.k8s.io/v1 Events about ``name``, read back by the admin."""
+    with plane.api_client() as api:
+        events = client.EventsV1Api(api).list_namespaced_event(
+            namespace, field_selector=f"regarding.name={name}"
+        )
+    return list(events.items)
+
+
+class TestRecordEvent:
+    def test_the_event_is_recorded(
+        self,
+        store: Store,
+        store_spec: StoreSpec,
+        request: pytest.FixtureRequest,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """An Event on the ConfigMap (Kubernetes), a ``remstate.events`` record (embedded)."""
+        obj = store.create(cm("task-42-state"))
+        with caplog.at_level(logging.INFO, logger="remstate.events"):
+            store.record_event(
+                obj,
+                reason="SoftDeleted",
+                message="idle for 8d, over its ttl of 7d",
+                action="SoftDelete",
+            )
+        if store_spec.kind == "kubernetes":
+            plane: ControlPlane = request.getfixturevalue("controlplane")
+            (event,) = _events_regarding(plane, store.namespace, obj.name)
+            assert (event.reason, event.note, event.action, event.type) == (
+                "SoftDeleted",
+                "idle for 8d, over its ttl of 7d",
+                "SoftDelete",
+                "Normal",
+            )
+            regarding = event.regarding
+            assert (regarding.kind, regarding.api_version, regarding.name) == (
+                "ConfigMap",
+                "v1",
+                obj.name,
+            )
+            assert (regarding.namespace, regarding.uid) == (store.namespace, obj.uid)
+            assert event.reporting_controller == "remstate.io/remstate"
+            assert event.reporting_instance == socket.gethostname()[:128]
+            assert event.event_time is not None
+        else:
+            (record,) = [r for r in caplog.records if r.name == "remstate.events"]
+            assert record.levelno == logging.INFO
+            fields = {k: getattr(record, k) for k in ("reason", "note", "action", "event_type")}
+            assert fields == {
+                "reason": "SoftDeleted",
+                "note": "idle for 8d, over its ttl of 7d",
+                "action": "SoftDelete",
+                "event_type": "Normal",
+            }
+            assert (record.object, record.uid, record.namespace) == (  # type: ignore[attr-defined]
+                obj.name,
+                obj.uid,
+                store.namespace,
+            )
+
+    def test_a_warning_and_the_default_action(
+        self,
+        store: Store,
+        store_spec: StoreSpec,
+        request: pytest.FixtureRequest,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """``type="Warning"`` is kept; with no action, the reason is the action."""
+        obj = store.create(cm("task-43-state"))
+        with caplog.at_level(logging.INFO, logger="remstate.events"):
+            store.record_event(obj, reason="RepairFailed", message="x", type="Warning")
+        if store_spec.kind == "kubernetes":
+            plane: ControlPlane = request.getfixturevalue("controlplane")
+            (event,) = _events_regarding(plane, store.namespace, obj.name)
+            assert (event.type, event.action) == ("Warning", "RepairFailed")
+        else:
+            (record,) = [r for r in caplog.records if r.name == "remstate.events"]
+            assert record.levelno == logging.WARNING
+            assert record.action == "RepairFailed"  # type: ignore[attr-defined]
+
+
+@pytest.mark.kubernetes
+class TestEventFailuresNeverRaise:
+    def test_forbidden_events_are_logged_not_raised(
+        self,
+        controlplane: ControlPlane,
+        controlplane_namespace: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A caller without the right to create Events: no exception, a warning, no Event."""
+        with controlplane.api_client() as admin:
+            obj = KubernetesStore(controlplane_namespace, api_client=admin).create(cm("cm"))
+        with (
+            controlplane.api_client(controlplane.tokens["nobody"]) as api,
+            KubernetesStore(controlplane_namespace, api_client=api) as store,
+            caplog.at_level(logging.WARNING, logger="remstate.events"),
+        ):
+            store.record_event(obj, reason="Purged", message="gone")
+        (record,) = [r for r in caplog.records if r.name == "remstate.events"]
+        assert "403" in record.getMessage()
+        assert _events_regarding(controlplane, controlplane_namespace, "cm") == []
+
+    def test_a_hung_server_costs_a_few_seconds_at_most(
+        self, controlplane: ControlPlane, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A server that never answers: the call returns within the Event's own timeout."""
+        with hung_server() as hung:
+            configuration = client.Configuration(
+                host=f"https://127.0.0.1:{hung.port}", ssl_ca_cert=str(controlplane.ca_file)
+            )
+            with client.ApiClient(configuration) as api:
+                store = KubernetesStore("default", api_client=api)
+                began = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="remstate.events"):
+                    store.record_event(cm("cm"), reason="Purged", message="gone")
+                elapsed = time.monotonic() - began
+        assert elapsed < sum(EVENT_TIMEOUT) + 2, f"took {elapsed:.1f}s"
+        assert [r for r in caplog.records if r.name == "remstate.events"]
+
+    def test_a_hung_server_holds_no_longer_than_the_retry_deadline(
+        self, controlplane: ControlPlane, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Inside an operation with a 0.3 s deadline, the Event gives up with it.
+
+        Uncapped, the TLS handshake alone would wait the Event's 2 s connect timeout.
+        """
+        with hung_server() as hung:
+            configuration = client.Configuration(
+                host=f"https://127.0.0.1:{hung.port}", ssl_ca_cert=str(controlplane.ca_file)
+            )
+            with client.ApiClient(configuration) as api:
+                store = KubernetesStore("default", api_client=api)
+                began = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="remstate.events"):
+                    RetryPolicy(deadline=0.3).call(
+                        lambda: store.record_event(cm("cm"), reason="Purged", message="gone")
+                    )
+                elapsed = time.monotonic() - began
+        assert elapsed < 1.5 < EVENT_TIMEOUT[0], f"took {elapsed:.1f}s"
+        assert [r for r in caplog.records if r.name == "remstate.events"]

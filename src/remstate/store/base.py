@@ -8,14 +8,20 @@ Semantics follow the API server:
 
 - ``resource_version`` is opaque. ``replace`` sends the version it read; a
   stale one raises ``Conflict``. ``create`` ignores it.
-- ``annotate`` merges annotations with no precondition on the resourceVersion
-  (a merge patch; with expected values, a JSON patch that tests them first),
-  and changes the resourceVersion as any write does.
+- ``annotate`` merges annotations and labels (a merge patch; with expected
+  values, a JSON patch that tests them first), and changes the
+  resourceVersion as any write does. It has no precondition on the
+  resourceVersion unless given one: then a stale version raises ``Conflict``
+  and writes nothing, as a ``replace`` would, without sending the data.
 - ``delete`` may carry preconditions on uid and resourceVersion; a mismatch
   raises ``Conflict`` and deletes nothing.
 - ``list`` pages with ``limit`` and an opaque continue token; a snapshot of the
   first page's resourceVersion is kept across pages. ``metadata_only`` returns
   objects whose ``data`` is ``None``: the data never crosses the wire.
+- ``record_event`` records what happened to an object (an ``events.k8s.io/v1``
+  Event on Kubernetes, a structured log record on the embedded store) and
+  never raises: an Event is a courtesy to the operator, never a reason for an
+  operation to fail.
 - ``watch`` yields ADDED, MODIFIED and DELETED events after a resourceVersion;
   with none, it first yields ADDED for every object that exists.
 """
@@ -108,21 +114,56 @@ class Store(Protocol):
         annotations: Mapping[str, str | None],
         *,
         expect: Mapping[str, str | None] | None = None,
+        labels: Mapping[str, str | None] | None = None,
+        resource_version: str | None = None,
     ) -> StoredObject:
-        """Merge ``annotations`` into the object, at whatever version it is; return it.
+        """Merge ``annotations`` (and ``labels``) into the object; return it.
 
-        A value of ``None`` removes the key. Nothing else changes, and the
-        object's resourceVersion is no precondition: it is for marks that do
-        not depend on the object's content, such as a writer taking its turn.
-        With ``expect``, the write happens only if each of those annotations
-        has that value now (``None``: absent); a key removed must be expected
-        present. A patch that changes nothing keeps the resourceVersion.
+        A value of ``None`` removes the key. The data never crosses the wire,
+        and nothing else changes. With no ``resource_version`` the write
+        happens at whatever version the object is: it is for marks that do not
+        depend on the object's content, such as a writer taking its turn. With
+        one, it happens only if the object is still at that version (as a
+        ``replace``). With ``expect``, only if each of those annotations has
+        that value now (``None``: absent); then, as in a JSON patch, a key
+        removed must be expected present, and the object must already have
+        annotations (and labels, when ``labels`` are given) to change: every
+        object remstate writes has both. A patch that changes nothing keeps
+        the resourceVersion.
 
         Raises:
             NotFound: there is no such object.
-            Conflict: an expected annotation has another value; nothing was written.
-            InvalidObject: the annotations break the API's rules.
+            Conflict: the object is no longer at ``resource_version``, or an
+                expected annotation has another value; nothing was written.
+            InvalidObject: the annotations or labels break the API's rules.
             InvalidInput: a key is removed that ``expect`` does not expect present.
+            Unavailable: ``resource_version`` is not a number (the server's 500).
+        """
+        ...
+
+    def record_event(
+        self,
+        obj: StoredObject,
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",  # noqa: A002 - the Event's own field name
+        action: str = "",
+    ) -> None:
+        """Record what happened to ``obj``, for the operator; never raises.
+
+        On Kubernetes an ``events.k8s.io/v1`` Event regarding the ConfigMap
+        (``kubectl describe cm``, ``kubectl get events``); on the embedded store
+        a record of the ``remstate.events`` logger with the same fields. A
+        failure (no right to create Events, a server down or hung) is logged
+        and swallowed, within a few seconds.
+
+        Args:
+            obj: the object the event is about (its name and uid are used).
+            reason: why, in UpperCamelCase (``SoftDeleted``, ``Purged``).
+            message: what happened, for a person (the Event's ``note``).
+            type: ``Normal`` or ``Warning``.
+            action: what was done (``SoftDelete``, ``Purge``); the reason by default.
         """
         ...
 

@@ -64,6 +64,7 @@ from remstate.store import (
     apivalidation,
     continuetokens,
     embedded_compaction,
+    embedded_events,
     embedded_file,
     embedded_rows,
     selectors,
@@ -84,6 +85,7 @@ from remstate.store.embedded_sql import (
     DATA,
     DELETED,
     EVENT,
+    LABELS,
     MODIFIED,
     RV,
     UID,
@@ -362,33 +364,61 @@ class EmbeddedStore:
         annotations: Mapping[str, str | None],
         *,
         expect: Mapping[str, str | None] | None = None,
+        labels: Mapping[str, str | None] | None = None,
+        resource_version: str | None = None,
     ) -> StoredObject:
-        """Merge ``annotations`` into the object, at whatever version it is; return it.
+        """Merge ``annotations`` and ``labels`` into the object; return it.
 
         As the API server does a merge patch (or, with ``expect``, a JSON patch
-        that tests first): ``None`` removes a key, and a patch that changes
-        nothing writes nothing and keeps the resourceVersion.
+        that tests first): ``None`` removes a key, a ``resource_version`` is a
+        precondition as for ``replace``, and a patch that changes nothing
+        writes nothing and keeps the resourceVersion.
 
         Raises:
             NotFound: there is no such object.
-            Conflict: an expected annotation has another value; nothing was written.
-            InvalidObject: the annotations break the API's rules.
+            Conflict: the object is no longer at ``resource_version``, or an
+                expected annotation has another value; nothing was written.
+            InvalidObject: the annotations or labels break the API's rules.
             InvalidInput: a key is removed that ``expect`` does not expect present.
+            Unavailable: ``resource_version`` is not a number (the server's 500).
         """
         apistatus.check_path_name(name)
         check_expectations(annotations, expect)
+        expected = apistatus.parse_uint(resource_version) if resource_version else 0
         with self._transaction(write=True) as conn:
             row = conn.execute(sql.SELECT_HEAD_WITH_DATA, (self._namespace, name)).fetchone()
+            # The server's order: existence, the patch (its tests), the version's
+            # syntax, the version, validity, and only then "nothing changed".
             if row is None or row[EVENT] == DELETED:
                 raise apistatus.not_found(name)
             current = row_object(name, row, data=row[DATA])
-            merged = embedded_rows.merge_annotations(current, annotations, expect=expect)
+            merged = embedded_rows.merge_metadata(
+                current, annotations, labels=labels or {}, expect=expect
+            )
+            if isinstance(expected, str):
+                raise apistatus.internal(expected)
+            if expected and expected != row[RV]:
+                raise apistatus.conflict(name, apistatus.OPTIMISTIC_LOCK)
             write = Write.of(merged)
             apivalidation.raise_if_invalid(write.name, write.errors(self._namespace, update=True))
-            if write.annotations_json == row[ANNOTATIONS]:
+            if (write.annotations_json, write.labels_json) == (row[ANNOTATIONS], row[LABELS]):
                 return current
             rv = self._append(conn, write, MODIFIED, row[UID], row[CREATED])
         return write.stored(rv, row[UID], row[CREATED])
+
+    def record_event(
+        self,
+        obj: StoredObject,
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",  # noqa: A002 - the Event's own field name
+        action: str = "",
+    ) -> None:
+        """Log the Event regarding ``obj`` to ``remstate.events``; never raise."""
+        embedded_events.log_event(
+            self._namespace, obj, reason=reason, message=message, type=type, action=action
+        )
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None

@@ -42,7 +42,7 @@ __all__ = [
     "go_string",
     "insert",
     "map_from_json",
-    "merge_annotations",
+    "merge_metadata",
     "owners_from_json",
     "parse_time",
     "row_object",
@@ -280,27 +280,47 @@ def row_object(
 # --- writes -------------------------------------------------------------------------------
 
 
-def merge_annotations(
-    current: StoredObject,
-    annotations: Mapping[str, str | None],
-    *,
-    expect: Mapping[str, str | None] | None,
-) -> StoredObject:
-    """The object with ``annotations`` merged in (``None`` removes a key).
-
-    Raises:
-        Conflict: an annotation of ``expect`` has another value (``None``: is present).
-    """
-    for key, value in (expect or {}).items():
-        if current.annotations.get(key) != value:
-            raise conflict(current.name, f"annotation {key} is not as expected")
-    merged = dict(current.annotations)
-    for key, value in annotations.items():
+def _merged(current: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    merged = dict(current)
+    for key, value in changes.items():
         if value is None:
             merged.pop(key, None)
         else:
             merged[key] = value
-    return replace(current, annotations=merged)
+    return merged
+
+
+def merge_metadata(
+    current: StoredObject,
+    annotations: Mapping[str, str | None],
+    *,
+    labels: Mapping[str, str | None],
+    expect: Mapping[str, str | None] | None,
+) -> StoredObject:
+    """The object with ``annotations`` and ``labels`` merged in (``None`` removes a key).
+
+    With ``expect``, as the API server applies a JSON patch: the tests come
+    first, and a change to a map the object does not have fails the patch
+    (the server's JSON patch cannot add into a missing ``metadata.labels``).
+
+    Raises:
+        Conflict: an annotation of ``expect`` has another value (``None``: is
+            present), or, with ``expect``, the object has no annotations or no
+            labels to change.
+    """
+    if expect:
+        if not current.annotations:
+            raise conflict(current.name, "the object has no annotations to test or change")
+        if labels and not current.labels:
+            raise conflict(current.name, "the object has no labels to change")
+    for key, value in (expect or {}).items():
+        if current.annotations.get(key) != value:
+            raise conflict(current.name, f"annotation {key} is not as expected")
+    return replace(
+        current,
+        annotations=_merged(current.annotations, annotations),
+        labels=_merged(current.labels, labels),
+    )
 
 
 def unchanged(conn: sqlite3.Connection, head: Sequence[Any], write: Write) -> bool:

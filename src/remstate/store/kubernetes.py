@@ -67,7 +67,8 @@ from remstate.store.kubernetes_config import (
     without_hidden_retries,
 )
 from remstate.store.kubernetes_errors import error_from_status, translate_error, translated
-from remstate.store.kubernetes_manifest import annotation_patch, to_manifest, to_stored
+from remstate.store.kubernetes_events import record_event
+from remstate.store.kubernetes_manifest import metadata_patch, to_manifest, to_stored
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -306,24 +307,31 @@ class KubernetesStore:
         annotations: Mapping[str, str | None],
         *,
         expect: Mapping[str, str | None] | None = None,
+        labels: Mapping[str, str | None] | None = None,
+        resource_version: str | None = None,
     ) -> StoredObject:
-        """Merge ``annotations`` into the object, at whatever version it is: one PATCH.
+        """Merge ``annotations`` and ``labels`` into the object: one PATCH, no data sent.
 
-        With no ``expect``, a JSON merge patch with no resourceVersion in it, so
-        it cannot conflict; ``None`` removes a key. With ``expect``, a JSON patch
-        whose ``test`` operations check those values first (a ``null`` value
-        tests that the key is absent).
+        With no ``expect``, a JSON merge patch; ``None`` removes a key. With
+        ``expect``, a JSON patch whose ``test`` operations check those values
+        first (a ``null`` value tests that the key is absent). A
+        ``resource_version`` goes into the patched metadata, so the server
+        refuses (409) an object that has moved on.
 
         Raises:
             NotFound: there is no such object.
-            Conflict: an expected annotation has another value; nothing was written.
-            InvalidObject: the annotations break the API's rules.
+            Conflict: the object is no longer at ``resource_version``, or an
+                expected annotation has another value; nothing was written.
+            InvalidObject: the annotations or labels break the API's rules.
             InvalidInput: a key is removed that ``expect`` does not expect present.
+            Unavailable: ``resource_version`` is not a number (the server's 500).
         """
         if name in _UNADDRESSABLE:
             raise _not_found(name)
         check_expectations(annotations, expect)
-        content_type, body = annotation_patch(annotations, expect)
+        content_type, body = metadata_patch(
+            annotations, labels=labels, expect=expect, resource_version=resource_version
+        )
         try:
             return to_stored(
                 self._request(
@@ -342,6 +350,31 @@ class KubernetesStore:
             raise Conflict(
                 f"annotations of configmaps {name!r} are not as expected", status=e.status
             ) from e
+
+    def record_event(
+        self,
+        obj: StoredObject,
+        *,
+        reason: str,
+        message: str,
+        type: str = "Normal",  # noqa: A002 - the Event's own field name
+        action: str = "",
+    ) -> None:
+        """Create an ``events.k8s.io/v1`` Event regarding the ConfigMap; never raise.
+
+        ``kubectl describe cm`` and ``kubectl get events`` show it. A failure
+        (Forbidden, a server down or hung: at most ``EVENT_TIMEOUT``) is logged
+        to ``remstate.events`` and swallowed (``kubernetes_events``).
+        """
+        record_event(
+            self._api,
+            self._namespace,
+            obj,
+            reason=reason,
+            message=message,
+            type=type,
+            action=action,
+        )
 
     def delete(
         self, name: str, *, uid: str | None = None, resource_version: str | None = None

@@ -3,7 +3,7 @@
 A ConfigMap as the server sends it becomes a ``StoredObject`` (``to_stored``)
 and back (``to_manifest``); an ``annotate`` becomes a merge patch, or, with
 expectations, a JSON patch whose ``test`` operations check them first
-(``annotation_patch``). Nothing here talks to the server.
+(``metadata_patch``). Nothing here talks to the server.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Final
 from remstate.errors import InvalidInput
 from remstate.objects import OwnerReference, StoredObject
 
-__all__ = ["JSON_PATCH", "MERGE_PATCH", "annotation_patch", "to_manifest", "to_stored"]
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "metadata_patch", "to_manifest", "to_stored"]
 
 MERGE_PATCH: Final = "application/merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
@@ -78,29 +78,59 @@ def to_manifest(obj: StoredObject, *, namespace: str, with_version: bool) -> dic
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(obj.data)}
 
 
-def annotation_patch(
-    annotations: Mapping[str, str | None], expect: Mapping[str, str | None] | None
+def _pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901): "~" and "/" in a key are escaped."""
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def metadata_patch(
+    annotations: Mapping[str, str | None],
+    *,
+    labels: Mapping[str, str | None] | None = None,
+    expect: Mapping[str, str | None] | None = None,
+    resource_version: str | None = None,
 ) -> tuple[str, Any]:
-    """The (content type, body) of the PATCH that merges ``annotations``.
+    """The (content type, body) of the PATCH that merges ``annotations`` and ``labels``.
 
-    With no ``expect``, a JSON merge patch with no resourceVersion in it, so
-    it cannot conflict; ``None`` removes a key. With ``expect``, a JSON patch
-    whose ``test`` operations check those values first (a ``null`` value
-    tests that the key is absent).
+    With no ``expect``, a JSON merge patch; ``None`` removes a key. With
+    ``expect``, a JSON patch whose ``test`` operations check those values
+    first (a ``null`` value tests that the key is absent).
+
+    A ``resource_version`` rides in the patched object's metadata (the merge
+    patch's ``metadata.resourceVersion``, the JSON patch's ``replace`` of it):
+    the API server then refuses the update with 409 Conflict unless the
+    object is still at that version, exactly as for a PUT. (A JSON patch
+    ``test`` of it would fail as a bare 422, indistinguishable from a failed
+    expectation; the ``replace`` gives the server's own Conflict.)
     """
+    labels = labels or {}
     if not expect:
-        return MERGE_PATCH, {"metadata": {"annotations": dict(annotations)}}
-
-    def path(key: str) -> str:
-        # A JSON pointer (RFC 6901): "~" and "/" in a key are escaped.
-        return "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        meta: dict[str, Any] = {}
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        if labels:
+            meta["labels"] = dict(labels)
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        return MERGE_PATCH, {"metadata": meta}
 
     body: list[dict[str, Any]] = [
-        {"op": "test", "path": path(k), "value": v} for k, v in expect.items()
+        {"op": "test", "path": _pointer("metadata", "annotations", k), "value": v}
+        for k, v in expect.items()
     ]
-    for key, value in annotations.items():
-        if value is None:
-            body.append({"op": "remove", "path": path(key)})
-        else:
-            body.append({"op": "add", "path": path(key), "value": value})
+    if resource_version:
+        body.append(
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+        )
+    for field, changes in (("annotations", annotations), ("labels", labels)):
+        for key, value in changes.items():
+            path = _pointer("metadata", field, key)
+            if value is None and field == "labels":
+                # No expectation says whether the label is there: add it first, so that
+                # removing it cannot fail on an absent key (it is removed all the same).
+                body.append({"op": "add", "path": path, "value": ""})
+            if value is None:
+                body.append({"op": "remove", "path": path})
+            else:
+                body.append({"op": "add", "path": path, "value": value})
     return JSON_PATCH, body
