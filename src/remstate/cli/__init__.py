@@ -70,6 +70,7 @@ import sys
 import typer
 
 from remstate.cli import cleanup as _cleanup  # noqa: F401 - registers `remstate cleanup`, `restore`
+from remstate.cli import listing as _listing  # noqa: F401 - registers `remstate ls`, `init`
 from remstate.cli import policy as _policy  # noqa: F401 - registers `remstate policy` on app
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line
