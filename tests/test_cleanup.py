@@ -169,7 +169,7 @@ class TestSoftDelete:
             {"dry_run": "yes"},
             {"page_size": 0},
             {"requests_per_second": -1},
-            {"keep_snapshot": True},  # no snapshots taken here until recovery is wired
+            {"keep_snapshot": "yes"},
         ],
     )
     def test_bad_arguments_raise_and_write_nothing(
@@ -685,3 +685,56 @@ class TestKeepSnapshot:
         assert head.data["status"] == "completed"
         # The earlier snapshot went with the head; the one kept for the purge stays.
         assert task_objects(store, "old") == ["task-old-state-s1"]
+
+
+class TestKeptSnapshots:
+    def test_the_purged_state_stays_in_a_kept_snapshot_and_can_come_back(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """keep_snapshot: the head is purged, its copy stays (no orphan), restore brings it back."""
+        finished(manager, "old")
+        before = store.get(object_name("old"))
+        manager.recover_state("old")  # nothing to repair: no snapshot yet
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+
+        report = clean(manager, keep_snapshot=True)
+
+        assert report.purged == 1
+        with pytest.raises(StateNotFound):
+            manager.get_state("old")
+        [kept] = manager.list_snapshots("old")
+        assert kept.kept
+        assert kept.reason == "purge"
+        assert store.get(kept.name).data == before.data
+        # Long past the grace period, the kept snapshot is no orphan.
+        clock.advance(30 * DAY)
+        assert clean(manager).orphans_removed == 0
+        assert [s.name for s in manager.list_snapshots("old")] == [kept.name]
+
+        manager.restore_snapshot("old", kept.name)
+        assert manager.get_state("old").iteration == 1
+        # delete_state takes the kept snapshot with it.
+        assert manager.delete_state("old") is True
+        assert manager.list_snapshots("old") == []
+
+    def test_a_kept_snapshot_is_not_pushed_out_by_newer_ones(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """The bound on snapshots per task counts only the head's own snapshots."""
+        finished(manager, "old")
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+        clean(manager, keep_snapshot=True)
+        [kept] = manager.list_snapshots("old")
+        manager.restore_snapshot("old", kept.name)
+        head = store.get(object_name("old"))
+        for _ in range(manager.snapshots_kept + 2):
+            head = store.get(object_name("old"))
+            store.replace(dataclasses.replace(head, data={**(head.data or {}), "metadata": "{"}))
+            manager.recover_state("old")
+        names = [s.name for s in manager.list_snapshots("old")]
+        assert kept.name in names
+        assert len(names) == manager.snapshots_kept + 1

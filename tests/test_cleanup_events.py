@@ -8,6 +8,7 @@ store: a record of the ``remstate.events`` logger with the same fields.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -68,3 +69,25 @@ def test_an_event_after_each_decision(
     ]
     purged = events(store_spec, caplog)[3][2]
     assert "grace period over (soft-deleted 2026-11-09T00:00:00Z, grace 1d" in purged
+
+
+def test_a_repair_leaves_an_event_naming_its_snapshot(
+    store_spec: StoreSpec, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """recover_state records Repaired on the head, with what it fixed and where the original is."""
+    caplog.set_level(logging.INFO, logger="remstate.events")
+    manager = StateManager(store, clock=lambda: T0)
+    manager.increment_iteration("broken")
+    head = store.get("task-broken-state")
+    store.replace(replace(head, data={**(head.data or {}), "iteration": "7"}))
+
+    report = manager.recover_state("broken")
+
+    assert report.snapshot
+    [(obj, reason, note)] = events(store_spec, caplog)
+    assert (obj, reason) == ("task-broken-state", "Repaired")
+    assert "iteration_mismatch" in note
+    assert report.snapshot in note
+    # Nothing to repair: no write, no Event.
+    assert manager.recover_state("broken").snapshot is None
+    assert len(events(store_spec, caplog)) == 1

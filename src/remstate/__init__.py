@@ -32,12 +32,15 @@ from remstate.errors import (
 )
 from remstate.manager import (
     ErrorPage,
+    ExportedState,
     FeedbackPage,
+    ImportOutcome,
     IterationPage,
     StateManager,
     StatePage,
     StateSummary,
 )
+from remstate.recovery import Finding, RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
     ErrorRecord,
@@ -49,6 +52,7 @@ from remstate.schema import (
     Status,
     TaskState,
 )
+from remstate.snapshots import Snapshot
 
 if typing.TYPE_CHECKING:
     from remstate.store.embedded import EmbeddedStore
@@ -65,10 +69,13 @@ __all__ = [
     "EmbeddedStore",
     "ErrorPage",
     "ErrorRecord",
+    "ExportedState",
     "FeedbackEntry",
     "FeedbackPage",
+    "Finding",
     "Forbidden",
     "Gone",
+    "ImportOutcome",
     "InvalidInput",
     "InvalidObject",
     "IssueType",
@@ -79,11 +86,14 @@ __all__ = [
     "NotFound",
     "OutcomeUnknown",
     "Policy",
+    "RecoveryReport",
     "RemstateError",
+    "RestoreReport",
     "RetriesExhausted",
     "RetryPolicy",
     "ServerFault",
     "Severity",
+    "Snapshot",
     "StateError",
     "StateManager",
     "StateNotFound",
@@ -94,6 +104,7 @@ __all__ = [
     "TaskState",
     "Unavailable",
     "UnsupportedSchemaVersion",
+    "ValidationReport",
 ]
 __version__ = "0.1.0"
 

@@ -28,7 +28,9 @@ __all__ = [
 ]
 
 #: The options ``StateManager.from_url`` takes.
-OPTIONS = frozenset({"namespace", "max_iterations", "ttl", "retry", "clock", "cache_size", "mode"})
+OPTIONS = frozenset(
+    {"namespace", "max_iterations", "ttl", "retry", "clock", "cache_size", "mode", "snapshots_kept"}
+)
 
 
 def metadata_argument(value: object) -> dict[str, Any]:
@@ -48,9 +50,11 @@ def check_settings(
     retry: object = None,
     clock: object = utc_now,
     cache_size: object = DEFAULT_CACHE_SIZE,
+    snapshots_kept: object = 5,
 ) -> None:
     """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
     policy_argument(max_iterations=max_iterations, ttl=ttl)
+    int_argument(snapshots_kept, "snapshots_kept", low=1)
     int_argument(cache_size, "cache_size", low=0)
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")

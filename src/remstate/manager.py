@@ -18,6 +18,7 @@ after a lost answer, or the caller's with the same id) writes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from remstate import mutations
+from remstate import mutations, recovery, snapshots
 from remstate.arguments import (
     OPTIONS,
     bool_argument,
@@ -38,11 +39,13 @@ from remstate.arguments import (
 )
 from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
-from remstate.errors import InvalidInput, InvalidObject, NotFound, StateNotFound
+from remstate.errors import InvalidInput, InvalidObject, NotFound, RemstateError, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
 from remstate.mutations import Found
+from remstate.recovery import RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
 from remstate.schema import (
+    ANNOTATION_TASK_ID,
     KIND_ERRORS,
     KIND_FEEDBACK,
     KIND_ITERATIONS,
@@ -65,8 +68,11 @@ from remstate.schema import (
     validate_record_id,
     validate_task_id,
 )
+from remstate.schema.export import ExportedState
+from remstate.snapshots import DEFAULT_SNAPSHOTS_KEPT, Snapshot
 from remstate.store import Store, StoredObject, open_store
 from remstate.store.selectors import parse as parse_selector
+from remstate.transfer import ImportOutcome, Transfer
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
@@ -75,7 +81,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CLEANUP_DEADLINE",
     "ErrorPage",
+    "ExportedState",
     "FeedbackPage",
+    "ImportOutcome",
     "IterationPage",
     "StateManager",
     "StatePage",
@@ -114,6 +122,7 @@ class StateManager:
         retry: RetryPolicy | None = None,
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT,
     ) -> None:
         if store is None:
             if api_client is None:
@@ -125,13 +134,20 @@ class StateManager:
                 raise InvalidInput("give either a store or an api_client, not both")
             self._owns_store = False
         check_settings(
-            max_iterations=max_iterations, ttl=ttl, retry=retry, clock=clock, cache_size=cache_size
+            max_iterations=max_iterations,
+            ttl=ttl,
+            retry=retry,
+            clock=clock,
+            cache_size=cache_size,
+            snapshots_kept=snapshots_kept,
         )
         self.store: Store = store
         self.max_iterations = max_iterations
         self.ttl = policy_argument(ttl=ttl).ttl
         self.retry = retry or RetryPolicy()
         self.clock = clock
+        #: How many snapshots of each task are kept (the newest).
+        self.snapshots_kept = snapshots_kept
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
@@ -331,12 +347,20 @@ class StateManager:
         return self._writer.mutate(task_id, apply)[0]
 
     def delete_state(self, task_id: str) -> bool:
-        """Delete the task's state and its history segments. False if there was none.
+        """Delete the task's state, its history segments and snapshots. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
         so a write that lands meanwhile makes the delete retry on fresh state.
+        Segments and snapshots go after it, best effort: one left behind is an
+        orphan, which cleanup removes. Snapshots are deleted even when the head
+        is gone, with a snapshot kept at a purge (``keep_snapshot``).
         """
-        return self._writer.delete(task_id)
+        deleted = self._writer.delete(task_id)
+        # Also when the head is gone: a snapshot kept at its purge goes only this way.
+        once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
+        with contextlib.suppress(RemstateError):
+            once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
+        return deleted
 
     def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.
@@ -669,6 +693,66 @@ class StateManager:
             return None  # deleted since the page was listed
         return summarize_head(head, default_max_iterations=self.max_iterations)
 
+    # -- export and import (remstate export / import; remstate.transfer) ---------
+
+    def export_state(self, task_id: str) -> ExportedState:
+        """The task's whole state, its history included, in the export format.
+
+        The history is read page by page from its segments (one task's
+        history in memory, no more); see ``remstate.schema.export``.
+
+        Raises:
+            StateNotFound: the task has no state.
+            CorruptState: the head or a segment cannot be read.
+        """
+        validate_task_id(task_id)
+        return self._transfer().export_state(task_id)
+
+    def import_state(self, exported: ExportedState, *, overwrite: bool = False) -> ImportOutcome:
+        """Write an exported state into this store; idempotent.
+
+        The same state already there: ``SKIPPED``, nothing written. A
+        different one: ``DIFFERS`` and left as it is, unless ``overwrite``:
+        then a snapshot of it is taken first and it is replaced
+        (``OVERWRITTEN``). None: ``CREATED``. The write is a compare-and-swap
+        on the head the import compared, so a write landing meanwhile is never
+        lost (the import decides again). The state is written as exported:
+        ids, timestamps, resolutions, records, errors, metadata, policy,
+        status, lifecycle.
+
+        Raises:
+            InvalidInput: not an ``ExportedState``; what must stay in the head
+                does not fit (``StateTooLarge``); nothing is written.
+            RetriesExhausted: other writers kept changing the task meanwhile.
+        """
+        if not isinstance(exported, ExportedState):
+            kind = type(exported).__name__
+            raise InvalidInput(f"import_state takes an ExportedState, not {kind}")
+        bool_argument(overwrite, "overwrite")
+        try:
+            return self._transfer().import_state(exported, overwrite=overwrite)
+        finally:
+            self._seen.forget(exported.task_id)
+
+    def _transfer(self) -> Transfer:
+        return Transfer(
+            self,
+            seen=self._seen,
+            history=self._history,
+            writer=self._writer,
+            snapshot=self._snapshot_before_import,
+        )
+
+    def _snapshot_before_import(self, task_id: str, head: StoredObject) -> None:
+        snapshots.take_snapshot(
+            self.store,
+            task_id,
+            head,
+            reason="import --overwrite",
+            now=self.clock(),
+            keep=self.snapshots_kept,
+        )
+
     # -- TTL cleanup (remstate.cleanup) -------------------------------------------
 
     def cleanup_old_states(
@@ -733,8 +817,71 @@ class StateManager:
             retry=self.retry,
             # ``metrics`` is the manager's when it has one (StateManager(metrics=...)).
             metrics=getattr(self, "metrics", None),
+            snapshot=self._keep_purged,
             **options,
         )
+
+    def _keep_purged(self, head: StoredObject) -> str:
+        """The snapshot ``keep_snapshot`` asks for: kept after the purge, restorable."""
+        task_id = head.annotations.get(ANNOTATION_TASK_ID) or (head.data or {}).get("task_id")
+        if not task_id:
+            raise InvalidInput(f"{head.name} does not say its task id: no snapshot to keep")
+        return snapshots.take_snapshot(
+            self.store,
+            task_id,
+            head,
+            reason="purge",
+            now=self.clock(),
+            keep=self.snapshots_kept,
+            kept=True,
+        ).name
+
+    # -- recovery and snapshots (DESIGN.md rule 5; remstate.recovery) ------------
+
+    def validate_state(self, task_id: str) -> ValidationReport:
+        """Every problem of the task's stored state and its segments, as a report; writes nothing.
+
+        Raises:
+            StateNotFound: the task has no state (never on its data).
+        """
+        validate_task_id(task_id)
+        return recovery.validate_state(self, task_id)
+
+    def recover_state(self, task_id: str) -> RecoveryReport:
+        """Snapshot, then repair the task's state (a compare-and-swap); the report.
+
+        A repair keeps every piece of data it can; what it cannot keep is
+        named in the report and stays in the snapshot. A state written by a
+        newer remstate is left alone (``validation.supported`` is False).
+
+        Raises:
+            StateNotFound: the task has no state.
+        """
+        validate_task_id(task_id)
+        try:
+            return recovery.recover_state(self, task_id, metrics=getattr(self, "metrics", None))
+        finally:
+            self._seen.forget(task_id)
+
+    def list_snapshots(self, task_id: str) -> list[Snapshot]:
+        """The task's snapshots, newest first (metadata only)."""
+        validate_task_id(task_id)
+        return self.retry.call(lambda: snapshots.list_snapshots(self.store, task_id))
+
+    def restore_snapshot(self, task_id: str, name: str) -> RestoreReport:
+        """Put a snapshot back as the task's state: a snapshot of the state first, then a CAS.
+
+        Raises:
+            NotFound: there is no such snapshot.
+            InvalidInput: ``name`` is not a snapshot of this task.
+        """
+        validate_task_id(task_id)
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("a snapshot name is a non-empty string")
+        try:
+            return recovery.restore_snapshot(self, task_id, name)
+        finally:
+            self._seen.forget(task_id)
 
     def _page(
         self, task_id: str, kind: str, limit: int, cursor: str | None, newest_first: bool

@@ -45,6 +45,7 @@ from remstate.errors import Conflict, Gone, InvalidInput, NotFound, RemstateErro
 from remstate.objects import OwnerReference, StoredObject
 from remstate.schema import (
     ANNOTATION_SEGMENTS,
+    ANNOTATION_SNAPSHOT_KEPT,
     LABEL_MANAGED_BY,
     LABEL_ROLE,
     LABEL_TASK,
@@ -200,6 +201,8 @@ def judge(obj: StoredObject, kind: str, n: int, head: Head | None) -> str | None
 
     Age is not judged here (see :func:`is_young`).
     """
+    if kind == KIND_SNAPSHOT and obj.annotations.get(ANNOTATION_SNAPSHOT_KEPT) == "true":
+        return None  # kept on purpose when its head was purged
     if head is None:
         return REASON_HEAD_GONE
     owner_uid = _owner_uid(obj)

@@ -168,7 +168,8 @@ class Transfer:
                 continue
             return ImportOutcome.CREATED if base is None else ImportOutcome.OVERWRITTEN
         raise RetriesExhausted(
-            f"task {task_id!r} kept changing while it was imported ({MAX_DECISIONS} times)"
+            f"task {task_id!r} kept changing while it was imported ({MAX_DECISIONS} times)",
+            attempts=MAX_DECISIONS,
         )
 
     def _write(self, exported: ExportedState, base: TaskState | None) -> None:
@@ -198,12 +199,14 @@ class Transfer:
     def _mark_soft_deleted(self, task_id: str, exported: ExportedState) -> None:
         """Mark the head just written soft-deleted, as it was exported; a write since wins."""
         written, _ = self._seen.last_seen(task_id)
-        assert written is not None and exported.soft_deleted_at is not None
+        assert written is not None
+        assert exported.soft_deleted_at is not None
+        when = format_timestamp(exported.soft_deleted_at)
         try:
             self._settings.retry.call(
                 lambda: self._settings.store.annotate(
                     written.name,
-                    {ANNOTATION_SOFT_DELETED_AT: format_timestamp(exported.soft_deleted_at)},
+                    {ANNOTATION_SOFT_DELETED_AT: when},
                     labels={LABEL_LIFECYCLE: LIFECYCLE_SOFT_DELETED},
                     resource_version=written.resource_version,
                 )

@@ -30,6 +30,8 @@ so a workflow step can branch on it without parsing text:
        the same --id) before doing it again
    10  the server cannot carry the request out until an operator acts (for
        example etcd's database is full); retrying will not help
+   11  validation found problems (``validate``), or some remain after a repair
+       (``recover``); the report says which, and whether a repair fixes them
 
 Which store a command uses, the first rule that applies:
 
@@ -72,6 +74,7 @@ import typer
 from remstate.cli import cleanup as _cleanup  # noqa: F401 - registers `remstate cleanup`, `restore`
 from remstate.cli import listing as _listing  # noqa: F401 - registers `remstate ls`, `init`
 from remstate.cli import policy as _policy  # noqa: F401 - registers `remstate policy` on app
+from remstate.cli import recovery as _recovery  # noqa: F401 - registers its commands on app
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line
 from remstate.cli.options import DEFAULT_DB, GlobalOptions

@@ -44,6 +44,8 @@ class Exit(enum.IntEnum):
     CORRUPT = 8
     OUTCOME_UNKNOWN = 9
     SERVER_FAULT = 10
+    #: ``validate`` (and ``recover``) found problems: not an error of the command.
+    PROBLEMS = 11
 
 
 #: The documented exit codes, most specific error class first.

@@ -35,6 +35,7 @@ __all__ = [
     "ANNOTATION_MAX_ITERATIONS",
     "ANNOTATION_SCHEMA_VERSION",
     "ANNOTATION_SEGMENTS",
+    "ANNOTATION_SNAPSHOT_KEPT",
     "ANNOTATION_SOFT_DELETED_AT",
     "ANNOTATION_TASK_ID",
     "ANNOTATION_TTL",
@@ -80,6 +81,9 @@ ANNOTATION_TASK_ID = "remstate.io/task-id"
 ANNOTATION_LAST_UPDATE = "remstate.io/last-update"
 ANNOTATION_SCHEMA_VERSION = "remstate.io/schema-version"
 ANNOTATION_SOFT_DELETED_AT = "remstate.io/soft-deleted-at"
+#: On a snapshot that outlives its head on purpose (``keep_snapshot`` at a purge):
+#: it has no owner, is never an orphan, and no later snapshot pushes it out.
+ANNOTATION_SNAPSHOT_KEPT = "remstate.io/snapshot-kept"
 #: The task's own retention (per-task policy), in seconds; absent: the cleanup's default.
 ANNOTATION_TTL = "remstate.io/ttl"
 #: The task's stored iteration limit (per-task policy), for metadata-only readers.

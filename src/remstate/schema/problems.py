@@ -34,6 +34,8 @@ class ProblemCode(enum.StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"
     #: Written by a newer remstate: nothing else is checked.
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    #: Written by an older remstate: readable (migrated on read), rewritten by a repair.
+    OUTDATED_SCHEMA_VERSION = "outdated_schema_version"
     #: ``iteration`` disagrees with the length of ``iteration_history``.
     ITERATION_MISMATCH = "iteration_mismatch"
     #: ``task_id`` is not the task the object is named for.
