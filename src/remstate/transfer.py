@@ -77,8 +77,12 @@ class Settings(Protocol):
     clock: Clock
 
 
-class _Changed(RemstateError):
-    """Internal: the head is not the one the import compared; decide again."""
+class _Changed(Exception):
+    """Internal: the head is not the one the import compared; decide again.
+
+    Not one of our errors: it never reaches a caller, and the writer lets it
+    through at once (the import reads afresh when it decides again).
+    """
 
 
 #: Takes a snapshot of a head before it is overwritten: (task id, head as read).
