@@ -33,6 +33,12 @@ so a workflow step can branch on it without parsing text:
    11  validation found problems (``validate``), or some remain after a repair
        (``recover``); the report says which, and whether a repair fixes them
 
+``import`` reads on past a bad line: it exits 2 if any line was invalid (each
+reported with its number, nothing written for it), else 5 if a state in the
+store differed and was left as it is (no ``--overwrite``), after printing
+what it created, skipped and overwrote. ``export`` exports every state it can
+and exits with the code of the first task it could not (3: no state).
+
 Which store a command uses, the first rule that applies:
 
 1. ``--store URL``, else the REMSTATE_STORE variable: ``sqlite:///path.db``
