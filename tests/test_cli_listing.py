@@ -221,3 +221,24 @@ class TestInit:
         assert message in one_error_line(result)
         run("init", "other")
         assert [t["task_id"] for t in run("-o", "json", "ls").json()["tasks"]] == ["other"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (59, "59s"),
+        (60, "1m"),
+        (3599, "59m"),
+        (3600, "1h"),
+        (86399, "23h"),
+        (86400, "1d"),
+        (40 * 86400, "40d"),
+        (-5, "0s"),
+    ],
+)
+def test_age(seconds: int, shown: str) -> None:
+    """The AGE column: the largest whole unit, as kubectl; a clock behind shows 0s."""
+    from remstate.cli.listing import age
+
+    assert age(timedelta(seconds=seconds)) == shown
