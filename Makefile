@@ -1,6 +1,6 @@
 # The README's two commands are `make run` and `make test`. Both install what
 # they need first: a virtual environment with the package, and (for tests) the
-# Go builds of kube-apiserver and etcd, cached outside the repository.
+# Go builds of kube-apiserver, etcd and kubectl, cached outside the repository.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/remstate --store sqlite://$(DB) demo
 
-## controlplane: build kube-apiserver and etcd from their Go modules (cached)
+## controlplane: build kube-apiserver, etcd and kubectl from their Go modules (cached)
 controlplane:
 	hack/build-controlplane.sh >/dev/null
 
@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 test: $(STAMP) controlplane lint typecheck
 	$(BIN)/pytest
 
-## cluster: start a local control plane and print how to use it (Ctrl-C stops it)
+## cluster: start a local control plane and print how to use it and its kubectl (Ctrl-C stops it)
 cluster: $(STAMP) controlplane
 	$(BIN)/python -m remstate.testing.controlplane up
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cleanup import ScanResult, measure_scan
 from bench.common import Target, check_clock, now
 from bench.contention import (
     PhaseResult,
@@ -30,6 +31,7 @@ from bench.history import measure_append
 from bench.limit import measure_burst
 from bench.peers import PEERS
 from bench.report import Results
+from remstate.testing.controlplane import ControlPlane
 
 WRITERS = 8
 
@@ -50,6 +52,9 @@ class Settings:
     embedded_rounds: int
     embedded_seconds: float
     embedded_max_ops: int
+    scan_tasks: int
+    scan_many: int
+    scan_rounds: int
 
 
 FULL = Settings(
@@ -65,6 +70,9 @@ FULL = Settings(
     embedded_rounds=4,
     embedded_seconds=2.0,
     embedded_max_ops=50_000,
+    scan_tasks=500,
+    scan_many=10_000,
+    scan_rounds=5,
 )
 QUICK = Settings(
     limit_bursts=3,
@@ -79,6 +87,9 @@ QUICK = Settings(
     embedded_rounds=2,
     embedded_seconds=0.5,
     embedded_max_ops=20_000,
+    scan_tasks=100,
+    scan_many=2_000,
+    scan_rounds=3,
 )
 
 
@@ -90,9 +101,20 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run(settings: Settings, *, mode: str) -> Results:
-    from remstate.testing.controlplane import ControlPlane
+def scan(plane: ControlPlane, settings: Settings) -> ScanResult:
+    """The cleanup scan's figures on ``plane``, in three namespaces of their own."""
+    namespaces = [plane.create_namespace(p) for p in ("scan-empty", "scan-big", "scan-many")]
+    return measure_scan(
+        Target.of(plane),
+        namespaces,
+        count=settings.scan_tasks,
+        many=settings.scan_many,
+        rounds=settings.scan_rounds,
+        say=_say,
+    )
 
+
+def run(settings: Settings, *, mode: str) -> Results:
     began = now()
     machine: dict[str, Any] = {
         "cpus": os.cpu_count(),
@@ -157,7 +179,17 @@ def run(settings: Settings, *, mode: str) -> Results:
             f"ratio {results.append.ratio:.2f}"
         )
 
-    # After the control plane has stopped: one less tenant on 2 cores, for both sides alike.
+        _say("cleanup scan, on this plane (no watch cache: lists read etcd)")
+        results.scan = scan(plane, settings)
+
+    # The scan again where lists are served from the API server's cache, as
+    # in a cluster (kube-apiserver's default): a plane of its own, after the first.
+    with ControlPlane.start(watch_cache=True) as cached:
+        ready = cached.startup_seconds
+        _say(f"cleanup scan, on a plane with the watch cache (ready in {ready:.1f}s)")
+        results.scan_cached = scan(cached, settings)
+
+    # After the control planes have stopped: one less tenant on 2 cores, for both sides alike.
     results.embedded = measure_embedded(
         rounds=settings.embedded_rounds,
         seconds=settings.embedded_seconds,

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.cleanup import ScanResult
 from bench.common import median
 from bench.contention import PhaseResult, Uncontended, writer_order
 from bench.embedded import EmbeddedResult
@@ -21,18 +22,7 @@ from bench.peers import PEERS
 __all__ = ["NOT_MEASURED", "Results"]
 
 #: DESIGN.md's figures this run cannot produce yet, and why.
-NOT_MEASURED = (
-    (
-        "cleanup scan: bytes and time per task, 1 MiB history ÷ empty",
-        "≤ 1.2",
-        "not measured: needs the cleanup module, which does not exist yet",
-    ),
-    (
-        "cleanup scan: peak memory while scanning 10,000 states",
-        "—",
-        "not measured: needs the cleanup module, which does not exist yet",
-    ),
-)
+NOT_MEASURED: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -48,6 +38,9 @@ class Results:
     rounds: int = 1
     append: AppendResult | None = None
     embedded: EmbeddedResult | None = None
+    #: The cleanup scan on the bench's plane (no watch cache), and on one with it.
+    scan: ScanResult | None = None
+    scan_cached: ScanResult | None = None
 
     # -- figures ---------------------------------------------------------------
 
@@ -153,6 +146,7 @@ class Results:
                     f"{rates}, {e.rounds} alternating turns each, WAL, synchronous=NORMAL",
                 ]
             )
+        rows.extend(_scan_rows(self.scan, self.scan_cached))
         rows.extend([label, "—", goal, why] for label, goal, why in NOT_MEASURED)
         return _table(["figure (remstate alone)", "ratio", "goal", "measured"], rows)
 
@@ -162,7 +156,8 @@ class Results:
         machine = (
             f"Machine: {m['cpus']} cores, noisy (load average {m['load_start']} at start, "
             f"{m['load_end']} at end); {m['controlplane']} on 127.0.0.1 "
-            f"(etcd --unsafe-no-fsync, no watch cache); Python {m['python']}; "
+            "(etcd --unsafe-no-fsync, no watch cache; the cleanup scan also on a second "
+            f"plane with the watch cache); Python {m['python']}; "
             f"`{command}` took {m['seconds']:.0f} s."
         )
         order = ", ".join(str(w) for w in writer_order(self.rounds, self.writers))
@@ -221,11 +216,96 @@ class Results:
                 "peers": peers,
                 "append": self.append.to_dict() if self.append else None,
                 "embedded": self.embedded.to_dict() if self.embedded else None,
+                "scan": self.scan.to_dict() if self.scan else None,
+                "scan_watch_cache": self.scan_cached.to_dict() if self.scan_cached else None,
                 "not_measured": [{"figure": f, "goal": g, "why": w} for f, g, w in NOT_MEASURED],
                 "markdown": self.markdown(),
             }
         )
         return figures
+
+
+def _scan_rows(plain: ScanResult | None, cached: ScanResult | None) -> list[list[str]]:
+    """The cleanup scan's rows: the dry run's scan of heads, then with the orphan pass."""
+    rows = _scan_kind_rows(plain, cached, "cleanup scan")
+    rows += _scan_kind_rows(
+        plain and plain.with_orphans,
+        cached and cached.with_orphans,
+        "cleanup with its orphan pass (lists every segment)",
+        goals=False,
+    )
+    return rows
+
+
+def _scan_kind_rows(
+    plain: ScanResult | None, cached: ScanResult | None, label: str, *, goals: bool = True
+) -> list[list[str]]:
+    """Bytes, time on each plane, peak memory by history and by count, for one scan.
+
+    ``goals=False``: shown for what it costs, with no goal (the orphan pass lists
+    every segment, so it grows with history by design).
+    """
+    ratio_goal, flat_goal = ("≤ 1.2", "flat (1)") if goals else ("none", "none")
+    either = cached or plain
+    if either is None:
+        return []
+    n, page = either.empty.tasks, either.page
+    how = f"{n:,} tasks each, pages of {page}, metadata only, scan `{either.scan}`"
+    e, b = either.empty, either.big
+    rows = [
+        [
+            f"{label}: response bytes per task, 1 MiB history ÷ empty",
+            _ratio(either.bytes_ratio),
+            ratio_goal,
+            (
+                f"{b.bytes_per_task:,.0f} vs {e.bytes_per_task:,.0f} bytes per task "
+                f"({b.requests} vs {e.requests} requests); {how}"
+            ),
+        ]
+    ]
+    for result, where in (
+        (cached, "watch cache on (kube-apiserver's default)"),
+        (plain, "watch cache off (the test plane: lists read etcd, histories included)"),
+    ):
+        if result is None:
+            continue
+        e, b = result.empty, result.big
+        rows.append(
+            [
+                f"{label}: time per task, 1 MiB history ÷ empty, {where}",
+                _ratio(result.time_ratio),
+                ratio_goal,
+                (
+                    f"median scan {_ms(median(b.seconds))} vs {_ms(median(e.seconds))} "
+                    f"for {n:,} tasks, {len(b.seconds)} scans each, alternating"
+                ),
+            ]
+        )
+    e, b, m = either.empty, either.big, either.many
+    rows.append(
+        [
+            f"{label}: peak memory, 1 MiB history ÷ empty",
+            _ratio(either.memory_ratio),
+            flat_goal,
+            (
+                f"tracemalloc peak {b.peak_bytes / 1024:,.0f} vs {e.peak_bytes / 1024:,.0f} KiB "
+                f"scanning {n:,} tasks"
+            ),
+        ]
+    )
+    rows.append(
+        [
+            f"{label}: peak memory, {m.tasks:,} states ÷ {n:,} states (empty)",
+            _ratio(_div(m.peak_bytes, e.peak_bytes)),
+            flat_goal,
+            (
+                f"tracemalloc peak {m.peak_bytes / 1024:,.0f} vs {e.peak_bytes / 1024:,.0f} KiB; "
+                f"{m.requests} requests, {m.response_bytes / 1024:,.0f} KiB read, "
+                f"{_ms(median(m.seconds))} for {m.tasks:,}"
+            ),
+        ]
+    )
+    return rows
 
 
 def _div(a: float, b: float) -> float:

@@ -170,6 +170,7 @@ class TestSoftDelete:
             {"page_size": 0},
             {"requests_per_second": -1},
             {"keep_snapshot": "yes"},
+            {"orphans": 1},
         ],
     )
     def test_bad_arguments_raise_and_write_nothing(
@@ -636,8 +637,12 @@ class TestOrphans:
         assert young.orphans_removed == 0
         assert task_objects(store, "lost") == parts
 
-        metrics = Metrics()
         later = lambda: utc_now() + 2 * DAY  # noqa: E731
+        skipped = Cleaner(store, clock=later, rate=None).run(orphans=False)
+        assert skipped.orphans_removed == 0
+        assert task_objects(store, "lost") == parts
+
+        metrics = Metrics()
         report = Cleaner(store, clock=later, metrics=metrics, rate=None).run()
         assert report.orphans_removed == len(parts)
         assert {i.name for i in report.items if i.action == "remove-orphan"} == set(parts)

@@ -10,8 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from remstate.cache import DEFAULT_CACHE_SIZE
 from remstate.errors import InvalidInput
+from remstate.metrics import Metrics
 from remstate.retry import RetryPolicy
 from remstate.schema import MAX_ITERATIONS_LIMIT, FeedbackEntry, Policy, utc_now
 from remstate.schema.datavalue import normalize_json
@@ -29,7 +32,18 @@ __all__ = [
 
 #: The options ``StateManager.from_url`` takes.
 OPTIONS = frozenset(
-    {"namespace", "max_iterations", "ttl", "retry", "clock", "cache_size", "mode", "snapshots_kept"}
+    {
+        "namespace",
+        "max_iterations",
+        "ttl",
+        "retry",
+        "clock",
+        "cache_size",
+        "mode",
+        "metrics",
+        "registry",
+        "snapshots_kept",
+    }
 )
 
 
@@ -51,6 +65,8 @@ def check_settings(
     clock: object = utc_now,
     cache_size: object = DEFAULT_CACHE_SIZE,
     snapshots_kept: object = 5,
+    metrics: object = None,
+    registry: object = None,
 ) -> None:
     """The constructor's settings, checked (``from_url`` checks them before opening a store)."""
     policy_argument(max_iterations=max_iterations, ttl=ttl)
@@ -60,6 +76,17 @@ def check_settings(
         raise InvalidInput(f"retry must be a RetryPolicy, not {type(retry).__name__}")
     if not callable(clock):
         raise InvalidInput("clock must be a function returning an aware datetime")
+    if metrics is not None and not isinstance(metrics, Metrics):
+        raise InvalidInput(
+            f"metrics must be a remstate.metrics.Metrics, not {type(metrics).__name__}"
+        )
+    if registry is not None and not isinstance(registry, CollectorRegistry):
+        raise InvalidInput(
+            f"registry must be a prometheus_client.CollectorRegistry, not {type(registry).__name__}"
+        )
+    if metrics is not None and registry is not None:
+        # Which registry would the manager count in? Metrics already has one.
+        raise InvalidInput("give metrics or registry, not both")
 
 
 def policy_argument(*, max_iterations: object = None, ttl: object = None) -> Policy:

@@ -24,6 +24,8 @@ so no ``kubernetes.client.ApiException`` and no ``sqlite3.Error`` ever escapes.
     │   └── UnsupportedSchemaVersion written by a newer remstate than this one
     ├── InvalidInput                 the caller's input; nothing was written
     ├── MaxIterationsReached         the counter is at its maximum; nothing was written
+    ├── PreconditionFailed           the state is not at the version the caller named; nothing
+    │                                was written (an HTTP If-Match that is stale)
     └── RetriesExhausted             conflicts outlasted the retry policy (contention)
 
 Outage and contention stay apart: when the retry policy gives up on an
@@ -54,6 +56,7 @@ __all__ = [
     "MaxIterationsReached",
     "NotFound",
     "OutcomeUnknown",
+    "PreconditionFailed",
     "RemstateError",
     "RetriesExhausted",
     "ServerFault",
@@ -279,6 +282,23 @@ class MaxIterationsReached(RemstateError):
         self.task_id = task_id
         self.iteration = iteration
         self.max_iterations = max_iterations
+
+
+class PreconditionFailed(RemstateError):
+    """The state is not at the resourceVersion the caller named; nothing was written.
+
+    Not a ``Conflict``: a conflict is retried on fresh state, and this must not
+    be, since the caller asked for that version and no other.
+    """
+
+    def __init__(self, task_id: str, expected: str, actual: str | None) -> None:
+        now = "has no state" if actual is None else f"is at resourceVersion {actual!r}"
+        super().__init__(
+            f"task {task_id!r} {now}, not {expected!r} as the request required; nothing was written"
+        )
+        self.task_id = task_id
+        self.expected = expected
+        self.actual = actual
 
 
 class RetriesExhausted(RemstateError):

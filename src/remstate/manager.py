@@ -41,6 +41,7 @@ from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.cleanup import DEFAULT_PAGE_SIZE, DEFAULT_RATE, Cleaner, CleanupReport, Progress
 from remstate.errors import InvalidInput, InvalidObject, NotFound, RemstateError, StateNotFound
 from remstate.history import ErrorPage, FeedbackPage, HistoryReader, IterationPage, check_page
+from remstate.metrics import Metrics
 from remstate.mutations import Found
 from remstate.recovery import RecoveryReport, RestoreReport, ValidationReport
 from remstate.retry import RetryPolicy
@@ -76,6 +77,8 @@ from remstate.transfer import ImportOutcome, Transfer
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from remstate.store.opener import ApiClient
 
 __all__ = [
@@ -109,6 +112,12 @@ class StateManager:
             ``"14d"`` or seconds); None: the cleanup's default applies.
         retry: how long to retry conflicts and transient errors.
         clock: a callable returning an aware datetime; every timestamp uses it.
+        metrics: the Prometheus collectors to count in (``remstate.metrics.Metrics``),
+            shared by the managers that share a registry.
+        registry: a ``prometheus_client.CollectorRegistry`` to register new
+            collectors in; with neither, the manager keeps a registry of its own
+            (never the global default, so that two managers do not collide).
+            Read them at ``manager.metrics``.
     """
 
     def __init__(
@@ -123,6 +132,8 @@ class StateManager:
         clock: Clock = utc_now,
         cache_size: int = DEFAULT_CACHE_SIZE,
         snapshots_kept: int = DEFAULT_SNAPSHOTS_KEPT,
+        metrics: Metrics | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if store is None:
             if api_client is None:
@@ -140,6 +151,8 @@ class StateManager:
             clock=clock,
             cache_size=cache_size,
             snapshots_kept=snapshots_kept,
+            metrics=metrics,
+            registry=registry,
         )
         self.store: Store = store
         self.max_iterations = max_iterations
@@ -148,6 +161,7 @@ class StateManager:
         self.clock = clock
         #: How many snapshots of each task are kept (the newest).
         self.snapshots_kept = snapshots_kept
+        self.metrics = metrics if metrics is not None else Metrics(registry)
         # The last object seen of each task, and its decoded state once known:
         # an uncontended write then costs one request and no decoding.
         self._seen = LastSeen(self._get, cache_size)
@@ -213,6 +227,20 @@ class StateManager:
         if obj is None:
             raise StateNotFound(task_id)
         return self._seen.decode(task_id, obj)
+
+    def get_versioned_state(self, task_id: str) -> tuple[TaskState, str]:
+        """The task's state read afresh, and the resourceVersion it was read at.
+
+        The version is what ``delete_state(resource_version=...)`` takes (an
+        HTTP ``ETag``).
+
+        Raises:
+            StateNotFound, CorruptState, UnsupportedSchemaVersion: as :meth:`get_state`.
+        """
+        obj = self._seen.read(task_id)
+        if obj is None:
+            raise StateNotFound(task_id)
+        return self._seen.decode(task_id, obj), obj.resource_version
 
     def get_current_iteration(self, task_id: str) -> int:
         """The task's iteration counter (0 before the first increment).
@@ -346,7 +374,7 @@ class StateManager:
 
         return self._writer.mutate(task_id, apply)[0]
 
-    def delete_state(self, task_id: str) -> bool:
+    def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
         """Delete the task's state, its history segments and snapshots. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
@@ -354,8 +382,16 @@ class StateManager:
         Segments and snapshots go after it, best effort: one left behind is an
         orphan, which cleanup removes. Snapshots are deleted even when the head
         is gone, with a snapshot kept at a purge (``keep_snapshot``).
+
+        Args:
+            resource_version: delete only this version of the state (from
+                :meth:`get_versioned_state`; an HTTP ``If-Match``).
+
+        Raises:
+            PreconditionFailed: ``resource_version`` was given and the state is
+                at another one, or has none; nothing was deleted.
         """
-        deleted = self._writer.delete(task_id)
+        deleted = self._writer.delete(task_id, resource_version=resource_version)
         # Also when the head is gone: a snapshot kept at its purge goes only this way.
         once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
         with contextlib.suppress(RemstateError):
@@ -387,11 +423,13 @@ class StateManager:
             raise InvalidInput("note must be a string")
         op_id = str(ULID()) if op_id is None else validate_record_id(op_id, "increment key")
         max_iterations = self.max_iterations
+        counted = False  # this call's increment, not a replay of a committed one
 
         def increment(state: TaskState) -> tuple[TaskState | None, int]:
+            nonlocal counted
             # Committed before (a retry, ours or the caller's): its record is there.
             found = self._find(state, KIND_ITERATIONS, [op_id])
-            return mutations.increment(
+            new, number = mutations.increment(
                 state,
                 op_id=op_id,
                 note=note,
@@ -399,8 +437,13 @@ class StateManager:
                 max_iterations=max_iterations,
                 found=found,
             )
+            counted = new is not None
+            return new, number
 
-        return self._writer.mutate(task_id, increment, create={})[1]
+        number = self._writer.mutate(task_id, increment, create={})[1]
+        if counted:
+            self.metrics.iterations.observe(number)
+        return number
 
     def append_feedback(
         self,
@@ -619,6 +662,137 @@ class StateManager:
 
         return self._writer.mutate(task_id, apply, create={})[1]
 
+    # -- export and import (remstate export / import; remstate.transfer) ---------
+
+    def export_state(self, task_id: str) -> ExportedState:
+        """The task's whole state, its history included, in the export format.
+
+        The history is read page by page from its segments (one task's
+        history in memory, no more); see ``remstate.schema.export``.
+
+        Raises:
+            StateNotFound: the task has no state.
+            CorruptState: the head or a segment cannot be read.
+        """
+        validate_task_id(task_id)
+        return self._transfer().export_state(task_id)
+
+    def import_state(self, exported: ExportedState, *, overwrite: bool = False) -> ImportOutcome:
+        """Write an exported state into this store; idempotent.
+
+        The same state already there: ``SKIPPED``, nothing written. A
+        different one: ``DIFFERS`` and left as it is, unless ``overwrite``:
+        then a snapshot of it is taken first and it is replaced
+        (``OVERWRITTEN``). None: ``CREATED``. The write is a compare-and-swap
+        on the head the import compared, so a write landing meanwhile is never
+        lost (the import decides again). The state is written as exported:
+        ids, timestamps, resolutions, records, errors, metadata, policy,
+        status, lifecycle.
+
+        Raises:
+            InvalidInput: not an ``ExportedState``; what must stay in the head
+                does not fit (``StateTooLarge``); nothing is written.
+            RetriesExhausted: other writers kept changing the task meanwhile.
+        """
+        if not isinstance(exported, ExportedState):
+            kind = type(exported).__name__
+            raise InvalidInput(f"import_state takes an ExportedState, not {kind}")
+        bool_argument(overwrite, "overwrite")
+        try:
+            return self._transfer().import_state(exported, overwrite=overwrite)
+        finally:
+            self._seen.forget(exported.task_id)
+
+    def _transfer(self) -> Transfer:
+        return Transfer(
+            self,
+            seen=self._seen,
+            history=self._history,
+            writer=self._writer,
+            snapshot=self._snapshot_before_import,
+        )
+
+    def _snapshot_before_import(self, task_id: str, head: StoredObject) -> None:
+        snapshots.take_snapshot(
+            self.store,
+            task_id,
+            head,
+            reason="import --overwrite",
+            now=self.clock(),
+            keep=self.snapshots_kept,
+        )
+
+    # -- TTL cleanup (remstate.cleanup) -------------------------------------------
+
+    def cleanup_old_states(
+        self,
+        *,
+        ttl: timedelta | str | float = timedelta(days=7),
+        grace: timedelta | str | float = timedelta(hours=24),
+        dry_run: bool = False,
+        force: bool = False,
+        limit: int | None = None,
+        keep_snapshot: bool = False,
+        orphans: bool = True,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        requests_per_second: float | None = DEFAULT_RATE,
+        progress: Progress | None = None,
+    ) -> CleanupReport:
+        """Soft-delete states not updated for ``ttl``; purge them ``grace`` later.
+
+        Scans heads' metadata only, ``page_size`` at a time. A task's own ttl
+        overrides ``ttl``; tasks ``in_progress`` or ``awaiting_review`` are
+        skipped unless ``force``. Every write is conditional on the version the
+        scan (or the purge's re-read) saw, so a task touched meanwhile survives.
+        At most ``limit`` soft deletes, restores and purges per run; requests
+        are paced at ``requests_per_second``. Durations are timedeltas, seconds
+        or text such as ``"7d"``. ``progress(scanned, total or None)`` is called
+        after each page. Then orphan segments and snapshots older than
+        ``grace`` are removed, unless ``orphans=False``: that pass lists every
+        segment's and snapshot's metadata, a cost that grows with history.
+
+        Raises:
+            InvalidInput: a bad argument; nothing is written.
+            Unavailable, Forbidden: the scan failed (a failure on one state is
+                counted in the report instead).
+        """
+        cleaner = self._cleaner(page_size=page_size, rate=requests_per_second)
+        return cleaner.run(
+            ttl=ttl,
+            grace=grace,
+            dry_run=dry_run,
+            force=force,
+            limit=limit,
+            keep_snapshot=keep_snapshot,
+            orphans=orphans,
+            progress=progress,
+        )
+
+    def restore_state(self, task_id: str) -> bool:
+        """Undo a soft delete: the task is active again. False if it was not soft-deleted.
+
+        Any write to the task restores it too. A restore changes no data, so
+        the state is as old as before: unless it is written to or given a
+        longer ttl (``set_policy``), the next cleanup soft-deletes it again.
+
+        Raises:
+            StateNotFound: the task has no state (purged, say).
+        """
+        try:
+            return self._cleaner().restore(task_id)
+        finally:
+            self._seen.forget(task_id)
+
+    def _cleaner(self, **options: Any) -> Cleaner:
+        return Cleaner(
+            self.store,
+            clock=self.clock,
+            retry=self.retry,
+            metrics=self.metrics,
+            snapshot=self._keep_purged,
+            **options,
+        )
+
     # -- listing (remstate ls, the HTTP list) ------------------------------------
 
     def list_states(
@@ -693,134 +867,6 @@ class StateManager:
             return None  # deleted since the page was listed
         return summarize_head(head, default_max_iterations=self.max_iterations)
 
-    # -- export and import (remstate export / import; remstate.transfer) ---------
-
-    def export_state(self, task_id: str) -> ExportedState:
-        """The task's whole state, its history included, in the export format.
-
-        The history is read page by page from its segments (one task's
-        history in memory, no more); see ``remstate.schema.export``.
-
-        Raises:
-            StateNotFound: the task has no state.
-            CorruptState: the head or a segment cannot be read.
-        """
-        validate_task_id(task_id)
-        return self._transfer().export_state(task_id)
-
-    def import_state(self, exported: ExportedState, *, overwrite: bool = False) -> ImportOutcome:
-        """Write an exported state into this store; idempotent.
-
-        The same state already there: ``SKIPPED``, nothing written. A
-        different one: ``DIFFERS`` and left as it is, unless ``overwrite``:
-        then a snapshot of it is taken first and it is replaced
-        (``OVERWRITTEN``). None: ``CREATED``. The write is a compare-and-swap
-        on the head the import compared, so a write landing meanwhile is never
-        lost (the import decides again). The state is written as exported:
-        ids, timestamps, resolutions, records, errors, metadata, policy,
-        status, lifecycle.
-
-        Raises:
-            InvalidInput: not an ``ExportedState``; what must stay in the head
-                does not fit (``StateTooLarge``); nothing is written.
-            RetriesExhausted: other writers kept changing the task meanwhile.
-        """
-        if not isinstance(exported, ExportedState):
-            kind = type(exported).__name__
-            raise InvalidInput(f"import_state takes an ExportedState, not {kind}")
-        bool_argument(overwrite, "overwrite")
-        try:
-            return self._transfer().import_state(exported, overwrite=overwrite)
-        finally:
-            self._seen.forget(exported.task_id)
-
-    def _transfer(self) -> Transfer:
-        return Transfer(
-            self,
-            seen=self._seen,
-            history=self._history,
-            writer=self._writer,
-            snapshot=self._snapshot_before_import,
-        )
-
-    def _snapshot_before_import(self, task_id: str, head: StoredObject) -> None:
-        snapshots.take_snapshot(
-            self.store,
-            task_id,
-            head,
-            reason="import --overwrite",
-            now=self.clock(),
-            keep=self.snapshots_kept,
-        )
-
-    # -- TTL cleanup (remstate.cleanup) -------------------------------------------
-
-    def cleanup_old_states(
-        self,
-        *,
-        ttl: timedelta | str | float = timedelta(days=7),
-        grace: timedelta | str | float = timedelta(hours=24),
-        dry_run: bool = False,
-        force: bool = False,
-        limit: int | None = None,
-        keep_snapshot: bool = False,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        requests_per_second: float | None = DEFAULT_RATE,
-        progress: Progress | None = None,
-    ) -> CleanupReport:
-        """Soft-delete states not updated for ``ttl``; purge them ``grace`` later.
-
-        Scans heads' metadata only, ``page_size`` at a time. A task's own ttl
-        overrides ``ttl``; tasks ``in_progress`` or ``awaiting_review`` are
-        skipped unless ``force``. Every write is conditional on the version the
-        scan (or the purge's re-read) saw, so a task touched meanwhile survives.
-        At most ``limit`` soft deletes, restores and purges per run; requests
-        are paced at ``requests_per_second``. Durations are timedeltas, seconds
-        or text such as ``"7d"``. ``progress(scanned, total or None)`` is called
-        after each page.
-
-        Raises:
-            InvalidInput: a bad argument; nothing is written.
-            Unavailable, Forbidden: the scan failed (a failure on one state is
-                counted in the report instead).
-        """
-        cleaner = self._cleaner(page_size=page_size, rate=requests_per_second)
-        return cleaner.run(
-            ttl=ttl,
-            grace=grace,
-            dry_run=dry_run,
-            force=force,
-            limit=limit,
-            keep_snapshot=keep_snapshot,
-            progress=progress,
-        )
-
-    def restore_state(self, task_id: str) -> bool:
-        """Undo a soft delete: the task is active again. False if it was not soft-deleted.
-
-        Any write to the task restores it too. A restore changes no data, so
-        the state is as old as before: unless it is written to or given a
-        longer ttl (``set_policy``), the next cleanup soft-deletes it again.
-
-        Raises:
-            StateNotFound: the task has no state (purged, say).
-        """
-        try:
-            return self._cleaner().restore(task_id)
-        finally:
-            self._seen.forget(task_id)
-
-    def _cleaner(self, **options: Any) -> Cleaner:
-        return Cleaner(
-            self.store,
-            clock=self.clock,
-            retry=self.retry,
-            # ``metrics`` is the manager's when it has one (StateManager(metrics=...)).
-            metrics=getattr(self, "metrics", None),
-            snapshot=self._keep_purged,
-            **options,
-        )
-
     def _keep_purged(self, head: StoredObject) -> str:
         """The snapshot ``keep_snapshot`` asks for: kept after the purge, restorable."""
         task_id = head.annotations.get(ANNOTATION_TASK_ID) or (head.data or {}).get("task_id")
@@ -859,7 +905,7 @@ class StateManager:
         """
         validate_task_id(task_id)
         try:
-            return recovery.recover_state(self, task_id, metrics=getattr(self, "metrics", None))
+            return recovery.recover_state(self, task_id, metrics=self.metrics)
         finally:
             self._seen.forget(task_id)
 

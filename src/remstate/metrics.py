@@ -21,6 +21,9 @@ The names, all prefixed ``remstate_``:
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.registry import Collector
+
+from remstate.errors import InvalidInput
 
 __all__ = ["Metrics"]
 
@@ -30,11 +33,20 @@ _SCAN_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 class Metrics:
-    """The collectors, registered in ``registry`` (a new one when none is given)."""
+    """The collectors, registered in ``registry`` (a new one when none is given).
+
+    Several managers count in one registry by sharing one ``Metrics``
+    (``StateManager(..., metrics=shared)``): a second ``Metrics`` in the same
+    registry would register the same names twice.
+
+    Raises:
+        InvalidInput: ``registry`` already has these names (nothing is registered then).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
-        r = self.registry
+        # Built unregistered, then registered together: a clash leaves the registry as it was.
+        r = None
         self.states_scanned = Counter(
             "remstate_cleanup_states_scanned", "Task states looked at by cleanup", registry=r
         )
@@ -89,3 +101,31 @@ class Metrics:
         self.repairs = Counter(
             "remstate_repairs", "Problems repaired, by problem code", ["kind"], registry=r
         )
+        self._register()
+
+    def _register(self) -> None:
+        collectors: list[Collector] = [
+            self.states_scanned,
+            self.states_soft_deleted,
+            self.states_restored,
+            self.states_purged,
+            self.orphans_removed,
+            self.cleanup_errors,
+            self.scan_duration,
+            self.state_size,
+            self.iterations,
+            self.conflicts_retried,
+            self.repairs,
+        ]
+        done: list[Collector] = []
+        try:
+            for collector in collectors:
+                self.registry.register(collector)
+                done.append(collector)
+        except ValueError as e:  # prometheus_client's "Duplicated timeseries"
+            for collector in done:
+                self.registry.unregister(collector)
+            raise InvalidInput(
+                f"this registry already has remstate's metrics ({e}); "
+                "share one Metrics between managers instead"
+            ) from e

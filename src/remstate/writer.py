@@ -35,14 +35,17 @@ from remstate.cache import DEFAULT_CACHE_SIZE, LastSeen
 from remstate.errors import (
     AlreadyExists,
     Conflict,
+    InvalidInput,
     NotFound,
     OutcomeUnknown,
+    PreconditionFailed,
     RemstateError,
     RetriesExhausted,
     StateNotFound,
     Unavailable,
 )
 from remstate.history import HistoryReader
+from remstate.metrics import Metrics
 from remstate.objects import StoredObject
 from remstate.retry import RetryPolicy, remaining
 from remstate.schema import (
@@ -57,6 +60,7 @@ from remstate.schema import (
     object_name,
     plan_compaction,
     validate_task_id,
+    value_bytes,
 )
 from remstate.segments import compact, discard_unreferenced
 from remstate.store import Store
@@ -86,11 +90,12 @@ class _Stale(Conflict):
 
 class Settings(Protocol):
     """What the writer reads from its manager: the store, the retry policy, the clock,
-    and the policy a task that stores none gets on its next write."""
+    the metrics, and the policy a task that stores none gets on its next write."""
 
     store: Store
     retry: RetryPolicy
     clock: Clock
+    metrics: Metrics
 
     @property
     def default_policy(self) -> Policy: ...
@@ -132,6 +137,10 @@ class Writer:
     def clock(self) -> Clock:
         return self._settings.clock
 
+    @property
+    def metrics(self) -> Metrics:
+        return self._settings.metrics
+
     def mutate(
         self,
         task_id: str,
@@ -168,13 +177,19 @@ class Writer:
             if op.turns.holding:
                 self._give_back_turn(task_id, op.turns)
 
-    def delete(self, task_id: str) -> bool:
+    def delete(self, task_id: str, *, resource_version: str | None = None) -> bool:
         """Delete the task's state and its history segments. False if there was none.
 
         The head is deleted with preconditions on its uid and resourceVersion,
-        so a write that lands meanwhile makes the delete retry on fresh state.
+        so a write that lands meanwhile makes the delete retry on fresh state;
+        with ``resource_version``, only that version is deleted: any other (or
+        none) raises ``PreconditionFailed`` and nothing is deleted.
         """
         validate_task_id(task_id)
+        if resource_version is not None and (
+            not isinstance(resource_version, str) or not resource_version
+        ):
+            raise InvalidInput("resource_version must be a non-empty string")
         segments: list[tuple[str, str]] = []
         unknown: str | None = None  # the uid of a delete that may have gone through
 
@@ -182,10 +197,15 @@ class Writer:
             nonlocal segments, unknown
             obj = self._seen.read(task_id)
             if obj is None:
+                if unknown is None and resource_version is not None:
+                    raise PreconditionFailed(task_id, resource_version, None)
                 return unknown is not None
             if unknown is not None and obj.uid != unknown:
                 # Ours went through, and the task was created again since: keep that one.
                 return True
+            if resource_version is not None and obj.resource_version != resource_version:
+                # Raised from inside the retried attempt, but not a Conflict: not retried.
+                raise PreconditionFailed(task_id, resource_version, obj.resource_version)
             try:
                 # An inconsistent state is still deleted, with its segments.
                 segments = [(s.name, s.uid) for s in decode_state(obj, check=False).segments]
@@ -230,6 +250,10 @@ class Writer:
         create: Mapping[str, Any] | None,
         op: _Operation[_R],
     ) -> tuple[TaskState, _R]:
+        if op.conflicted:
+            # The previous attempt's compare-and-swap lost: this one retries it.
+            op.conflicted = False
+            self.metrics.conflicts_retried.inc()
         obj, from_cache = self._write_from(task_id, op)
         committed = op.committed(obj)
         if committed is not None:
@@ -247,7 +271,7 @@ class Writer:
         write_id = op.next_write_id()
         if obj is None and plan_compaction(new) is not None:
             # Segments need the head's uid: create the bare head first.
-            self._write(task_id, None, state, write_id)
+            self._write(task_id, None, state, write_id, op)
             raise _Stale("created the head; now the history")
         new = self._commit(task_id, obj, new, write_id=write_id, op=op, result=result)
         op.turns.holding = False  # our write dropped the turn annotation
@@ -290,7 +314,7 @@ class Writer:
         """
         new, created = self._segments_first(task_id, obj, new)
         try:
-            self._write(task_id, obj, new, write_id)
+            self._write(task_id, obj, new, write_id, op)
         except Unavailable as e:
             op.unknown[write_id] = (new, result)
             if e.maybe_applied:
@@ -450,9 +474,17 @@ class Writer:
         return state, new, result
 
     def _write(
-        self, task_id: str, old: StoredObject | None, state: TaskState, op_id: str
+        self,
+        task_id: str,
+        old: StoredObject | None,
+        state: TaskState,
+        op_id: str,
+        op: _Operation[Any],
     ) -> StoredObject:
         """One create or compare-and-swap replace; remembers what was written.
+
+        A lost compare-and-swap (Conflict, or a create that another writer beat)
+        is marked on ``op``, so the next attempt counts as a retried conflict.
 
         Labels and annotations that are not remstate's (added with kubectl, say)
         are carried over. Any write makes a soft-deleted task active again: it
@@ -460,6 +492,7 @@ class Writer:
         """
         data, labels, annotations = encode_state(state)
         annotations[ANNOTATION_WRITE_ID] = op_id
+        size = value_bytes(data)
         name = object_name(task_id)
         try:
             if old is None:
@@ -479,15 +512,18 @@ class Writer:
                 )
         except AlreadyExists:
             self._seen.forget(task_id)
+            op.conflicted = True
             raise _Stale("created by another writer first") from None
         except NotFound:
             self._seen.forget(task_id)
             if old is None:
                 raise  # a create found no namespace: retrying cannot help
             raise _Stale("deleted meanwhile") from None
-        except (Conflict, Unavailable):
+        except (Conflict, Unavailable) as e:
             self._seen.forget(task_id)
+            op.conflicted = isinstance(e, Conflict)
             raise
+        self.metrics.state_size.observe(size)
         # What we wrote is the current schema, whatever version it was read at.
         self._seen.remember(
             task_id, written, dataclasses.replace(state, schema_version=SCHEMA_VERSION)
@@ -508,6 +544,8 @@ class _Operation(Generic[_R]):
         self.verbatim = verbatim
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
+        #: The last attempt's compare-and-swap write lost to another writer.
+        self.conflicted = False
         #: A write was sent and its answer lost: until one attempt succeeds, it may have committed.
         self.maybe_applied = False
         self.turns = Turns(op_id)

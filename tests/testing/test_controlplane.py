@@ -9,6 +9,7 @@ without a checkout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -122,6 +123,27 @@ class TestControlPlane:
         status = caught.value.status
         assert (status.code, status.reason) == (403, "Forbidden")
         assert 'User "nobody" cannot get resource "configmaps"' in status.message
+
+    def test_kubectl_talks_to_the_plane_as_each_user(self, controlplane: ControlPlane) -> None:
+        """``plane.kubectl`` runs the real kubectl: same version as the server; RBAC applies."""
+        versions = json.loads(controlplane.kubectl("version", "-o", "json").stdout)
+        assert versions["clientVersion"]["gitVersion"] == versions["serverVersion"]["gitVersion"]
+        assert controlplane.kubectl("get", "namespace", "default", "-o", "name").stdout == (
+            "namespace/default\n"
+        )
+        refused = controlplane.kubectl("get", "configmaps", user="nobody", check=False)
+        assert refused.returncode == 1
+        assert 'User "nobody" cannot list resource "configmaps"' in refused.stderr
+        with pytest.raises(ControlPlaneError, match="cannot list resource"):
+            controlplane.kubectl("get", "configmaps", user="nobody")
+
+    def test_kubectl_missing_is_explained(self, controlplane: ControlPlane, tmp_path: Path) -> None:
+        """A plane started from a directory without kubectl says where to get it."""
+        plane = ControlPlane(
+            workdir=tmp_path, owns_workdir=False, bin_dir=tmp_path, tokens=controlplane.tokens
+        )
+        with pytest.raises(ControlPlaneError, match=r"no kubectl in .*build-controlplane\.sh"):
+            plane.kubectl("version")
 
     def test_reader_gets_what_a_role_grants(
         self, controlplane: ControlPlane, controlplane_namespace: str
@@ -275,7 +297,7 @@ class TestBinaries:
     def test_an_override_is_used_as_given(
         self, built: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """``$REMSTATE_CONTROLPLANE_BIN`` naming a directory with both binaries is used."""
+        """``$REMSTATE_CONTROLPLANE_BIN`` naming a directory with every binary is used."""
         monkeypatch.setenv("REMSTATE_CACHE", "/nonexistent")  # so only the override can answer
         monkeypatch.setenv(binaries.BIN_ENV, str(built))
         assert binaries.ensure_built() == built
@@ -283,10 +305,25 @@ class TestBinaries:
     def test_an_override_without_both_binaries_is_refused(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """``$REMSTATE_CONTROLPLANE_BIN`` must hold both binaries; the error names those missing."""
+        """``$REMSTATE_CONTROLPLANE_BIN`` must hold every binary; the error names those missing."""
         monkeypatch.setenv(binaries.BIN_ENV, str(tmp_path))
-        with pytest.raises(ControlPlaneError, match="kube-apiserver, etcd"):
+        with pytest.raises(ControlPlaneError, match="kube-apiserver, etcd, kubectl"):
             binaries.ensure_built()
+        (tmp_path / "kube-apiserver").touch(mode=0o755)
+        (tmp_path / "etcd").touch(mode=0o755)
+        with pytest.raises(ControlPlaneError, match=r"no executable kubectl$"):
+            binaries.ensure_built()
+
+    def test_kubectl_is_built_beside_the_server(self, built: Path) -> None:
+        """The script builds kubectl into the same directory, at the server's version."""
+        assert binaries.kubectl() == built / "kubectl"
+        out = subprocess.run(
+            [str(built / "kubectl"), "version", "--client", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert json.loads(out)["clientVersion"]["gitVersion"] == binaries.K8S_VERSION
 
 
 class TestCommandLine:
@@ -328,6 +365,17 @@ class TestCommandLine:
             with config.new_client_from_config(config_file=kubeconfig) as api:
                 ns = client.CoreV1Api(api).read_namespace("default")
             assert ns.metadata.name == "default"
+            # The printed PATH puts the built kubectl first: the README's commands use it.
+            [path_line] = [line for line in lines if line.startswith("export PATH=")]
+            bin_dir = path_line.removeprefix('export PATH="').split(":")[0]
+            shown = subprocess.run(
+                ["kubectl", "get", "namespace", "default", "-o", "name"],
+                env={**os.environ, "KUBECONFIG": kubeconfig, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert shown.stdout == "namespace/default\n"
         finally:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=60)

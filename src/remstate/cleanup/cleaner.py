@@ -133,9 +133,15 @@ class Cleaner:
         force: bool = False,
         limit: int | None = None,
         keep_snapshot: bool = False,
+        orphans: bool = True,
         progress: Progress | None = None,
     ) -> CleanupReport:
         """Soft-delete expired heads, purge those past their grace period, remove orphans.
+
+        ``orphans=False`` skips the orphan pass: it lists the metadata of every
+        segment and snapshot (about 1.5 KB each on the wire), so its cost grows
+        with the number of segments, where the scan of heads does not. A loop
+        may run it less often than the scan.
 
         Raises:
             InvalidInput: a bad argument; nothing is written.
@@ -148,6 +154,7 @@ class Cleaner:
             (dry_run, "dry_run"),
             (force, "force"),
             (keep_snapshot, "keep_snapshot"),
+            (orphans, "orphans"),
         ):
             if not isinstance(value, bool):
                 raise InvalidInput(f"{what} must be True or False, not {value!r}")
@@ -174,7 +181,7 @@ class Cleaner:
                 log.info("cleanup: stopped at the limit of %d actions", limit)
                 break
             self._handle(obj, decision, tally, now=now, grace=grace, keep_snapshot=keep_snapshot)
-        if not tally.limited:
+        if orphans and not tally.limited:
             self._remove_orphans(tally, now=now, grace=grace)
         report = tally.report()
         if self.metrics is not None:
@@ -199,10 +206,12 @@ class Cleaner:
 
         A continue token expires (410 Gone) when etcd compacts past the list's
         revision, every few minutes: a paced run over many heads outlives it.
-        The scan then starts again, and heads already seen are passed over.
+        The scan then starts again after the last name it saw: both backends
+        list in name order, so memory stays flat however many heads there are
+        (a set of the names seen would grow with them).
         """
         selector = managed_selector(role=ROLE_STATE)
-        seen: set[str] = set()
+        last = ""
         token: str | None = None
         while True:
             try:
@@ -214,17 +223,19 @@ class Cleaner:
                 token = None
                 continue
             tally.add("pages")
-            for obj in page.items:
-                if obj.name in seen:
-                    continue
-                seen.add(obj.name)
+            items, token, remaining = page.items, page.continue_token, page.remaining_item_count
+            del page
+            for obj in items:
+                if obj.name <= last:
+                    continue  # seen before the scan started again
+                last = obj.name
                 tally.add("scanned")
                 yield obj
+            # Let go of this page before the next one arrives: one page in memory, not two.
+            del items
             if progress is not None:
-                remaining = page.remaining_item_count
                 scanned = tally.counts.get("scanned", 0)
                 progress(scanned, None if remaining is None else scanned + remaining)
-            token = page.continue_token
             if token is None:
                 return
 

@@ -81,6 +81,7 @@ from remstate.cli import cleanup as _cleanup  # noqa: F401 - registers `remstate
 from remstate.cli import listing as _listing  # noqa: F401 - registers `remstate ls`, `init`
 from remstate.cli import policy as _policy  # noqa: F401 - registers `remstate policy` on app
 from remstate.cli import recovery as _recovery  # noqa: F401 - registers its commands on app
+from remstate.cli import serve as _serve  # noqa: F401 - registers `remstate serve` on app
 from remstate.cli import transfer as _transfer  # noqa: F401 - registers `export`, `import`
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line

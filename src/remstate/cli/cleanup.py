@@ -104,6 +104,13 @@ def cleanup(  # noqa: PLR0917 - typer maps options to parameters
     keep_snapshot: Annotated[
         bool, typer.Option("--keep-snapshot", help="snapshot each state before its purge")
     ] = False,
+    orphans: Annotated[
+        bool,
+        typer.Option(
+            "--orphans/--no-orphans",
+            help="also remove orphan segments and snapshots (lists all of their metadata)",
+        ),
+    ] = True,
     page_size: Annotated[
         int, typer.Option(min=1, max=10_000, help="states listed per request")
     ] = DEFAULT_PAGE_SIZE,
@@ -126,6 +133,7 @@ def cleanup(  # noqa: PLR0917 - typer maps options to parameters
             force=force,
             limit=limit,
             keep_snapshot=keep_snapshot,
+            orphans=orphans,
             page_size=page_size,
             requests_per_second=rate,
             progress=progress,

@@ -21,6 +21,7 @@ from remstate.errors import (
     MaxIterationsReached,
     NotFound,
     OutcomeUnknown,
+    PreconditionFailed,
     RemstateError,
     RetriesExhausted,
     ServerFault,
@@ -61,6 +62,8 @@ EXIT_CODES: list[tuple[type[BaseException], Exit]] = [
     # step's answer is the same as for contention, run it again.
     (Conflict, Exit.RETRIES_EXHAUSTED),
     (AlreadyExists, Exit.RETRIES_EXHAUSTED),
+    # The state moved on from the version the step named: read it again.
+    (PreconditionFailed, Exit.RETRIES_EXHAUSTED),
     (Gone, Exit.RETRIES_EXHAUSTED),
     (OutcomeUnknown, Exit.OUTCOME_UNKNOWN),
     (Unavailable, Exit.UNAVAILABLE),

@@ -1,4 +1,4 @@
-"""Where kube-apiserver and etcd come from: a cache keyed by version, filled by one script.
+"""Where kube-apiserver, etcd and kubectl come from: a cache keyed by version, filled by one script.
 
 The binaries are built from their published Go modules by
 ``hack/build-controlplane.sh`` into ``~/.cache/remstate/controlplane/<versions>/bin``
@@ -23,13 +23,16 @@ __all__ = [
     "build_script",
     "cache_dir",
     "ensure_built",
+    "kubectl",
 ]
 
 #: The script's default versions; a test checks that the two agree.
 K8S_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
-TOOLS = ("kube-apiserver", "etcd")
-#: A directory holding ``kube-apiserver`` and ``etcd``, to use instead of the cache.
+#: kubectl is built from the same wrapper module as kube-apiserver, so that tests
+#: and the README use the real one (``apply -k``, ``auth can-i``, ``get -o yaml``).
+TOOLS = ("kube-apiserver", "etcd", "kubectl")
+#: A directory holding every one of ``TOOLS``, to use instead of the cache.
 BIN_ENV = "REMSTATE_CONTROLPLANE_BIN"
 
 _HERE = Path(__file__).resolve().parent
@@ -79,7 +82,7 @@ def _run_script(script: Path) -> Path:
 
 
 def ensure_built(*, build: bool = True) -> Path:
-    """Return the directory holding kube-apiserver and etcd, building them if need be.
+    """Return the directory holding kube-apiserver, etcd and kubectl, building them if need be.
 
     In order: the directory named by ``$REMSTATE_CONTROLPLANE_BIN``; the build
     script's answer (cached, or built now: minutes on a cold cache); the cache
@@ -110,6 +113,15 @@ def ensure_built(*, build: bool = True) -> Path:
         else "run `hack/build-controlplane.sh` from a remstate checkout (needs Go 1.26+)"
     )
     raise ControlPlaneError(
-        f"kube-apiserver and etcd are not in {bin_dir}: {how}, "
-        f"or set ${BIN_ENV} to a directory holding both"
+        f"{', '.join(TOOLS)} are not in {bin_dir}: {how}, "
+        f"or set ${BIN_ENV} to a directory holding them all"
     )
+
+
+def kubectl(*, build: bool = True) -> Path:
+    """The path of the kubectl built beside kube-apiserver (see :func:`ensure_built`).
+
+    Raises:
+        ControlPlaneError: as :func:`ensure_built`.
+    """
+    return ensure_built(build=build) / "kubectl"

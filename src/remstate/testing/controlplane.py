@@ -15,6 +15,7 @@ Usage from Python::
 
     with ControlPlane.start() as plane:
         api = plane.api_client()          # admin; plane.api_client(plane.tokens["nobody"])
+        plane.kubectl("get", "configmaps", "-n", "default")   # the real kubectl, built beside
         ...
 
 In pytest, the ``controlplane`` fixture of ``remstate.testing.pytest_plugin``.
@@ -47,7 +48,7 @@ from typing import IO, TYPE_CHECKING, Self
 
 from remstate.testing import processes
 from remstate.testing.binaries import ensure_built
-from remstate.testing.credentials import write_kubeconfig, write_pki, write_tokens
+from remstate.testing.credentials import context_name, write_kubeconfig, write_pki, write_tokens
 from remstate.testing.errors import ControlPlaneError
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class ControlPlane:
             have no rights (tests may bind roles to ``reader``).
         startup_seconds: seconds from spawning etcd to a ready API server.
         workdir: the directory holding data, certificates and logs.
+        kubectl_path: the kubectl built beside kube-apiserver (same version).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class ControlPlane:
         self.workdir = workdir
         self._owns_workdir = owns_workdir
         self.bin_dir = bin_dir
+        self.kubectl_path = bin_dir / "kubectl"
         self.tokens = tokens
         self.admin_token = tokens["admin"]
         self.ca_file = workdir / "pki" / "ca.crt"
@@ -124,7 +127,8 @@ class ControlPlane:
                 answer 410 Gone at once (the cache would hide the compaction for
                 minutes), and a dozen caches less saves CPU. The API's semantics
                 are the same either way.
-            bin_dir: where kube-apiserver and etcd are; by default :func:`ensure_built`'s.
+            bin_dir: where kube-apiserver, etcd (and kubectl, for :meth:`kubectl`)
+                are; by default :func:`ensure_built`'s.
             etcd_quota_bytes: etcd's ``--quota-backend-bytes``; a tiny one lets a
                 test fill the database until etcd's space alarm fires.
 
@@ -392,6 +396,51 @@ class ControlPlane:
         )
         return client.ApiClient(configuration)
 
+    def kubectl(
+        self,
+        *args: str,
+        user: str = "admin",
+        input: str | None = None,  # noqa: A002 - subprocess.run's own name
+        check: bool = True,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this plane as ``user``; its output as text.
+
+        Args:
+            args: kubectl's arguments (``"apply", "-k", "deploy/"``); the namespace
+                is ``default`` unless they say ``-n``.
+            user: whose context to use: ``admin``, ``nobody`` or ``reader``.
+            input: text for kubectl's standard input (``apply -f -``).
+            check: raise on a non-zero exit, with kubectl's stderr in the message.
+            timeout: seconds before kubectl is killed.
+
+        Raises:
+            ControlPlaneError: kubectl is not in ``bin_dir``, or (``check``) it failed.
+        """
+        if not os.access(self.kubectl_path, os.X_OK):
+            raise ControlPlaneError(
+                f"no kubectl in {self.bin_dir}: run hack/build-controlplane.sh, which builds it"
+            )
+        proc = subprocess.run(
+            [
+                str(self.kubectl_path),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--context={context_name(user)}",
+                *args,
+            ],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(
+                f"kubectl {' '.join(args)} exited with code {proc.returncode}: "
+                f"{proc.stderr.strip()}"
+            )
+        return proc
+
     def compact(self) -> int:
         """Compact etcd up to its current revision; return that revision.
 
@@ -432,6 +481,7 @@ class ControlPlane:
         lines = [
             f"# control plane at {self.server} (workdir {self.workdir})",
             f"export KUBECONFIG={self.kubeconfig}",
+            f'export PATH="{self.bin_dir}:$PATH"   # kubectl, the same version as the server',
             "kubectl get configmaps                        # as admin",
             "kubectl --context remstate-test-nobody get cm   # as nobody (forbidden)",
             "remstate -s kubernetes://default increment 42  # KUBECONFIG selects this cluster",
@@ -473,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument(
         "--watch-cache", action="store_true", help="serve reads from the API server's cache"
     )
-    sub.add_parser("build", help="build (or find cached) kube-apiserver and etcd")
+    sub.add_parser("build", help="build (or find cached) kube-apiserver, etcd and kubectl")
     args = parser.parse_args(argv)
 
     try:
