@@ -245,7 +245,7 @@ class TestKubectlPlugin:
         self, controlplane: ControlPlane, kubeconfig: Path, controlplane_namespace: str
     ) -> None:
         """kubectl remstate get 42: the real kubectl finds the plugin on PATH and runs it."""
-        kubectl = controlplane.bin_dir / "kubectl"
+        kubectl = controlplane.kubectl_path
         venv_bin = Path(sys.executable).parent
         env = {
             **os.environ,
