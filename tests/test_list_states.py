@@ -128,6 +128,22 @@ class TestSummary:
         assert summaries["old"].iteration == 2
         assert summaries["new"].iteration == 0
 
+    def test_a_stale_annotation_is_reported_and_repaired(
+        self, manager: StateManager, store: Store
+    ) -> None:
+        """An iteration annotation that disagrees with the data: validate names it, recover
+        rewrites it, and the listing shows the counter again."""
+        manager.increment_iteration("42")
+        head = store.get(object_name("42"))
+        _rewrite(store, "42", annotations={**head.annotations, ANNOTATION_ITERATION: "9"})
+        assert manager.list_states().summaries[0].iteration == 9  # what ls would show
+        report = manager.validate_state("42")
+        assert [p.key for p in report.problems] == [f"annotations.{ANNOTATION_ITERATION}"]
+        assert report.repairable
+        manager.recover_state("42")
+        assert manager.validate_state("42").ok
+        assert manager.list_states().summaries[0].iteration == 1
+
     def test_unknown_status_is_read_from_the_data(
         self, manager: StateManager, store: Store
     ) -> None:

@@ -33,7 +33,9 @@ from remstate.errors import (
 )
 from remstate.manager import (
     ErrorPage,
+    ExportedState,
     FeedbackPage,
+    ImportOutcome,
     IterationPage,
     StateManager,
     StatePage,
@@ -68,11 +70,13 @@ __all__ = [
     "EmbeddedStore",
     "ErrorPage",
     "ErrorRecord",
+    "ExportedState",
     "FeedbackEntry",
     "FeedbackPage",
     "Finding",
     "Forbidden",
     "Gone",
+    "ImportOutcome",
     "InvalidInput",
     "InvalidObject",
     "IssueType",

@@ -69,9 +69,11 @@ from remstate.schema import (
     validate_record_id,
     validate_task_id,
 )
+from remstate.schema.export import ExportedState
 from remstate.snapshots import DEFAULT_SNAPSHOTS_KEPT, Snapshot
 from remstate.store import Store, StoredObject, open_store
 from remstate.store.selectors import parse as parse_selector
+from remstate.transfer import ImportOutcome, Transfer
 from remstate.writer import CLEANUP_DEADLINE, Writer
 
 if TYPE_CHECKING:
@@ -82,7 +84,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CLEANUP_DEADLINE",
     "ErrorPage",
+    "ExportedState",
     "FeedbackPage",
+    "ImportOutcome",
     "IterationPage",
     "StateManager",
     "StatePage",
@@ -657,6 +661,66 @@ class StateManager:
             )
 
         return self._writer.mutate(task_id, apply, create={})[1]
+
+    # -- export and import (remstate export / import; remstate.transfer) ---------
+
+    def export_state(self, task_id: str) -> ExportedState:
+        """The task's whole state, its history included, in the export format.
+
+        The history is read page by page from its segments (one task's
+        history in memory, no more); see ``remstate.schema.export``.
+
+        Raises:
+            StateNotFound: the task has no state.
+            CorruptState: the head or a segment cannot be read.
+        """
+        validate_task_id(task_id)
+        return self._transfer().export_state(task_id)
+
+    def import_state(self, exported: ExportedState, *, overwrite: bool = False) -> ImportOutcome:
+        """Write an exported state into this store; idempotent.
+
+        The same state already there: ``SKIPPED``, nothing written. A
+        different one: ``DIFFERS`` and left as it is, unless ``overwrite``:
+        then a snapshot of it is taken first and it is replaced
+        (``OVERWRITTEN``). None: ``CREATED``. The write is a compare-and-swap
+        on the head the import compared, so a write landing meanwhile is never
+        lost (the import decides again). The state is written as exported:
+        ids, timestamps, resolutions, records, errors, metadata, policy,
+        status, lifecycle.
+
+        Raises:
+            InvalidInput: not an ``ExportedState``; what must stay in the head
+                does not fit (``StateTooLarge``); nothing is written.
+            RetriesExhausted: other writers kept changing the task meanwhile.
+        """
+        if not isinstance(exported, ExportedState):
+            kind = type(exported).__name__
+            raise InvalidInput(f"import_state takes an ExportedState, not {kind}")
+        bool_argument(overwrite, "overwrite")
+        try:
+            return self._transfer().import_state(exported, overwrite=overwrite)
+        finally:
+            self._seen.forget(exported.task_id)
+
+    def _transfer(self) -> Transfer:
+        return Transfer(
+            self,
+            seen=self._seen,
+            history=self._history,
+            writer=self._writer,
+            snapshot=self._snapshot_before_import,
+        )
+
+    def _snapshot_before_import(self, task_id: str, head: StoredObject) -> None:
+        snapshots.take_snapshot(
+            self.store,
+            task_id,
+            head,
+            reason="import --overwrite",
+            now=self.clock(),
+            keep=self.snapshots_kept,
+        )
 
     # -- TTL cleanup (remstate.cleanup) -------------------------------------------
 

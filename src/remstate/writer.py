@@ -147,14 +147,18 @@ class Writer:
         mutation: Mutation[_R],
         *,
         create: Mapping[str, Any] | None = None,
+        verbatim: bool = False,
     ) -> tuple[TaskState, _R]:
         """Apply ``mutation`` with optimistic concurrency; return the state and result.
 
         ``create``: if given, a missing state is created with these options to
         ``TaskState.new``; if None, a missing state raises StateNotFound.
+        ``verbatim``: write the state as the mutation returns it, its
+        ``last_update`` and policy included (an import), rather than stamped
+        by the clock and given the default policy.
         """
         validate_task_id(task_id)
-        op: _Operation[_R] = _Operation(str(ULID()))
+        op: _Operation[_R] = _Operation(str(ULID()), verbatim=verbatim)
         try:
             return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
         except (Unavailable, RetriesExhausted) as e:
@@ -257,12 +261,13 @@ class Writer:
         state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
         if new is None:
             return state, result
-        new = dataclasses.replace(
-            new,
-            last_update=self.clock(),
-            # A state created now, or written before policies, stores the defaults.
-            policy=new.policy.stored_or(self._settings.default_policy),
-        )
+        if not op.verbatim:
+            new = dataclasses.replace(
+                new,
+                last_update=self.clock(),
+                # A state created now, or written before policies, stores the defaults.
+                policy=new.policy.stored_or(self._settings.default_policy),
+            )
         write_id = op.next_write_id()
         if obj is None and plan_compaction(new) is not None:
             # Segments need the head's uid: create the bare head first.
@@ -534,8 +539,9 @@ class _Operation(Generic[_R]):
     it) committed, a later attempt that reads it back returns its result.
     """
 
-    def __init__(self, op_id: str) -> None:
+    def __init__(self, op_id: str, *, verbatim: bool = False) -> None:
         self.id = op_id
+        self.verbatim = verbatim
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
         #: The last attempt's compare-and-swap write lost to another writer.

@@ -112,3 +112,58 @@ class TestNoKubernetesConfiguration:
         assert code == 6
         assert len(err.splitlines()) == 1
         assert err.startswith("remstate: the store is unavailable: no Kubernetes configuration")
+
+
+def _kubeconfig(path: Path) -> Path:
+    """A kubeconfig with two contexts (never contacted: loading it sends nothing)."""
+    path.write_text(
+        """{"apiVersion": "v1", "kind": "Config",
+ "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+ "users": [{"name": "u", "user": {"token": "t"}}],
+ "contexts": [{"name": "one", "context": {"cluster": "c", "user": "u", "namespace": "team-1"}},
+              {"name": "two", "context": {"cluster": "c", "user": "u"}}],
+ "current-context": "one"}
+"""
+    )
+    return path
+
+
+class TestKubeconfigAndContext:
+    def test_the_contexts_namespace(
+        self, tmp_path: Path, no_kubernetes_configuration: Path
+    ) -> None:
+        """kubernetes:// alone: the context's namespace (else default); -n or the URL's wins."""
+        kubeconfig = str(_kubeconfig(tmp_path / "kc"))
+        with open_store("kubernetes://", kubeconfig=kubeconfig) as store:
+            assert store.namespace == "team-1"
+        with open_store("kubernetes://", kubeconfig=kubeconfig, context="two") as store:
+            assert store.namespace == "default"
+        with open_store("kubernetes://", kubeconfig=kubeconfig, namespace="n") as store:
+            assert store.namespace == "n"
+        with open_store("kubernetes://url-ns", kubeconfig=kubeconfig) as store:
+            assert store.namespace == "url-ns"
+
+    def test_an_unknown_context(self, tmp_path: Path, no_kubernetes_configuration: Path) -> None:
+        """A context the kubeconfig lacks: Unavailable naming the file, never the pod's config."""
+        kubeconfig = str(_kubeconfig(tmp_path / "kc"))
+        with pytest.raises(Unavailable, match="kc"):
+            open_store("kubernetes://", kubeconfig=kubeconfig, context="three")
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({"kubeconfig": "/x"}, "kubeconfig is for a kubernetes"),
+            ({"context": "one"}, "context is for a kubernetes"),
+        ],
+    )
+    def test_not_for_sqlite(self, tmp_path: Path, options: dict[str, str], message: str) -> None:
+        """A kubeconfig or context with a sqlite URL is InvalidInput, and no file is made."""
+        path = tmp_path / "s.db"
+        with pytest.raises(InvalidInput, match=message):
+            open_store(f"sqlite://{path}", **options)
+        assert not path.exists()
+
+    def test_url_and_namespace_disagree(self) -> None:
+        """A URL naming one namespace and an option naming another: InvalidInput."""
+        with pytest.raises(InvalidInput, match="names namespace 'a', not 'b'"):
+            open_store("kubernetes://a", namespace="b")

@@ -1,9 +1,10 @@
 """The ``remstate`` command: the manager's operations for workflow steps and operators.
 
 Output is plain text for people or JSON (``-o json``) for machines. The
-global options (``-o/--output``, ``-s/--store``, ``--max-iterations``,
-``--timeout``) go before or after the command: ``remstate increment 42 -o
-json`` and ``remstate -o json increment 42`` are the same step. Every
+global options (``-o/--output``, ``-s/--store``, ``-n/--namespace``,
+``--kubeconfig``, ``--context``, ``--max-iterations``, ``--timeout``) go
+before or after the command: ``remstate increment 42 -o json`` and
+``remstate -o json increment 42`` are the same step. Every
 failure prints one readable line on stderr and exits with a documented code,
 so a workflow step can branch on it without parsing text:
 
@@ -32,6 +33,33 @@ so a workflow step can branch on it without parsing text:
    11  validation found problems (``validate``), or some remain after a repair
        (``recover``); the report says which, and whether a repair fixes them
 
+``import`` reads on past a bad line: it exits 2 if any line was invalid (each
+reported with its number, nothing written for it), else 5 if a state in the
+store differed and was left as it is (no ``--overwrite``), after printing
+what it created, skipped and overwrote. ``export`` exports every state it can
+and exits with the code of the first task it could not (3: no state).
+
+Which store a command uses, the first rule that applies:
+
+1. ``--store URL``, else the REMSTATE_STORE variable: ``sqlite:///path.db``
+   or ``kubernetes://NAMESPACE`` (``kubernetes://`` alone: the namespace below);
+2. Kubernetes, when ``--kubeconfig`` (REMSTATE_KUBECONFIG), ``--context``
+   (REMSTATE_CONTEXT) or ``-n/--namespace`` (REMSTATE_NAMESPACE) is given, or
+   when the command runs as the kubectl plugin (``kubectl remstate ...``,
+   installed as ``kubectl-remstate``);
+3. else the embedded store, ``$XDG_DATA_HOME/remstate/state.db``
+   (``~/.local/share/remstate/state.db``), created on the first write.
+
+A KUBECONFIG variable alone does not select Kubernetes: rule 3 stays the
+default on a laptop whose shell has one. On Kubernetes, as kubectl does: the
+kubeconfig is ``--kubeconfig``, else KUBECONFIG, else ``~/.kube/config``, with
+``--context`` or its current context; when neither option is given and no
+kubeconfig loads, the pod's service account (in-cluster). The namespace is
+the URL's, else ``-n``, else the context's (in a pod, the pod's), else
+``default``; a URL and ``-n`` naming two different namespaces is an error
+(exit 2). With an embedded store, ``-n`` is the namespace inside the file,
+and ``--kubeconfig`` and ``--context`` are ignored.
+
 How long a command waits for an unavailable store: reads (``get``, ``feedback
 list``) give up after 10 seconds, writes after 30, unless ``--timeout`` says
 otherwise. No single request outlasts that: connect and read timeouts are
@@ -50,22 +78,32 @@ import sys
 import typer
 
 from remstate.cli import cleanup as _cleanup  # noqa: F401 - registers `remstate cleanup`, `restore`
+from remstate.cli import listing as _listing  # noqa: F401 - registers `remstate ls`, `init`
 from remstate.cli import policy as _policy  # noqa: F401 - registers `remstate policy` on app
 from remstate.cli import recovery as _recovery  # noqa: F401 - registers its commands on app
 from remstate.cli import serve as _serve  # noqa: F401 - registers `remstate serve` on app
+from remstate.cli import transfer as _transfer  # noqa: F401 - registers `export`, `import`
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line
-from remstate.cli.options import DEFAULT_DB
+from remstate.cli.options import DEFAULT_DB, GlobalOptions
 from remstate.errors import RemstateError
 
-__all__ = ["DEFAULT_DB", "EXIT_CODES", "Exit", "app", "exit_code", "main"]
+__all__ = ["DEFAULT_DB", "EXIT_CODES", "Exit", "app", "exit_code", "kubectl_main", "main"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code (errors are one line on stderr)."""
+def main(argv: list[str] | None = None, *, plugin: bool = False) -> int:
+    """Run the CLI; return the exit code (errors are one line on stderr).
+
+    ``plugin``: run as ``kubectl remstate`` (Kubernetes is the default store).
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        returned = app(args=args, prog_name="remstate", standalone_mode=False)
+        returned = app(
+            args=args,
+            prog_name="kubectl remstate" if plugin else "remstate",
+            standalone_mode=False,
+            obj=GlobalOptions(plugin=plugin),
+        )
         if isinstance(returned, int) and returned:
             return returned  # click returns a typer.Exit's code when not standalone
     except RemstateError as e:
@@ -85,3 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"remstate: unexpected error: {one_line(f'{type(e).__name__}: {e}')}", err=True)
         return Exit.ERROR
     return Exit.OK
+
+
+def kubectl_main() -> int:
+    """The ``kubectl-remstate`` entry point: ``kubectl remstate get 42`` runs this.
+
+    The same commands, options and exit codes; the default store is the
+    cluster of the kubeconfig's current context, in its namespace.
+    """
+    return main(plugin=True)

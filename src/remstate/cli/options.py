@@ -1,4 +1,5 @@
-"""The global options (``-o``, ``-s``, ``--max-iterations``, ``--timeout``), anywhere.
+"""The global options (``-o``, ``-s``, ``-n``, ``--kubeconfig``, ``--context``,
+``--max-iterations``, ``--timeout``), anywhere; and which store a command opens.
 
 Design constraint: a workflow author writes ``remstate increment 42 -o json``,
 an operator ``remstate -o json get 42``; both must work without rewriting
@@ -9,6 +10,13 @@ where they default to "not given here". Click parses each level itself, so a
 subcommand option's value (``--note -o``) and ``--`` keep their usual
 meaning. A value given after the command wins over one given before it, and
 over the environment.
+
+Which store (documented in ``remstate.cli``): ``--store`` (or REMSTATE_STORE)
+when given; else Kubernetes when ``--kubeconfig``, ``--context`` or
+``--namespace`` is given (or their REMSTATE_ variables), or when the command
+runs as the kubectl plugin ``kubectl-remstate``; else the embedded file. A
+KUBECONFIG variable alone does not switch to Kubernetes: a developer whose
+shell has one keeps the embedded default, as before.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import typer
 from remstate.errors import InvalidInput, StoreError, Unavailable
 from remstate.manager import StateManager
 from remstate.retry import RetryPolicy
-from remstate.store import parse_store_url
+from remstate.store import Store, StoreURL, open_store, parse_store_url
 
 __all__ = [
     "DEFAULT_DB",
@@ -81,7 +89,42 @@ def _options(*, group: bool) -> dict[str, tuple[type, Any]]:
                 "--store",
                 "-s",
                 help="sqlite:///path/state.db (?mode=ro: read-only) or kubernetes://NAMESPACE "
-                "[env REMSTATE_STORE; default: the embedded store in your data directory]",
+                "(env REMSTATE_STORE); default: Kubernetes if -n, --kubeconfig or --context "
+                "is given or run as kubectl remstate, else the embedded file in your data dir",
+                show_default=False,
+                rich_help_panel=_PANEL,
+            ),
+        ),
+        "namespace": (
+            str,
+            typer.Option(
+                "--namespace",
+                "-n",
+                envvar=env("REMSTATE_NAMESPACE"),
+                help="the namespace (Kubernetes; or inside the embedded file); default: "
+                "the store URL's, else the kubeconfig context's, else default",
+                show_default=False,
+                rich_help_panel=_PANEL,
+            ),
+        ),
+        "kubeconfig": (
+            str,
+            typer.Option(
+                "--kubeconfig",
+                envvar=env("REMSTATE_KUBECONFIG"),
+                metavar="FILE",
+                help="the kubeconfig to use; default: KUBECONFIG, else ~/.kube/config, "
+                "else the pod's service account",
+                show_default=False,
+                rich_help_panel=_PANEL,
+            ),
+        ),
+        "context": (
+            str,
+            typer.Option(
+                "--context",
+                envvar=env("REMSTATE_CONTEXT"),
+                help="the kubeconfig context to use; default: its current context",
                 show_default=False,
                 rich_help_panel=_PANEL,
             ),
@@ -119,12 +162,20 @@ def _options(*, group: bool) -> dict[str, tuple[type, Any]]:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class GlobalOptions:
-    """The global options as given: ``store`` None means REMSTATE_STORE, else the default."""
+    """The global options as given: ``store`` None means REMSTATE_STORE, else the default.
+
+    ``plugin``: the command runs as ``kubectl-remstate`` (not an option: set by
+    its entry point), so Kubernetes is the default store.
+    """
 
     store: str | None = None
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
     output: Output = Output.text
     max_iterations: int = 10
     timeout: float | None = None
+    plugin: bool = False
 
     def overlaid(self, given: dict[str, Any]) -> GlobalOptions:
         """These options, with those given at a later level (not None) winning."""
@@ -145,22 +196,34 @@ def global_option_parameters(*, group: bool) -> list[inspect.Parameter]:
     ]
 
 
-def _store_url(option: str | None) -> str:
-    """The store to use: ``--store``, else REMSTATE_STORE, else the default file.
+def _store_url(options: GlobalOptions) -> str:
+    """The store to use: ``--store``, else REMSTATE_STORE; else Kubernetes when a
+    kubeconfig, context or namespace is given or this is the kubectl plugin; else
+    the default file.
 
     Raises:
         InvalidInput: the one given is empty (a template with an unset
             variable, say): the default file is no stand-in for it.
     """
-    if option is not None:
-        if not option.strip():
+    for name, value in (
+        ("--namespace", options.namespace),
+        ("--kubeconfig", options.kubeconfig),
+        ("--context", options.context),
+    ):
+        if value is not None and not value.strip():
+            raise InvalidInput(f"{name} is empty; give one, or leave the option out")
+    if options.store is not None:
+        if not options.store.strip():
             raise InvalidInput("--store is empty; give a store URL, or leave the option out")
-        return option
+        return options.store
     env = os.environ.get("REMSTATE_STORE")
     if env is not None:
         if not env.strip():
             raise InvalidInput("REMSTATE_STORE is empty; give a store URL, or unset it")
         return env
+    kubernetes = (options.namespace, options.kubeconfig, options.context)
+    if options.plugin or any(v is not None for v in kubernetes):
+        return "kubernetes://"
     return f"sqlite://{DEFAULT_DB}"
 
 
@@ -168,7 +231,10 @@ class Session:
     """What a command runs with: the store, the output format and the limits."""
 
     def __init__(self, options: GlobalOptions) -> None:
-        self.store_url = _store_url(options.store)
+        self.store_url = _store_url(options)
+        self.namespace = options.namespace
+        self.kubeconfig = options.kubeconfig
+        self.context = options.context
         self.output = options.output
         self.max_iterations = options.max_iterations
         self.timeout = options.timeout
@@ -189,12 +255,7 @@ class Session:
             with suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            opened = StateManager.from_url(
-                self.store_url,
-                max_iterations=self.max_iterations,
-                retry=RetryPolicy(deadline=deadline),
-                mode=mode,
-            )
+            store = self._open(target, mode)
         except StoreError as e:
             if type(e) is not StoreError:
                 raise
@@ -202,8 +263,26 @@ class Session:
             # its backend did not classify (no Kubernetes configuration, say)
             # is unavailable to this command (exit 6), not a bug of ours (1).
             raise Unavailable(str(e)) from e
-        with opened as m:
-            yield m
+        try:
+            if target.backend == "kubernetes":
+                # The namespace the opener chose (the context's, say), for output.
+                self.store_url = f"kubernetes://{store.namespace}"
+            yield StateManager(
+                store, max_iterations=self.max_iterations, retry=RetryPolicy(deadline=deadline)
+            )
+        finally:
+            store.close()
+
+    def _open(self, target: StoreURL, mode: str) -> Store:
+        """Open the store: the kubeconfig and context apply to Kubernetes only."""
+        if target.backend == "sqlite":
+            return open_store(self.store_url, namespace=self.namespace, mode=mode)
+        return open_store(
+            self.store_url,
+            namespace=self.namespace,
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+        )
 
     def emit(self, value: Any, text: Callable[[], str]) -> None:
         if self.output is Output.json:

@@ -16,7 +16,8 @@ Where things are:
   ``migrations`` (older schema versions), ``checks`` and ``validation``
   (problems as data); ``datavalue`` (one value: JSON, plain or gzip+base64),
   ``naming``, ``idfilter``, ``compaction`` (what moves to segments);
-  ``summary`` (a task as a listing shows it, from its head's metadata).
+  ``summary`` (a task as a listing shows it, from its head's metadata);
+  ``export`` (one task's whole state as one JSON object: export and import).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from remstate.schema.encoding import (
     segment_object,
     state_object,
 )
+from remstate.schema.export import EXPORT_FORMAT, EXPORT_VERSION, ExportedState, parse_export_line
 from remstate.schema.idfilter import IdFilter
 from remstate.schema.index import (
     HistoryIndex,
@@ -171,6 +173,8 @@ __all__ = [
     "ANNOTATION_WRITE_ID",
     "COMPRESS_OVER",
     "DATA_KEYS",
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
     "FEEDBACK_BUDGET",
     "FILTER_BUDGET",
     "GZIP_MARKER",
@@ -211,6 +215,7 @@ __all__ = [
     "Clock",
     "EncodedObject",
     "ErrorRecord",
+    "ExportedState",
     "FeedbackEntry",
     "HistoryIndex",
     "HistorySegment",
@@ -252,6 +257,7 @@ __all__ = [
     "needs_filter_page",
     "object_name",
     "owner_reference",
+    "parse_export_line",
     "parse_issue_type",
     "parse_ranges",
     "parse_severity",

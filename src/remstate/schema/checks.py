@@ -20,6 +20,7 @@ from remstate.schema.index import (
 )
 from remstate.schema.layout import KEY_FEEDBACK_RESOLUTIONS, KEY_HISTORY_INDEX, last_update_of
 from remstate.schema.naming import (
+    ANNOTATION_ITERATION,
     ANNOTATION_LAST_UPDATE,
     ANNOTATION_MAX_ITERATIONS,
     ANNOTATION_TASK_ID,
@@ -199,6 +200,17 @@ def _check_annotations(obj: StoredObject, state: TaskState) -> Iterator[Problem]
             ProblemCode.ANNOTATION_MISMATCH,
             f"is {ann_update!r}, data.last_update is {format_timestamp(state.last_update)}"
             " (cleanup decides on the annotation)",
+        )
+    ann_iteration = obj.annotations.get(ANNOTATION_ITERATION)
+    # Missing is harmless (written before it existed: ``ls`` reads the data then);
+    # a stale one would show the wrong counter in every listing. A counter that
+    # disagrees with its records is its own problem, whose repair rewrites this.
+    consistent = state.iteration == state.iteration_total
+    if ann_iteration is not None and consistent and ann_iteration != str(state.iteration):
+        yield Problem(
+            f"annotations.{ANNOTATION_ITERATION}",
+            ProblemCode.ANNOTATION_MISMATCH,
+            f"is {ann_iteration!r}, data.iteration is {state.iteration} (ls shows the annotation)",
         )
     yield from _check_policy_annotations(obj, state)
 

@@ -62,6 +62,7 @@ from remstate.objects import (
 from remstate.retry import remaining
 from remstate.store.base import check_expectations
 from remstate.store.kubernetes_config import (
+    configuration_and_namespace,
     kubeconfig_namespace,
     load_configuration,
     without_hidden_retries,
@@ -178,6 +179,29 @@ class KubernetesStore:
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
         )
+        store._owns_client = True
+        return store
+
+    @classmethod
+    def from_environment(
+        cls,
+        namespace: str | None = None,
+        *,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        context: str | None = None,
+    ) -> Self:
+        """A store configured as kubectl is; it owns (and closes) its client.
+
+        The kubeconfig (``kubeconfig``, else ``KUBECONFIG``, else
+        ``~/.kube/config``) with ``context`` (else its current one); when
+        neither was named and no kubeconfig loads, the pod's service account.
+        ``namespace``, else the context's (or the pod's), else ``default``.
+
+        Raises:
+            Unavailable: no configuration can be loaded.
+        """
+        configuration, default = configuration_and_namespace(kubeconfig, context=context)
+        store = cls(namespace or default, api_client=k8s.ApiClient(configuration))
         store._owns_client = True
         return store
 

@@ -17,7 +17,16 @@ from kubernetes import config as _k8s_config
 
 from remstate.errors import ApiStatus, Unavailable
 
-__all__ = ["kubeconfig_namespace", "load_configuration", "without_hidden_retries"]
+__all__ = [
+    "IN_CLUSTER_NAMESPACE",
+    "configuration_and_namespace",
+    "kubeconfig_namespace",
+    "load_configuration",
+    "without_hidden_retries",
+]
+
+#: Where a pod finds its own namespace (beside its service account's token).
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 #: The client's config loaders carry no annotations; this alias keeps mypy --strict honest.
 k8s_config: Any = _k8s_config
@@ -85,6 +94,39 @@ def kubeconfig_namespace(config_file: str | os.PathLike[str] | None, context: st
         chosen = next((c for c in contexts if c.get("name") == context), None)
     namespace = ((chosen or {}).get("context") or {}).get("namespace")
     return str(namespace) if namespace else "default"
+
+
+def configuration_and_namespace(
+    config_file: str | os.PathLike[str] | None = None, *, context: str | None = None
+) -> tuple[Any, str]:
+    """A fresh client Configuration, and the namespace to work in when none is named.
+
+    kubectl's rule: the kubeconfig (``config_file``, else ``KUBECONFIG``, else
+    ``~/.kube/config``) and its context's namespace; when neither a file nor a
+    context was named and that cannot be loaded, the pod's service account and
+    the pod's namespace. ``default`` when none names one.
+
+    Raises:
+        Unavailable: no configuration can be loaded (a named file or context
+            never falls back on the pod's).
+    """
+    named = config_file is not None or context is not None
+    try:
+        configuration = load_configuration(config_file, context=context, in_cluster_fallback=False)
+    except Unavailable:
+        if named:
+            raise
+        configuration = load_configuration(config_file, context=context)
+        return configuration, _pod_namespace()
+    return configuration, kubeconfig_namespace(config_file, context)
+
+
+def _pod_namespace() -> str:
+    try:
+        with open(IN_CLUSTER_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def without_hidden_retries(api_client: Any) -> None:

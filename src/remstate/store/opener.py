@@ -88,31 +88,45 @@ def open_store(
     namespace: str | None = None,
     mode: str = "rwc",
     api_client: ApiClient | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
 ) -> Store:
     """Open the store a URL names (see ``parse_store_url`` for the URLs).
 
     Args:
         url: the store URL.
         namespace: for sqlite, the namespace inside the file (``default``); for
-            Kubernetes, used when the URL names none (then ``default``).
+            Kubernetes, used when the URL names none (then the kubeconfig
+            context's namespace, or in a pod the pod's, else ``default``, as kubectl).
         mode: ``"rwc"``, ``"rw"`` or ``"ro"``: the embedded store opens in the
             stricter of this and the URL's ``?mode=``; Kubernetes ignores it.
         api_client: for Kubernetes, the caller's ``kubernetes.client.ApiClient``;
-            with none, the kubeconfig (``KUBECONFIG``, else ``~/.kube/config``) or
-            the in-cluster config is loaded.
+            with none, the kubeconfig (``kubeconfig``, else ``KUBECONFIG``, else
+            ``~/.kube/config``) is loaded with ``context`` (else its current one),
+            or, when neither was named and it cannot be, the in-cluster config.
+        kubeconfig: for Kubernetes, the kubeconfig file to load.
+        context: for Kubernetes, the kubeconfig context to use.
 
     Raises:
-        InvalidInput: as ``parse_store_url``; a bad ``mode``; an ``api_client``
-            for a sqlite URL.
+        InvalidInput: as ``parse_store_url``; a bad ``mode``; an ``api_client``,
+            ``kubeconfig`` or ``context`` for a sqlite URL, or with an ``api_client``;
+            a ``namespace`` other than the one the URL names.
         NotFound: the embedded store's file does not exist, and the mode may not create it.
         CorruptStore: the embedded store's file is damaged or newer than us.
         Unavailable: the embedded store's file cannot be opened, or no Kubernetes
             configuration can be loaded.
     """
     parsed = parse_store_url(url)
+    if parsed.namespace and namespace and parsed.namespace != namespace:
+        raise InvalidInput(
+            f"the store URL {url!r} names namespace {parsed.namespace!r}, not {namespace!r}"
+        )
     if parsed.backend == "sqlite":
-        if api_client is not None:
-            raise InvalidInput(f"an api_client is for a kubernetes:// store, not {url!r}")
+        for what, given in (("an api_client", api_client), ("a kubeconfig", kubeconfig)):
+            if given is not None:
+                raise InvalidInput(f"{what} is for a kubernetes:// store, not {url!r}")
+        if context is not None:
+            raise InvalidInput(f"a kubeconfig context is for a kubernetes:// store, not {url!r}")
         from remstate.store.embedded import EmbeddedStore
 
         strictest = min(_checked_mode(mode), parsed.mode, key=_SQLITE_MODES.index)
@@ -121,6 +135,12 @@ def open_store(
         )
     from remstate.store.kubernetes import KubernetesStore
 
+    if api_client is None:
+        return KubernetesStore.from_environment(
+            parsed.namespace or namespace, kubeconfig=kubeconfig, context=context
+        )
+    if kubeconfig is not None or context is not None:
+        raise InvalidInput("give an api_client, or a kubeconfig and context, not both")
     return KubernetesStore(parsed.namespace or namespace or "default", api_client=api_client)
 
 
