@@ -186,6 +186,8 @@ class Follower:
                 logger.info("watch from %s is gone (410): listing again", self.resource_version)
                 yield from self._relist(stop)
             except Unavailable as e:
+                if stop.is_set():
+                    return
                 logger.warning("watch dropped (%s): resuming from %s", e, self.resource_version)
                 pause = delay if until is None else min(delay, until - time.monotonic())
                 stop.wait(max(pause, 0.0))
