@@ -24,6 +24,7 @@ import pytest
 
 from remstate import StateManager
 from remstate.service.events import Event, EventHub
+from remstate.service.routes.events import event_stream
 from remstate.store import Store
 from tests.backends import StoreSpec
 from tests.service import Readers, build, problem
@@ -300,3 +301,23 @@ class TestHub:
             assert await fast.get(WAIT) is None
 
         run(scenario())
+
+    def test_an_idle_stream_gets_heartbeats_and_ends_when_the_hub_closes(
+        self, store: Store
+    ) -> None:
+        """The stream's body: reconnect delay, ready, a heartbeat comment when idle, then end."""
+
+        async def scenario() -> list[str]:
+            hub = EventHub(store, window=5, heartbeat=0.2)
+            await hub.start()
+            body = event_stream(hub.subscribe(), hub.heartbeat)
+            chunks = [await anext(body) for _ in range(3)]
+            hub.close()
+            chunks += [chunk async for chunk in body]
+            assert hub.subscribers == 0
+            return chunks
+
+        chunks = run(scenario())
+        assert chunks[0] == "retry: 2000\n\n"
+        assert chunks[1].startswith("event: ready\n")
+        assert chunks[2:] == [": heartbeat\n\n"]

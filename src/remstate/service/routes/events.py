@@ -27,7 +27,7 @@ from remstate.service.events import EventHub, Subscription, position_of
 from remstate.service.problems import responses
 from remstate.watching import Change
 
-__all__ = ["EVENTS_PATH", "MEDIA_TYPE", "AccessTokenQuery", "hub_of", "router"]
+__all__ = ["EVENTS_PATH", "MEDIA_TYPE", "AccessTokenQuery", "event_stream", "hub_of", "router"]
 
 router = APIRouter(prefix=API_PREFIX, tags=["events"])
 
@@ -113,7 +113,8 @@ def _since(last_event_id: str | None, since: str | None) -> str | None:
     return given.strip()
 
 
-async def _stream(sub: Subscription, heartbeat: float) -> AsyncIterator[str]:
+async def event_stream(sub: Subscription, heartbeat: float) -> AsyncIterator[str]:
+    """The response body of one subscription: the reconnect delay, its events, heartbeats."""
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         while True:
@@ -172,7 +173,7 @@ async def events(  # noqa: PLR0917 - FastAPI maps the query to parameters
 
     sub = hub.subscribe(accepts=accepts, since=resume)
     return StreamingResponse(
-        _stream(sub, hub.heartbeat),
+        event_stream(sub, hub.heartbeat),
         media_type=MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
