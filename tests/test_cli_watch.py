@@ -156,7 +156,7 @@ class TestWatch:
     def test_filters_and_stops_at_its_timeout(
         self, store_spec: StoreSpec, store: Store, tmp_path: Path
     ) -> None:
-        """``watch b --status failed --timeout 8s``: only b's failed changes, then exit 0."""
+        """``watch b --status failed --timeout 8s``: b entering and leaving failed; then 0."""
         manager = StateManager(store)
         manager.increment_iteration("seed")
         args, env = store_args(store_spec)
@@ -165,9 +165,14 @@ class TestWatch:
             manager.set_status("a", "failed")
             manager.increment_iteration("b")
             manager.set_status("b", "failed")
+            manager.set_status("b", "completed")
             assert w.proc.wait(timeout=WAIT) == Exit.OK
             lines = w.rest()
-        assert [(c["task"]["task_id"], c["task"]["status"]) for c in lines] == [("b", "failed")]
+        assert [(c["task"]["task_id"], c["task"]["status"]) for c in lines] == [
+            ("b", "failed"),
+            ("b", "completed"),
+        ]
+        assert lines[1]["previous_status"] == "failed"
 
     def test_a_bad_status_is_one_line_and_exit_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -166,7 +166,7 @@ async def drain(stream: Stream) -> bool:
 
 class TestFilters:
     def test_task_and_status_select_the_changes(self, served: Served, store: Store) -> None:
-        """``?task=`` and ``?status=`` (repeatable): a stream sees only what it asked for."""
+        """``?task=`` and ``?status=`` (repeatable): only those changes, and a task leaving S."""
         manager = StateManager(store)
 
         async def scenario() -> None:
@@ -183,16 +183,15 @@ class TestFilters:
                     lambda: manager.set_status("a", "failed"),
                     lambda: manager.set_status("b", "failed"),
                     lambda: manager.increment_iteration("a"),
+                    lambda: manager.set_status("a", "completed"),  # leaves failed: still shown
                 ):
                     await asyncio.to_thread(write)
-                got = [await failed_a.next(), await failed_a.next()]
-                assert [
-                    (e["data"]["task"]["task_id"], e["data"]["task"]["status"]) for e in got
-                ] == [
-                    ("a", "failed"),
-                    ("a", "failed"),
-                ]
-                assert [e["data"]["task"]["iteration"] for e in got] == [1, 2]
+                got = [await failed_a.next() for _ in range(3)]
+                tasks = [(e["data"]["task"]["task_id"], e["data"]["task"]["status"]) for e in got]
+                assert tasks == [("a", "failed"), ("a", "failed"), ("a", "completed")]
+                assert [e["data"]["task"]["iteration"] for e in got] == [1, 2, 2]
+                previous = [e["data"]["previous_status"] for e in got]
+                assert previous == ["pending", "failed", "failed"]
                 b = [await only_b.next(), await only_b.next()]
                 assert [(e["event"], e["data"]["task"]["status"]) for e in b] == [
                     ("added", "pending"),
@@ -277,9 +276,9 @@ class TestHub:
         manager = StateManager(store)
 
         async def scenario() -> None:
-            hub = EventHub(store, queue_size=3, window=5)
+            hub = EventHub(store, window=5)
             await hub.start()
-            slow, fast = hub.subscribe(), hub.subscribe()
+            slow, fast = hub.subscribe(queue_size=3), hub.subscribe()
             assert (await fast.get(WAIT)) is not None  # ready
 
             async def read() -> list[Event | None]:

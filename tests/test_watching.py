@@ -49,6 +49,7 @@ class TestFollower:
         assert seen(changes) == [("ADDED", "t"), ("MODIFIED", "t"), ("DELETED", "t")]
         assert changes[0].summary.status == "in_progress"
         assert changes[1].summary.iteration == 1
+        assert [c.previous_status for c in changes] == [None, "in_progress", "in_progress"]
         assert changes[1].summary.max_iterations == 10
         versions = [int(c.resource_version) for c in changes]
         assert versions == sorted(versions)

@@ -63,21 +63,30 @@ class Change:
             after it. The head's own for a watched change; the list's for one
             found by a relist (after a Gone).
         relisted: found by a relist, not seen as it happened.
+        previous_status: the task's status before this change, when the
+            follower knew the task (so that a reader filtering on a status
+            sees a task leave it).
     """
 
     type: WatchEventType
     summary: StateSummary
     resource_version: str
     relisted: bool = False
+    previous_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON: ``{"type", "resource_version", "relisted", "task": summary}``."""
+        """As JSON: ``{"type", "resource_version", "relisted", "previous_status", "task"}``."""
         return {
             "type": str(self.type),
             "resource_version": self.resource_version,
             "relisted": self.relisted,
+            "previous_status": self.previous_status,
             "task": self.summary.to_dict(),
         }
+
+    def concerns(self, statuses: frozenset[str]) -> bool:
+        """Whether the task has, or had until this change, one of ``statuses``."""
+        return self.summary.status in statuses or self.previous_status in statuses
 
 
 @contextlib.contextmanager
@@ -201,10 +210,12 @@ class Follower:
         if summary is None:
             return None
         if kind is WatchEventType.DELETED:
-            self._known.pop(obj.name, None)
+            before = self._known.pop(obj.name, None)
         else:
+            before = self._known.get(obj.name)
             self._known[obj.name] = summary
-        return Change(kind, summary, obj.resource_version)
+        previous = None if before is None else before.status
+        return Change(kind, summary, obj.resource_version, previous_status=previous)
 
     def _relist(self, stop: threading.Event) -> Iterator[Change]:
         """List again; the difference with what was known, as changes at the list's version."""
@@ -225,10 +236,22 @@ class Follower:
             if old is None:
                 yield Change(WatchEventType.ADDED, summary, version, relisted=True)
             elif old.resource_version != summary.resource_version:
-                yield Change(WatchEventType.MODIFIED, summary, version, relisted=True)
+                yield Change(
+                    WatchEventType.MODIFIED,
+                    summary,
+                    version,
+                    relisted=True,
+                    previous_status=old.status,
+                )
         for name, summary in before.items():
             if name not in listed:
-                yield Change(WatchEventType.DELETED, summary, version, relisted=True)
+                yield Change(
+                    WatchEventType.DELETED,
+                    summary,
+                    version,
+                    relisted=True,
+                    previous_status=summary.status,
+                )
 
     def _list(self) -> tuple[dict[str, StateSummary], str]:
         """Every head's summary (metadata only, paged) and the list's resourceVersion."""

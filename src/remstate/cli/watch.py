@@ -10,13 +10,16 @@ must answer within the global ``--timeout`` (10 s by default, exit 6
 otherwise); after that an outage is waited out and the watch resumes where
 it was, until Ctrl-C (exit 0) or the command's own ``--timeout`` (exit 0).
 
+``--status`` keeps the changes of tasks that have one of the statuses, or
+had it until the change (a task leaving it is shown leaving).
+
 Output:
 
 - on a terminal, a live table (rich): task, status, iteration/max, last
   update, last event; newest activity first;
 - piped, one line per change: type, task, status, iteration/max, resourceVersion;
 - ``-o json``: JSON Lines, one object per change: ``{"type", "resource_version",
-  "relisted", "task"}``, the task as ``remstate ls -o json`` shows it.
+  "relisted", "previous_status", "task"}``, the task as ``remstate ls -o json`` shows it.
   Changes only, from the moment the command started (or after ``--since``,
   an earlier line's ``resource_version``). A change found by a relist after
   410 Gone has ``"relisted": true`` and the list's resourceVersion.
@@ -149,6 +152,11 @@ def watch(
     def accepts(summary: StateSummary) -> bool:
         return (not ids or summary.task_id in ids) and (not wanted or summary.status in wanted)
 
+    def concerns(change: Change) -> bool:
+        return (not ids or change.summary.task_id in ids) and (
+            not wanted or change.concerns(wanted)
+        )
+
     with c.manager("ro") as m:
         follower = Follower(m.store, default_max_iterations=m.max_iterations)
         listed: list[StateSummary] = []
@@ -162,7 +170,7 @@ def watch(
             err=True,
         )
         stop = threading.Event()
-        changes = (ch for ch in follower.changes(stop, until=until) if accepts(ch.summary))
+        changes = (ch for ch in follower.changes(stop, until=until) if concerns(ch))
         try:
             if c.output is Output.json:
                 for change in changes:

@@ -111,6 +111,8 @@ class Subscription:
     hub: EventHub
     accepts: Callable[[Change], bool]
     since: int | None
+    #: Events it may have waiting before it is dropped.
+    limit: int = QUEUE_SIZE
     #: Unbounded itself: the hub bounds it (``queue_size``) and may add the last events.
     queue: asyncio.Queue[Event | None] = field(default_factory=asyncio.Queue)
 
@@ -200,7 +202,11 @@ class EventHub:
         return len(self._subscribers)
 
     def subscribe(
-        self, *, accepts: Callable[[Change], bool] | None = None, since: str | None = None
+        self,
+        *,
+        accepts: Callable[[Change], bool] | None = None,
+        since: str | None = None,
+        queue_size: int | None = None,
     ) -> Subscription:
         """A new stream's subscription, once :meth:`start` returned. Call on the event loop.
 
@@ -208,6 +214,7 @@ class EventHub:
             accepts: which changes the stream wants (all by default).
             since: the resourceVersion the stream has seen (``Last-Event-ID``):
                 later buffered changes are replayed, or ``resync`` is sent.
+            queue_size: events it may have waiting before it is dropped (the hub's by default).
 
         Raises:
             Unavailable: the hub is closed (the service is stopping).
@@ -220,6 +227,7 @@ class EventHub:
             self,
             accepts or (lambda _: True),
             None if since is None else position_of(since),
+            limit=queue_size or self.queue_size,
         )
         self._subscribers.add(sub)
         self._streams.set(len(self._subscribers))
@@ -360,7 +368,7 @@ class EventHub:
         """Queue ``event`` for ``sub``; a full queue drops the subscriber. Whether queued."""
         if sub not in self._subscribers:
             return False
-        if sub.queue.qsize() >= self.queue_size:
+        if sub.queue.qsize() >= sub.limit:
             logger.warning("remstate events: a stream read too slowly; closed with resync")
             self._dropped.inc()
             self.unsubscribe(sub)

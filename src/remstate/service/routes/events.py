@@ -46,9 +46,12 @@ its one watch of the store.
 
 Each change is an event `added`, `modified` or `deleted` whose `id` is the
 resourceVersion after it and whose `data` is one line of JSON:
-`{"type": "MODIFIED", "resource_version": "812", "relisted": false, "task":
-{...}}`, the task as `GET /api/v1/tasks` lists it (task_id, status,
-iteration, max_iterations, last_update, lifecycle, resource_version...).
+`{"type": "MODIFIED", "resource_version": "812", "relisted": false,
+"previous_status": "in_progress", "task": {...}}`, the task as `GET
+/api/v1/tasks` lists it (task_id, status, iteration, max_iterations,
+last_update, lifecycle, resource_version...). `?status=` selects the changes
+of tasks that have the status, or had it until the change (so a stream sees
+a task leave it).
 After 410 Gone the service lists again and sends what changed meanwhile
 with `relisted: true` and no `id`.
 
@@ -166,9 +169,8 @@ async def events(  # noqa: PLR0917 - FastAPI maps the query to parameters
     await hub.start()
 
     def accepts(change: Change) -> bool:
-        summary = change.summary
-        return (not tasks or summary.task_id in tasks) and (
-            not statuses or summary.status in statuses
+        return (not tasks or change.summary.task_id in tasks) and (
+            not statuses or change.concerns(statuses)
         )
 
     sub = hub.subscribe(accepts=accepts, since=resume)
