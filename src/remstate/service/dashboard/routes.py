@@ -28,8 +28,16 @@ from remstate.errors import StateNotFound
 from remstate.schema import Status
 from remstate.schema.durations import parse_duration
 from remstate.service.auth import Verb
+from remstate.service.dashboard import pages
 from remstate.service.dashboard.pages import feedback_rows, loops_page, task_view
-from remstate.service.dashboard.views import SEVERITIES, Cleanup, bar, cleanup_state, relative
+from remstate.service.dashboard.views import (
+    SEVERITIES,
+    Allowed,
+    Cleanup,
+    bar,
+    cleanup_state,
+    relative,
+)
 from remstate.service.deps import Services, services
 from remstate.service.problems import NotAuthenticated, NotAuthorized
 from remstate.service.routes.permissions import permitted
@@ -78,15 +86,17 @@ def _authorize(request: Request, verbs: tuple[Verb, ...]) -> None:
 def _loops(request: Request, status: str | None, q: str, cursor: str | None) -> dict[str, Any]:
     _authorize(request, ("list", "get"))
     s = services(request)
-    page = loops_page(s.manager, status=status, search=q, cursor=cursor, grace=_grace(s))
+    page = loops_page(
+        s.manager, status=status, search=q, cursor=cursor, grace=_grace(s), limit=pages.PAGE_SIZE
+    )
     return {"rows": page.rows, "next_cursor": page.next_cursor}
 
 
 def _task(request: Request, task_id: str) -> dict[str, Any]:
     s = services(request)
     _authorize(request, ("get",))
-    can = permitted(s.authorizer, request)
-    view = task_view(s.manager, task_id, snapshots=can["list"])
+    can = Allowed(**permitted(s.authorizer, request))
+    view = task_view(s.manager, task_id, snapshots=can.list)
     now = s.manager.clock()
     summary = view.summary
     return {
@@ -176,7 +186,7 @@ def feedback_fragment(request: Request, task_id: str, cursor: Cursor = None) -> 
     """The next page of a task's feedback table: its rows, and the button for the page after."""
     s = services(request)
     _authorize(request, ("get",))
-    can = permitted(s.authorizer, request)
+    can = Allowed(**permitted(s.authorizer, request))
     rows = feedback_rows(s.manager, task_id, cursor)
     response = _render(
         "_feedback.html",

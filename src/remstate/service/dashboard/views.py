@@ -18,6 +18,7 @@ from remstate.schema.values import KIND_FEEDBACK
 
 __all__ = [
     "SEVERITIES",
+    "Allowed",
     "Bar",
     "Cleanup",
     "FeedbackCounts",
@@ -32,6 +33,18 @@ __all__ = [
 
 #: The severities, most severe first: the order of the count columns.
 SEVERITIES: tuple[str, ...] = tuple(str(s) for s in Severity)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """The caller's verbs, as attributes: a template's ``can.update`` must not find
+    ``dict.update`` (Jinja looks an attribute up before an item)."""
+
+    get: bool
+    list: bool
+    create: bool
+    update: bool
+    delete: bool
 
 
 @dataclass(frozen=True, slots=True)
