@@ -9,7 +9,11 @@ are saved under ``.artifacts/dashboard/`` (see ``tests.browser``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +25,7 @@ from playwright.sync_api import Browser, Page, expect
 from remstate import StateManager
 from remstate.store import Store
 from remstate.testing.controlplane import ControlPlane
+from remstate.testing.processes import free_ports, kill, spawn
 from tests.backends import StoreSpec
 from tests.browser import LAPTOP, PHONE, chromium, screenshot, store_url
 from tests.test_kube_auth import grant, service_account_token
@@ -255,3 +260,45 @@ class TestClusterAccess:
         with spec.open() as store:
             unchanged = StateManager(store).get_feedback_history("near").entries
         assert [e.resolved for e in unchanged] == [False, False, False, True]
+
+
+class TestReconnect:
+    def test_the_page_reconnects_after_the_service_restarts(
+        self, store: Store, store_spec: StoreSpec, tmp_path: Path, page: Page
+    ) -> None:
+        """The service stops: the page says it is reconnecting; it comes back on the same port:
+        the page is live again and shows a write made while it was down, without a reload."""
+        m = seed(store)
+        url, env = store_url(store_spec)
+        (port,) = free_ports(1)
+        argv = ["--store", url, "--no-cleanup"]
+        with serve_on(tmp_path / "first", port, argv, env) as first:
+            page.goto(first.url + "/")
+            expect(page.locator("#live")).to_have_text("live")
+            first.proc.send_signal(signal.SIGTERM)
+            assert first.proc.wait(timeout=30) == 0
+        expect(page.locator("#live")).to_have_text("reconnecting…")
+        m.increment_iteration("far", op_id="while-down")
+        with serve_on(tmp_path / "second", port, argv, env):
+            # EventSource retries every 2 s (the stream's retry field): 2 s, and the start's.
+            expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+            meter = page.locator('tr[data-task="far"] [role="meter"]')
+            expect(meter).to_have_attribute("aria-valuenow", "2", timeout=LIVE * 1000)
+
+
+@contextlib.contextmanager
+def serve_on(where: Path, port: int, argv: list[str], env: dict[str, str]) -> Iterator[Served]:
+    """``remstate serve`` on a given port (a restart keeps its address)."""
+    where.mkdir()
+    log = where / "serve.log"
+    command = [sys.executable, "-m", "remstate.cli", "serve", "--port", str(port), *argv]
+    with log.open("wb") as out:
+        proc = spawn(
+            command, log=out, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, cwd=where
+        )
+        served = Served(proc, port, log)
+        try:
+            served.wait_until_up()
+            yield served
+        finally:
+            kill(proc)
