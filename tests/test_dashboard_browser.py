@@ -136,6 +136,12 @@ class TestLoopsPage:
         small.goto(served.url + "/tasks/near")
         screenshot(small, f"task-phone-{kind}")
         phone.close()
+        dark = browser.new_context(viewport=LAPTOP, color_scheme="dark")
+        night = dark.new_page()
+        night.goto(served.url + "/")
+        expect(night.locator('tr[data-task="near"]')).to_be_visible()
+        screenshot(night, f"loops-laptop-dark-{kind}")
+        dark.close()
 
     def test_a_write_from_another_process_appears_without_a_reload(
         self, store: Store, served: Served, page: Page
