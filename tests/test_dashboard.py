@@ -120,3 +120,20 @@ def test_pages_follow_the_cursor_and_read_only_their_own_heads(
         url = None if found is None else found.group(1).replace("&amp;", "&")
     assert sorted(seen) == [f"t{n:02}" for n in range(10)]
     assert reads == [4, 4, 2]
+
+
+def test_the_feedback_table_pages_with_the_apis_cursor(store: Store) -> None:
+    """The task page shows the newest page of feedback; the next comes by the API's cursor."""
+    client, m = build(store)
+    for n in range(pages.FEEDBACK_PAGE + 5):
+        m.append_feedback(
+            "t1", author="r", severity="low", issue_type="bug", description="d", id=f"f{n:02}"
+        )
+    first = client.get("/ui/tasks/t1").text
+    shown = re.findall(r'data-entry="([^"]+)"', first)
+    assert shown == [f"f{n:02}" for n in reversed(range(5, pages.FEEDBACK_PAGE + 5))]
+    cursor = re.search(r'data-cursor="([^"]+)"', first)
+    assert cursor is not None
+    rest = client.get("/ui/tasks/t1/feedback", params={"cursor": cursor.group(1)})
+    assert re.findall(r'data-entry="([^"]+)"', rest.text) == ["f04", "f03", "f02", "f01", "f00"]
+    assert rest.headers["X-Next-Cursor"] == ""

@@ -133,8 +133,11 @@ class TestLoopsPage:
         small.goto(served.url + "/")
         expect(small.locator('tr[data-task="near"]')).to_be_visible()
         screenshot(small, f"loops-phone-{kind}")
+        wide = "document.documentElement.scrollWidth"
+        assert small.evaluate(wide) <= PHONE["width"]  # nothing to scroll sideways
         small.goto(served.url + "/tasks/near")
         screenshot(small, f"task-phone-{kind}")
+        assert small.evaluate(wide) <= PHONE["width"]
         phone.close()
         dark = browser.new_context(viewport=LAPTOP, color_scheme="dark")
         night = dark.new_page()
@@ -180,10 +183,37 @@ class TestTaskPage:
         expect(entry.locator(".resolution")).to_have_text("no")
         expect(page.locator(".timeline li")).to_have_count(4)
         expect(page.locator(".timeline li").first).to_contain_text("attempt 4")
-        entry.get_by_role("button", name="Resolve").click()
+        # By keyboard, as anyone who does not use a mouse would.
+        entry.get_by_role("button", name="Resolve").focus()
+        page.keyboard.press("Enter")
         expect(entry.locator(".resolution")).to_have_text("yes")
         stored = {e.id: e.resolved for e in m.get_feedback_history("near").entries}
         assert stored == {"fb-0": True, "fb-1": False, "fb-2": False, "fb-3": True}
+
+    def test_a_soft_deleted_task_is_restored_from_its_page(
+        self, store: Store, served: Served, page: Page
+    ) -> None:
+        """The page says how long the grace period has left; Restore makes the task active."""
+        m = seed(store)
+        page.goto(served.url + "/tasks/old")
+        expect(page.locator("#cleanup-state")).to_have_text("soft-deleted, purged in 23 h")
+        page.get_by_role("button", name="Restore").click()
+        expect(page.locator("#cleanup-state")).to_have_text("active")
+        expect(page.get_by_role("button", name="Restore")).to_have_count(0)
+        page_of_old = m.list_states(label_selector="remstate.io/task=old").summaries
+        assert [s.lifecycle for s in page_of_old] == ["active"]
+
+    def test_the_task_page_follows_its_task_live(
+        self, store: Store, served: Served, page: Page
+    ) -> None:
+        """Feedback appended by another process shows in the open task page's table."""
+        m = seed(store)
+        page.goto(served.url + "/tasks/near")
+        expect(page.locator("#live")).to_have_text("live")
+        m.append_feedback(
+            "near", author="bot", severity="medium", issue_type="test", description="new", id="n1"
+        )
+        expect(page.locator('tr[data-entry="n1"]')).to_be_visible(timeout=LIVE * 1000)
 
     def test_setting_the_status_asks_first(self, store: Store, served: Served, page: Page) -> None:
         """A status change is confirmed first: dismissed, nothing is written; accepted, it is."""
