@@ -23,8 +23,10 @@ service runs it in a thread of its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -78,6 +80,17 @@ class Change:
         }
 
 
+@contextlib.contextmanager
+def _closing(iterator: Iterator[Any]) -> Iterator[None]:
+    """Close a generator when done with it (the Store contract says only Iterator)."""
+    try:
+        yield
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
 class Follower:
     """The changes of the heads of one store, resumed across ends, drops and Gone.
 
@@ -129,8 +142,11 @@ class Follower:
         self._known = {}
         self.resource_version = resource_version
 
-    def changes(self, stop: threading.Event | None = None) -> Iterator[Change]:
-        """Every change from :attr:`resource_version` on, until ``stop`` is set.
+    def changes(
+        self, stop: threading.Event | None = None, *, until: float | None = None
+    ) -> Iterator[Change]:
+        """Every change from :attr:`resource_version` on, until ``stop`` is set
+        (or ``time.monotonic()`` reaches ``until``).
 
         Lists first if :meth:`start` was not called. Unavailable is waited out
         (with backoff) and the watch resumed; Gone relists.
@@ -141,29 +157,40 @@ class Follower:
         stop = stop or threading.Event()
         delay = self.backoff[0]
         while not stop.is_set():
+            window = self.window
+            if until is not None:
+                window = min(window, until - time.monotonic())
+                if window <= 0:
+                    return
             try:
                 if self.resource_version is None:
                     self.start()
                     continue
                 if self.on_watch is not None:
                     self.on_watch()
-                for event in self.store.watch(
+                watch = self.store.watch(
                     label_selector=HEADS,
                     resource_version=self.resource_version,
-                    timeout_seconds=self.window,
-                ):
-                    change = self._watched(event.type, event.object)
-                    delay = self.backoff[0]
-                    if change is not None:
-                        yield change
-                    if stop.is_set():
-                        return
+                    timeout_seconds=window,
+                )
+                # Closed with this generator: the watch's connection is released at once.
+                with _closing(watch):
+                    for event in watch:
+                        change = self._watched(event.type, event.object)
+                        delay = self.backoff[0]
+                        if change is not None:
+                            yield change
+                        if stop.is_set() or (until is not None and time.monotonic() >= until):
+                            return
             except Gone:
                 logger.info("watch from %s is gone (410): listing again", self.resource_version)
                 yield from self._relist(stop)
             except Unavailable as e:
+                if stop.is_set():
+                    return
                 logger.warning("watch dropped (%s): resuming from %s", e, self.resource_version)
-                stop.wait(delay)
+                pause = delay if until is None else min(delay, until - time.monotonic())
+                stop.wait(max(pause, 0.0))
                 delay = min(delay * 2, self.backoff[1])
 
     # -- what a change is ----------------------------------------------------------------
