@@ -44,8 +44,14 @@
   // Replace the view with a fresh rendering of its fragment, keeping focus where it can.
   let loading = null;
   let again = false;
+  let afterEdit = false;
   async function refresh() {
     if (!view || !view.dataset.fragment) return;
+    const editing = document.activeElement;
+    if (view.contains(editing) && editing.matches("input, select, textarea")) {
+      afterEdit = true; // never swap a control away while someone is choosing in it
+      return;
+    }
     if (loading) { again = true; return loading; }
     loading = (async () => {
       const focused = document.activeElement && document.activeElement.id;
@@ -79,9 +85,9 @@
       if (dropped) { dropped = false; refresh(); }
     };
     source.onerror = () => { dropped = true; setLive("reconnecting", "reconnecting…"); };
+    // A burst of writes is one refresh; a steady stream, one each 100 ms at most.
     const changed = () => {
-      clearTimeout(timer);
-      timer = setTimeout(refresh, 100); // a burst of writes is one refresh
+      if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, 100);
     };
     for (const type of ["added", "modified", "deleted", "message"]) source.addEventListener(type, changed);
   }
@@ -137,6 +143,11 @@
       start();
     }
   });
+  if (view) {
+    view.addEventListener("focusout", () => {
+      if (afterEdit) { afterEdit = false; setTimeout(refresh, 0); }
+    });
+  }
   forget.addEventListener("click", () => { sessionStorage.removeItem(KEY); window.location.reload(); });
 
   // Relative times ("5 min ago") age between refreshes.
