@@ -26,6 +26,7 @@ from bench.contention import (
     run_phase,
     writer_order,
 )
+from bench.dashboard import measure_dashboard
 from bench.embedded import measure_embedded
 from bench.history import measure_append
 from bench.limit import measure_burst
@@ -55,6 +56,7 @@ class Settings:
     scan_tasks: int
     scan_many: int
     scan_rounds: int
+    dashboard_rounds: int
 
 
 FULL = Settings(
@@ -73,6 +75,7 @@ FULL = Settings(
     scan_tasks=500,
     scan_many=10_000,
     scan_rounds=5,
+    dashboard_rounds=15,
 )
 QUICK = Settings(
     limit_bursts=3,
@@ -90,6 +93,7 @@ QUICK = Settings(
     scan_tasks=100,
     scan_many=2_000,
     scan_rounds=3,
+    dashboard_rounds=5,
 )
 
 
@@ -199,6 +203,10 @@ def run(settings: Settings, *, mode: str) -> Results:
         f"embedded: {results.embedded.remstate_rate:,.0f}/s vs "
         f"raw sqlite3 {results.embedded.raw_rate:,.0f}/s"
     )
+    # The dashboard's loops page, 10,000 tasks against 100 (embedded store, for seeding speed).
+    results.dashboard = measure_dashboard(rounds=settings.dashboard_rounds)
+    d = results.dashboard
+    _say(f"dashboard: loops page {d.ratio:.2f}x the time with {d.large:,} tasks as with {d.small}")
     machine["load_end"] = _load()
     machine["seconds"] = now() - began
     return results

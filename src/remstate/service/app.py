@@ -19,14 +19,22 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from remstate.manager import StateManager
-from remstate.service import problems
+from remstate.service import dashboard, problems
 from remstate.service.auth import Authorizer
 from remstate.service.deps import API_PREFIX, Services
 from remstate.service.events import EventHub
 from remstate.service.leadership import Leadership
 from remstate.service.limits import BodyLimit
 from remstate.service.requests import RequestMetrics
-from remstate.service.routes import actions, cleanup, events, history, probes, tasks
+from remstate.service.routes import (
+    actions,
+    cleanup,
+    events,
+    history,
+    permissions,
+    probes,
+    tasks,
+)
 
 __all__ = ["API_PREFIX", "MAX_BODY", "create_app"]
 
@@ -95,8 +103,9 @@ def create_app(
     app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(probes.router)
     app.include_router(tasks.listing)
-    for module in (tasks, history, actions, cleanup, events):
+    for module in (tasks, history, actions, cleanup, events, permissions):
         app.include_router(module.router)
+    dashboard.install(app)
     _document_validation_as_problems(app)
     return app
 
