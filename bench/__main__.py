@@ -204,7 +204,7 @@ def service(plane: ControlPlane, settings: Settings, results: Results) -> None:
         f"{scale.service.auth_per_check * 1e6:,.1f} µs warm"
     )
     scale.footprint = measure_footprint(
-        Target.of(plane, plane.create_namespace("size")), server_cpu(plane)
+        Target.of(plane, plane.create_namespace("size")), server_cpu(plane), plane.etcd_url
     )
 
 

@@ -21,6 +21,7 @@ capacity model scales from this machine to a cluster's control plane.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from kubernetes import client
 from bench.cleanup import _BATCH, _history
 from bench.common import CountingApiClient, Target
 from bench.limit import measure_burst
+from bench.states import build_bare
 from remstate import StateManager
 from remstate.schema import managed_selector, object_name
 
@@ -48,6 +50,10 @@ class Footprint:
     #: kube-apiserver's and etcd's CPU seconds per raw PUT, over a burst of them.
     put_cpu_seconds: float = 0.0
     puts: int = 0
+    #: etcd's bytes in use (``etcd_mvcc_db_total_size_in_use_in_bytes``) grown by
+    #: ``etcd_states`` bare states, created one write each.
+    etcd_states: int = 0
+    etcd_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         segs = self.history_segments
@@ -62,6 +68,10 @@ class Footprint:
             "history_segment_bytes_max": max(segs, default=None),
             "history_total_bytes": self.history_head_bytes + sum(segs),
             "server_cpu_per_put_s": self.put_cpu_seconds / self.puts if self.puts else None,
+            "etcd_states": self.etcd_states,
+            "etcd_bytes_per_bare_state": self.etcd_bytes / self.etcd_states
+            if self.etcd_states
+            else None,
         }
 
 
@@ -70,12 +80,26 @@ def _object_bytes(core: client.CoreV1Api, namespace: str, name: str) -> int:
     return len(response.data)
 
 
-def measure_footprint(target: Target, server_cpu: Callable[[], float]) -> Footprint:
+def _etcd_in_use(etcd_url: str) -> int:
+    with urllib.request.urlopen(f"{etcd_url}/metrics", timeout=10) as response:  # noqa: S310
+        for line in response.read().decode().splitlines():
+            if line.startswith("etcd_mvcc_db_total_size_in_use_in_bytes "):
+                return int(float(line.split()[1]))
+    raise RuntimeError("etcd's metrics have no etcd_mvcc_db_total_size_in_use_in_bytes")
+
+
+def measure_footprint(
+    target: Target, server_cpu: Callable[[], float], etcd_url: str, *, etcd_states: int = 1_000
+) -> Footprint:
     """Build the three tasks in ``target``'s (fresh) namespace and weigh them.
 
-    Also the server's CPU per raw PUT (``bench.limit``'s burst), read with ``server_cpu``.
+    Also the server's CPU per raw PUT (``bench.limit``'s burst), read with
+    ``server_cpu``; and what ``etcd_states`` bare states add to etcd's bytes in use.
     """
     result = Footprint()
+    before = _etcd_in_use(etcd_url)
+    build_bare(target, etcd_states, prefix="etcd")
+    result.etcd_states, result.etcd_bytes = etcd_states, _etcd_in_use(etcd_url) - before
     cpu = server_cpu()
     burst = measure_burst(target, seconds=2.0, max_puts=2_000)
     result.put_cpu_seconds, result.puts = server_cpu() - cpu, burst.puts + 3

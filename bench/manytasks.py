@@ -276,6 +276,8 @@ def measure_many_tasks(  # noqa: PLR0915 - the pool's life, start to stop, reads
             with contextlib.suppress(Exception):
                 c.put(None)
         for p in processes:
+            if p.pid is None:
+                continue  # never started
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()

@@ -193,7 +193,8 @@ class ScaleResults:
                         f"({f.loop_requests} requests for {f.loop_writes} writes); 1 MiB history: "
                         f"head {f.history_head_bytes:,} B + {d['history_segments']} segments of "
                         f"{(d['history_segment_bytes_mean'] or 0):,.0f} B; server CPU "
-                        f"{_ms(_div(f.put_cpu_seconds, f.puts))} per raw PUT"
+                        f"{_ms(_div(f.put_cpu_seconds, f.puts))} per raw PUT; etcd bytes in "
+                        f"use per bare state {_div(f.etcd_bytes, f.etcd_states):,.0f} B"
                     ),
                 ]
             )

@@ -32,12 +32,12 @@ __all__ = ["ExportResult", "ListResult", "build_bare", "measure_export", "measur
 PAGE: Final = 100
 
 
-def build_bare(target: Target, count: int) -> None:
+def build_bare(target: Target, count: int, *, prefix: str = "scan") -> None:
     """``count`` bare tasks in ``target``'s namespace."""
     api = CountingApiClient(target.configuration())
     with StateManager(api_client=api, namespace=target.namespace) as manager:
         for i in range(count):
-            manager.get_or_create_state(f"scan-{i:05d}")
+            manager.get_or_create_state(f"{prefix}-{i:05d}")
     api.close()
 
 
