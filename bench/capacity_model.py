@@ -32,10 +32,9 @@ ETCD_DEFAULT_QUOTA: Final = 2 * GIB
 ETCD_SUGGESTED_MAX: Final = 8 * GIB
 #: etcd's default largest request (etcd.io, "System limits"); a ConfigMap's data ≤ 1 MiB.
 ETCD_MAX_REQUEST: Final = 1.5 * (1 << 20)
-#: etcd keeps each key's older revisions until the API server compacts them
-#: (every 5 minutes by default: kube-apiserver ``--etcd-compaction-interval``),
-#: and freed pages are reused only after a defragmentation: a margin on the live bytes.
-ETCD_OVERHEAD: Final = 1.5
+#: etcd keeps each key's older revisions until the API server compacts them,
+#: every 5 minutes by default (kube-apiserver ``--etcd-compaction-interval``).
+COMPACTION_SECONDS: Final = 300.0
 
 ITERATIONS: Final = 10
 WRITES_PER_LOOP: Final = 23
@@ -52,6 +51,7 @@ class Measured:
     requests_per_write: float  # uncontended: a loop is its task's one writer
     requests_per_write_shared: float  # 8 writers over 100 tasks (stale caches)
     server_cpu_per_request: float  # kube-apiserver + etcd CPU seconds per write request
+    etcd_factor: float  # etcd's bytes in use per byte of the object as served
 
     @classmethod
     def from_results(cls, results: dict[str, Any]) -> Measured:
@@ -64,6 +64,7 @@ class Measured:
             requests_per_write=remstate["requests_per_increment"],
             requests_per_write_shared=many["requests_per_write"],
             server_cpu_per_request=foot["server_cpu_per_put_s"],
+            etcd_factor=foot["etcd_bytes_per_bare_state"] / foot["bare_bytes"],
         )
 
 
@@ -74,6 +75,7 @@ DEFAULT: Final = Measured(
     requests_per_write=1.0,
     requests_per_write_shared=2.3,
     server_cpu_per_request=0.003,
+    etcd_factor=1.29,
 )
 
 
@@ -118,6 +120,8 @@ def evaluate(s: Scenario, m: Measured) -> Load:
     kept_seconds = loop_seconds + (s.ttl_days + s.grace_days) * DAY
     states = starts_per_s * kept_seconds
     per_state = (1 - s.big_share) * m.loop_bytes + s.big_share * m.history_bytes
+    # Revisions not yet compacted: every write's object, at half a finished head on average.
+    revisions = writes * COMPACTION_SECONDS * m.loop_bytes / 2
     return Load(
         scenario=s,
         writes_per_s=writes,
@@ -125,13 +129,13 @@ def evaluate(s: Scenario, m: Measured) -> Load:
         cpu_cores=requests * m.server_cpu_per_request,
         watch_bytes_per_s=watch,
         stored_states=states,
-        etcd_bytes=states * per_state * ETCD_OVERHEAD,
+        etcd_bytes=(states * per_state + revisions) * m.etcd_factor,
     )
 
 
 def max_states(m: Measured, quota: float, big_share: float = 0.0) -> float:
     per_state = (1 - big_share) * m.loop_bytes + big_share * m.history_bytes
-    return quota / (per_state * ETCD_OVERHEAD)
+    return quota / (per_state * m.etcd_factor)
 
 
 def _si(x: float) -> str:
@@ -143,14 +147,15 @@ def _si(x: float) -> str:
 
 def table(m: Measured, scenarios: list[Scenario]) -> str:
     head = (
-        "| loops at once | iteration | ttl + grace | writes/s | API requests/s | server CPU "
-        "(cores) | watch bytes/s | states kept | etcd bytes | of 2 GiB | of 8 GiB |"
+        "| loops at once | iteration | loops a day | ttl + grace | writes/s | API requests/s "
+        "| server CPU (cores) | watch bytes/s | states kept | etcd bytes | of 2 GiB | of 8 GiB |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for s in scenarios:
         load = evaluate(s, m)
         lines.append(
-            f"| {s.loops:,} | {s.period:.0f} s | {s.ttl_days:g} d + {s.grace_days:g} d | "
+            f"| {s.loops:,} | {s.period:.0f} s | {_si(s.loops / (ITERATIONS * s.period) * DAY)} | "
+            f"{s.ttl_days:g} d + {s.grace_days:g} d | "
             f"{load.writes_per_s:,.1f} | {load.requests_per_s:,.1f} | {load.cpu_cores:.2f} | "
             f"{_si(load.watch_bytes_per_s)}B | {_si(load.stored_states)} | "
             f"{_si(load.etcd_bytes)}B | {100 * load.quota_share:,.0f} % | "
@@ -176,6 +181,13 @@ def main(argv: list[str]) -> int:
     print(f"Inputs: {m}\n")
     print(table(m, SCENARIOS))
     print()
+    worst = evaluate(Scenario(10_000), m)
+    shared = worst.writes_per_s * m.requests_per_write_shared
+    print(
+        f"If every write of 10,000 loops (60 s) found its cache stale, as 8 writers spread "
+        f"over 100 tasks do: {shared:,.0f} write requests/s, "
+        f"{shared * m.server_cpu_per_request:.2f} cores."
+    )
     for quota, name in ((ETCD_DEFAULT_QUOTA, "2 GiB"), (ETCD_SUGGESTED_MAX, "8 GiB")):
         print(
             f"States that fit in {name}: {_si(max_states(m, quota))} typical loops; "

@@ -76,7 +76,8 @@ class Footprint:
 
 
 def _object_bytes(core: client.CoreV1Api, namespace: str, name: str) -> int:
-    response = core.read_namespaced_config_map(name, namespace, _preload_content=False)
+    # The raw answer (urllib3's), not the model: its length is what the server sent.
+    response: Any = core.read_namespaced_config_map(name, namespace, _preload_content=False)
     return len(response.data)
 
 
@@ -129,7 +130,7 @@ def measure_footprint(
             for first in range(0, len(entries), _BATCH):
                 m.append_feedback_many("history", entries[first : first + _BATCH])
         result.history_head_bytes = _object_bytes(core, ns, object_name("history"))
-        listed = core.list_namespaced_config_map(
+        listed: Any = core.list_namespaced_config_map(
             ns, label_selector=managed_selector(), _preload_content=False
         )
         for item in json.loads(listed.data)["items"]:

@@ -106,15 +106,15 @@ class ScaleResults:
                 ]
             )
         if scan is not None:
-            e, g = scan.empty, scan.many
+            e, lots = scan.empty, scan.many
             rows.append(
                 [
-                    f"cleanup scan: time per state, {g.tasks:,} states ÷ {e.tasks:,} (linear: 1)",
-                    _ratio(_div(g.seconds_per_task, e.seconds_per_task)),
+                    f"cleanup scan: time per state, {lots.tasks:,} states ÷ {e.tasks:,}",
+                    _ratio(_div(lots.seconds_per_task, e.seconds_per_task)),
                     "linear (1)",
                     (
-                        f"{_ms(median(g.seconds))} for {g.tasks:,} vs {_ms(median(e.seconds))} "
-                        f"for {e.tasks:,}; peak memory ÷ in the rows above"
+                        f"{_ms(median(lots.seconds))} for {lots.tasks:,} vs "
+                        f"{_ms(median(e.seconds))} for {e.tasks:,}; peak memory: the rows above"
                     ),
                 ]
             )

@@ -127,6 +127,7 @@ def _service_account(api: client.ApiClient, namespace: str) -> str:
     issued = core.create_namespaced_service_account_token(
         ACCOUNT, namespace, client.AuthenticationV1TokenRequest(spec=spec)
     )
+    assert issued.status is not None  # the API server answers a TokenRequest with its token
     return str(issued.status.token)
 
 
@@ -289,7 +290,7 @@ def measure_service(  # noqa: PLR0915 - the serve process's life and both sides,
         serve.stop()
         manager.close()
         api.close()
-        admin.close()
+        admin.close()  # type: ignore[no-untyped-call]  # the client's methods carry no types
 
 
 if __name__ == "__main__":  # a quick look on its own: python -m bench.service
