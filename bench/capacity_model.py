@@ -68,14 +68,14 @@ class Measured:
         )
 
 
-#: The run docs/capacity.md quotes (python -m bench, full, on the 2-core machine).
+#: The run docs/capacity.md quotes (``python -m bench``, full, 2 Dec 2026, the 2-core machine).
 DEFAULT: Final = Measured(
-    loop_bytes=7_121,
-    history_bytes=1_084_087,
+    loop_bytes=7_123,
+    history_bytes=1_084_843,
     requests_per_write=1.0,
-    requests_per_write_shared=2.3,
-    server_cpu_per_request=0.003,
-    etcd_factor=1.29,
+    requests_per_write_shared=2.58,
+    server_cpu_per_request=0.00232,
+    etcd_factor=2_019 / 1_624,
 )
 
 
