@@ -15,6 +15,10 @@ bare tasks (100) built here.
   untraced pass of every task; then a pass under ``tracemalloc``, whose peak
   is read after the first ``export_small`` states and at the end: the second
   ÷ the first must be flat (1), one task's history in memory at a time.
+  What the export holds is the manager's cache of last-seen heads (1,024
+  tasks, ``remstate.cache``), still filling at 1,000 states: measured on the
+  embedded store, the traced memory is 4.5 MiB at 1,000, 4.7 MiB at 2,000 and
+  at 3,000 (300 KiB throughout with ``cache_size=16``).
 """
 
 from __future__ import annotations
