@@ -124,7 +124,8 @@ QUICK = Settings(
     scan_many=2_000,
     scan_rounds=3,
     # Not fewer: a phase ends with its last writer, and one asleep for its turn
-    # (up to 1.5 s) weighs on a phase of a few seconds (0.25 with 400, 0.68 with 1,600).
+    # (up to 1.5 s) weighs on a phase of a few seconds. Measured on a loaded
+    # machine: 0.25 of the limit with 400, 0.41 with 800; the full run's 1,600, 0.68.
     many_writes=800,
     many_reads=400,
     many_seconds=12.0,
