@@ -19,6 +19,7 @@ from bench.embedded import EmbeddedResult
 from bench.history import AppendResult
 from bench.limit import LimitBurst
 from bench.peers import PEERS
+from bench.report_scale import ScaleResults
 
 __all__ = ["NOT_MEASURED", "Results"]
 
@@ -43,6 +44,8 @@ class Results:
     #: The cleanup scan on the bench's plane (no watch cache), and on one with it.
     scan: ScanResult | None = None
     scan_cached: ScanResult | None = None
+    #: Many tasks, many states, the service, memory (``bench.report_scale``).
+    scale: ScaleResults = field(default_factory=ScaleResults)
 
     # -- figures ---------------------------------------------------------------
 
@@ -62,6 +65,8 @@ class Results:
                 self._peers_table(),
                 "",
                 self._remstate_table(),
+                "",
+                self._scale_table(),
                 "",
                 self._notes(),
             ]
@@ -167,6 +172,10 @@ class Results:
         rows.extend([label, "—", goal, why] for label, goal, why in NOT_MEASURED)
         return _table(["figure (remstate alone)", "ratio", "goal", "measured"], rows)
 
+    def _scale_table(self) -> str:
+        rows = self.scale.rows(self.limit, self.scan)
+        return _table(["figure (at scale)", "ratio", "goal", "measured"], rows)
+
     def _notes(self) -> str:
         m = self.machine
         command = "python -m bench" + (" --quick" if self.mode == "quick" else "")
@@ -236,6 +245,7 @@ class Results:
                 "dashboard": self.dashboard.to_dict() if self.dashboard else None,
                 "scan": self.scan.to_dict() if self.scan else None,
                 "scan_watch_cache": self.scan_cached.to_dict() if self.scan_cached else None,
+                "scale": self.scale.to_dict(),
                 "not_measured": [{"figure": f, "goal": g, "why": w} for f, g, w in NOT_MEASURED],
                 "markdown": self.markdown(),
             }
