@@ -375,7 +375,8 @@ class StateManager:
         return self._writer.mutate(task_id, apply)[0]
 
     def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
-        """Delete the task's state, its history segments and snapshots. False if there was none.
+        """Delete the task's state, its history segments and snapshots. False if there was none
+        (no state and no snapshot: a task purged with ``keep_snapshot`` still has one).
 
         The head is deleted with preconditions on its uid and resourceVersion,
         so a write that lands meanwhile makes the delete retry on fresh state.
@@ -394,9 +395,10 @@ class StateManager:
         deleted = self._writer.delete(task_id, resource_version=resource_version)
         # Also when the head is gone: a snapshot kept at its purge goes only this way.
         once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
+        removed = 0
         with contextlib.suppress(RemstateError):
-            once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
-        return deleted
+            removed = once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
+        return deleted or removed > 0
 
     def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.
