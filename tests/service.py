@@ -105,7 +105,7 @@ def build(
         # Unpaced: the pacing has tests of its own.
         cleanup_defaults={"requests_per_second": None},
     )
-    return TestClient(app, raise_server_exceptions=False), manager
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False), manager
 
 
 def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
