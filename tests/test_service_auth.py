@@ -194,3 +194,16 @@ class TestLoopbackOnly:
         assert (
             local.post("/api/v1/tasks/t1/iterations", json={}, headers=headers).status_code == 200
         )
+
+
+def test_recover_and_snapshot_restores_need_delete_too(store: Store) -> None:
+    """They create snapshots and prune the oldest: an editor without delete is refused."""
+    client = build(store, authorizer=Readers())[0]
+    editor = {"Authorization": "Bearer editor"}
+    assert client.post("/api/v1/tasks/t1/iterations", json={}, headers=editor).status_code == 200
+    refused = problem(client.post("/api/v1/tasks/t1/recover", headers=editor), 403, "forbidden")
+    assert "delete" in refused["detail"]
+    restore = client.post("/api/v1/tasks/t1/snapshots/task-t1-state-s1/restore", headers=editor)
+    problem(restore, 403, "forbidden")
+    admin = {"Authorization": "Bearer admin"}
+    assert client.post("/api/v1/tasks/t1/recover", headers=admin).status_code == 200
