@@ -810,3 +810,23 @@ class TestKeptSnapshotsWithHistory:
         assert manager.delete_state("old") is True
         assert manager.list_snapshots("old") == []
         assert manager.delete_state("old") is False
+
+
+def test_a_run_stops_before_its_next_write_once_told_not_to_go_on(
+    manager: StateManager, store: Store, clock: Clock
+) -> None:
+    """keep_going (a leader's is_leader) is asked before each write: no write after a no."""
+    for task in ("a", "b", "c"):
+        finished(manager, task)
+    clock.advance(8 * DAY)
+    answers = iter([True, False])
+
+    report = clean(manager, keep_going=lambda: next(answers, False))
+
+    assert report.soft_deleted == 1
+    assert report.limited
+    assert sorted(lifecycle(store, t) for t in ("a", "b", "c")) == [
+        LIFECYCLE_ACTIVE,
+        LIFECYCLE_ACTIVE,
+        LIFECYCLE_SOFT_DELETED,
+    ]

@@ -736,6 +736,7 @@ class StateManager:
         limit: int | None = None,
         keep_snapshot: bool = False,
         orphans: bool = True,
+        keep_going: Callable[[], bool] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         requests_per_second: float | None = DEFAULT_RATE,
         progress: Progress | None = None,
@@ -752,6 +753,8 @@ class StateManager:
         after each page. Then orphan segments and snapshots older than
         ``grace`` are removed, unless ``orphans=False``: that pass lists every
         segment's and snapshot's metadata, a cost that grows with history.
+        ``keep_going`` (a leader's ``is_leader``) is asked before each write;
+        once it says no, the run stops (``limited``).
 
         Raises:
             InvalidInput: a bad argument; nothing is written.
@@ -768,6 +771,7 @@ class StateManager:
             keep_snapshot=keep_snapshot,
             orphans=orphans,
             progress=progress,
+            keep_going=keep_going,
         )
 
     def restore_state(self, task_id: str) -> bool:
