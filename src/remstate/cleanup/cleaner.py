@@ -332,10 +332,10 @@ class Cleaner:
         tally.add("orphans_removed", len(found.removed))
         for orphan in found.removed:
             reason = f"orphan {orphan.kind} ({orphan.reason}, head {orphan.head})"
-            tally.items.append(CleanupItem(orphan.name, "", ACTION_REMOVE_ORPHAN, reason))
+            tally.name(CleanupItem(orphan.name, "", ACTION_REMOVE_ORPHAN, reason))
         for failed in found.errors:
             tally.add("errors")
-            tally.items.append(CleanupItem(failed.name, "", Action.ERROR, failed.reason))
+            tally.name(CleanupItem(failed.name, "", Action.ERROR, failed.reason))
             if self.metrics is not None:
                 self.metrics.cleanup_errors.labels(kind="OrphanRemoval").inc()
         if self.metrics is not None and not tally.dry_run:
