@@ -436,3 +436,50 @@ class TestValidation:
         problem(client.post(f"{API}/tasks/t1/snapshots/task-t1-state-s9/restore"), 404, "not-found")
         assert version(store, "t1") == before
         assert client.get(f"{API}/tasks/t1/snapshots").json()["snapshots"] == []
+
+
+class TestIfMatchOnWrites:
+    """If-Match makes any write conditional: the current ETag writes, another writes nothing."""
+
+    def test_the_current_etag_writes_and_a_stale_one_is_412(self, client: TestClient) -> None:
+        assert client.post(f"{API}/tasks/t1/iterations", json={}).status_code == 200
+        current = client.get(f"{API}/tasks/t1").headers["ETag"]
+        written = client.put(
+            f"{API}/tasks/t1/status", json={"status": "failed"}, headers={"If-Match": current}
+        )
+        assert written.status_code == 200
+        after = client.get(f"{API}/tasks/t1").headers["ETag"]
+        assert after != current
+        for method, path, body in [
+            ("PUT", "/tasks/t1/status", {"status": "completed"}),
+            ("PATCH", "/tasks/t1/metadata", {"set": {"a": 1}}),
+            ("POST", "/tasks/t1/iterations", {}),
+            ("POST", "/tasks/t1/errors", {"message": "m"}),
+        ]:
+            stale = client.request(method, f"{API}{path}", json=body, headers={"If-Match": current})
+            problem(stale, 412, "precondition-failed")
+        state = client.get(f"{API}/tasks/t1")
+        assert state.headers["ETag"] == after  # nothing written by any of them
+        assert state.json()["status"] == "failed"
+
+    def test_star_requires_a_state_and_creates_none(self, client: TestClient) -> None:
+        """If-Match: * on a task that has no state: 412, and no task is created."""
+        refused = client.post(f"{API}/tasks/new/iterations", json={}, headers={"If-Match": "*"})
+        problem(refused, 412, "precondition-failed")
+        problem(client.get(f"{API}/tasks/new"), 404, "not-found")
+
+
+def test_expecting_is_a_compare_and_swap_against_a_racing_writer(store: Store) -> None:
+    """A write that lands between the read and the conditional write makes it fail, not win."""
+    from remstate import PreconditionFailed
+
+    manager = StateManager(store)
+    manager.increment_iteration("t")
+    _, version = manager.get_versioned_state("t")
+    StateManager(store).update_metadata("t", {"other": "writer"})  # lands first
+    with manager.expecting(version), pytest.raises(PreconditionFailed):
+        manager.update_metadata("t", {"mine": True})
+    assert manager.get_state("t").metadata == {"other": "writer"}
+    with manager.expecting(None):  # no condition: the usual retry on conflict
+        manager.update_metadata("t", {"mine": True})
+    assert manager.get_state("t").metadata == {"other": "writer", "mine": True}

@@ -37,6 +37,8 @@ UNPROVOKED = {500, 410}
 #: client is "admin" (max 1 iteration; task t1 at it, with feedback fb-1) or
 #: "follower" (a replica that does not lead).
 Case = tuple[int, str, str, dict[str, Any]]
+#: An If-Match no state is at: every write answers 412 and writes nothing.
+STALE: dict[str, Any] = {"headers": {"If-Match": '"999999"'}}
 ERRORS: dict[tuple[str, str], list[Case]] = {
     ("GET", "/tasks"): [
         (400, "admin", "/tasks", {"params": {"selector": "a in ("}}),
@@ -52,32 +54,39 @@ ERRORS: dict[tuple[str, str], list[Case]] = {
         (412, "admin", "/tasks/t1", {"headers": {"If-Match": '"999999"'}}),
     ],
     ("PUT", "/tasks/{task_id}/status"): [
+        (412, "admin", "/tasks/t1/status", {"json": {"status": "failed"}, **STALE}),
         (400, "admin", "/tasks/a%09b/status", {"json": {"status": "failed"}}),
         (422, "admin", "/tasks/t1/status", {"json": {"status": "bored"}}),
     ],
     ("PATCH", "/tasks/{task_id}/metadata"): [
+        (412, "admin", "/tasks/t1/metadata", {"json": {"set": {"a": 1}}, **STALE}),
         (400, "admin", "/tasks/a%09b/metadata", {"json": {"set": {"a": 1}}}),
         (422, "admin", "/tasks/t1/metadata", {"json": {"remove": "a"}}),
     ],
     ("PATCH", "/tasks/{task_id}/policy"): [
+        (412, "admin", "/tasks/t1/policy", {"json": {"max_iterations": 3}, **STALE}),
         (400, "admin", "/tasks/t1/policy", {"json": {"ttl": "soon"}}),
         (422, "admin", "/tasks/t1/policy", {"json": {"max_iterations": "2"}}),
     ],
     ("POST", "/tasks/{task_id}/iterations"): [
+        (412, "admin", "/tasks/t2/iterations", {"json": {}, **STALE}),
         (400, "admin", "/tasks/t1/iterations", {"json": {"op_id": ""}}),
         (409, "admin", "/tasks/t1/iterations", {"json": {}}),
         (422, "admin", "/tasks/t1/iterations", {"json": {"note": 5}}),
     ],
     ("POST", "/tasks/{task_id}/feedback"): [
+        (412, "admin", "/tasks/t1/feedback", {"json": FEEDBACK, **STALE}),
         (400, "admin", "/tasks/t1/feedback", {"json": {**FEEDBACK, "description": "x" * 70000}}),
         (422, "admin", "/tasks/t1/feedback", {"json": {**FEEDBACK, "severity": "dire"}}),
     ],
     ("PATCH", "/tasks/{task_id}/feedback/{entry_id}"): [
+        (412, "admin", "/tasks/t1/feedback/fb-1", {"json": {"resolved": True}, **STALE}),
         (400, "admin", "/tasks/t1/feedback/fb-9", {"json": {"resolved": True}}),
         (404, "admin", "/tasks/none/feedback/fb-1", {"json": {"resolved": True}}),
         (422, "admin", "/tasks/t1/feedback/fb-1", {"json": {"resolved": "yes"}}),
     ],
     ("POST", "/tasks/{task_id}/errors"): [
+        (412, "admin", "/tasks/t1/errors", {"json": {"message": "m"}, **STALE}),
         (400, "admin", "/tasks/t1/errors", {"json": {"message": " "}}),
         (422, "admin", "/tasks/t1/errors", {"json": {"message": 5}}),
     ],

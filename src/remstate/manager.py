@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,7 @@ from remstate.snapshots import DEFAULT_SNAPSHOTS_KEPT, Snapshot
 from remstate.store import Store, StoredObject, open_store
 from remstate.store.selectors import parse as parse_selector
 from remstate.transfer import ImportOutcome, Transfer
-from remstate.writer import CLEANUP_DEADLINE, Writer
+from remstate.writer import CLEANUP_DEADLINE, Writer, expecting
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -373,6 +374,16 @@ class StateManager:
             return mutations.update(state, new, found=found)
 
         return self._writer.mutate(task_id, apply)[0]
+
+    def expecting(self, resource_version: str | None) -> AbstractContextManager[None]:
+        """Within the block, a write applies only if the state is at ``resource_version``.
+
+        For an HTTP ``If-Match``: any other version, or no state, raises
+        ``PreconditionFailed`` and writes nothing (``"*"``: any existing
+        state; ``None``: no condition). The condition holds for this thread
+        (context) only. The write is a compare-and-swap from that version.
+        """
+        return expecting(resource_version)
 
     def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
         """Delete the task's state, its history segments and snapshots. False if there was none

@@ -26,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Generic, Protocol, TypeVar
 
 from ulid import ULID
@@ -66,7 +67,14 @@ from remstate.segments import compact, discard_unreferenced
 from remstate.store import Store
 from remstate.turns import ANNOTATION_TURN, TURN_TTL, FreeWritesByTask, Turns
 
-__all__ = ["ANNOTATION_WRITE_ID", "CLEANUP_DEADLINE", "Mutation", "Settings", "Writer"]
+__all__ = [
+    "ANNOTATION_WRITE_ID",
+    "CLEANUP_DEADLINE",
+    "Mutation",
+    "Settings",
+    "Writer",
+    "expecting",
+]
 
 _R = TypeVar("_R")
 
@@ -79,6 +87,27 @@ _WRITE_MARGIN = 0.5
 #: deleting a deleted task's segments) may take in all: it is past the
 #: operation's deadline, and what it leaves behind expires or is an orphan.
 CLEANUP_DEADLINE = 2.0
+
+
+#: The resourceVersion every write in this context must find (an HTTP
+#: ``If-Match``): ``"*"`` for any existing state; None for no condition.
+_EXPECTED: ContextVar[str | None] = ContextVar("remstate_expected_version", default=None)
+
+
+@contextlib.contextmanager
+def expecting(resource_version: str | None) -> Iterator[None]:
+    """Within the block, a write applies only to the state at ``resource_version``.
+
+    Any other version (or no state; ``"*"``: any existing state) raises
+    ``PreconditionFailed`` and writes nothing. The write itself is the usual
+    compare-and-swap from that version, so no other write can slip in between;
+    one that does makes the retry find another version, and fail.
+    """
+    token = _EXPECTED.set(resource_version)
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
 
 
 class _Stale(Conflict):
@@ -159,6 +188,7 @@ class Writer:
         """
         validate_task_id(task_id)
         op: _Operation[_R] = _Operation(str(ULID()), verbatim=verbatim)
+        op.expected = _EXPECTED.get()
         try:
             return self.retry.call(lambda: self._attempt(task_id, mutation, create, op))
         except (Unavailable, RetriesExhausted) as e:
@@ -256,6 +286,8 @@ class Writer:
             self.metrics.conflicts_retried.inc()
         obj, from_cache = self._write_from(task_id, op)
         committed = op.committed(obj)
+        if committed is None and op.expected is not None:
+            self._check_expected(task_id, obj, from_cache, op.expected)
         if committed is not None:
             return committed  # an earlier attempt committed; its response was lost
         state, new, result = self._decide(task_id, obj, from_cache, mutation, create)
@@ -278,6 +310,18 @@ class Writer:
         if op.turns.took and op.turns.contended:
             self._free_writes.grant(task_id)
         return new, result
+
+    def _check_expected(
+        self, task_id: str, obj: StoredObject | None, from_cache: bool, expected: str
+    ) -> None:
+        """Refuse, with PreconditionFailed, a state not at ``expected`` (read afresh to be sure)."""
+        actual = None if obj is None else obj.resource_version
+        if actual is not None and expected in ("*", actual):
+            return
+        if from_cache:
+            self._seen.forget(task_id)
+            raise _Stale("checking the expected version on a fresh read")
+        raise PreconditionFailed(task_id, expected, actual)
 
     def _write_from(self, task_id: str, op: _Operation[_R]) -> tuple[StoredObject | None, bool]:
         """The object this attempt applies the mutation to, and whether it is a remembered one.
@@ -542,6 +586,8 @@ class _Operation(Generic[_R]):
     def __init__(self, op_id: str, *, verbatim: bool = False) -> None:
         self.id = op_id
         self.verbatim = verbatim
+        #: The version the caller requires (``expecting``), or None.
+        self.expected: str | None = None
         self.attempts = 0
         self.unknown: dict[str, tuple[TaskState, _R]] = {}
         #: The last attempt's compare-and-swap write lost to another writer.

@@ -29,6 +29,7 @@ from remstate.service.deps import (
 )
 from remstate.service.models import ErrorIn, FeedbackIn, Increment, IncrementOut, Resolution
 from remstate.service.problems import responses
+from remstate.service.routes.tasks import Condition
 
 __all__ = ["router"]
 
@@ -45,15 +46,16 @@ NewestFirst = Annotated[bool, Query(description="newest first; a cursor keeps it
 @router.post(
     "/iterations",
     dependencies=[allow(*WRITE)],
-    responses=responses(400, 409, *BODY, *COMMON),
+    responses=responses(400, 409, 412, *BODY, *COMMON),
 )
-def increment(task_id: str, body: Increment, m: Manager) -> IncrementOut:
+def increment(task_id: str, body: Increment, m: Manager, version: Condition) -> IncrementOut:
     """Add one iteration (creating the task if needed); the same ``op_id`` again, the same one.
 
     At the task's limit: 409 ``max-iterations-reached``, and nothing is written.
     """
     op_id = str(ULID()) if body.op_id is None else body.op_id
-    number = m.increment_iteration(task_id, note=body.note, op_id=op_id)
+    with m.expecting(version):
+        number = m.increment_iteration(task_id, note=body.note, op_id=op_id)
     return IncrementOut(task_id=task_id, iteration=number, op_id=op_id)
 
 
@@ -90,12 +92,12 @@ def feedback(
     status_code=201,
     dependencies=[allow(*WRITE)],
     responses={
-        **responses(400, *BODY, *CONTENDED, *COMMON),
+        **responses(400, 412, *BODY, *CONTENDED, *COMMON),
         200: {"description": "an entry with this id was stored already: the stored entry"},
     },
 )
 def append_feedback(
-    task_id: str, body: FeedbackIn, m: Manager, response: Response
+    task_id: str, body: FeedbackIn, m: Manager, response: Response, version: Condition
 ) -> dict[str, Any]:
     """Append a feedback entry (creating the task if needed): 201, or 200 if its id is stored."""
     entry = FeedbackEntry.new(
@@ -106,7 +108,8 @@ def append_feedback(
         id=body.id,
         clock=m.clock,
     )
-    stored = m.append_feedback(task_id, entry)
+    with m.expecting(version):
+        stored = m.append_feedback(task_id, entry)
     # The manager hands back the very entry it appended, and the stored one (a
     # different object, decoded from the store) when the id was there already:
     # identity, not equality, since a re-sent entry may equal the stored one.
@@ -118,11 +121,14 @@ def append_feedback(
 @router.patch(
     "/feedback/{entry_id}",
     dependencies=[allow("update")],
-    responses=responses(400, 404, *BODY, *CONTENDED, *COMMON),
+    responses=responses(400, 404, 412, *BODY, *CONTENDED, *COMMON),
 )
-def resolve_feedback(task_id: str, entry_id: str, body: Resolution, m: Manager) -> dict[str, Any]:
+def resolve_feedback(
+    task_id: str, entry_id: str, body: Resolution, m: Manager, version: Condition
+) -> dict[str, Any]:
     """Mark a feedback entry resolved (or not); the entry."""
-    return m.resolve_feedback(task_id, entry_id, resolved=body.resolved).to_dict()
+    with m.expecting(version):
+        return m.resolve_feedback(task_id, entry_id, resolved=body.resolved).to_dict()
 
 
 @router.get("/errors", dependencies=[allow(*READ)], responses=PAGE)
@@ -140,8 +146,11 @@ def errors(
 
 
 @router.post(
-    "/errors", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+    "/errors",
+    dependencies=[allow(*WRITE)],
+    responses=responses(400, 412, *BODY, *CONTENDED, *COMMON),
 )
-def record_error(task_id: str, body: ErrorIn, m: Manager) -> dict[str, Any]:
+def record_error(task_id: str, body: ErrorIn, m: Manager, version: Condition) -> dict[str, Any]:
     """Record an error message (creating the task if needed); the same ``id``, the stored one."""
-    return m.record_error(task_id, body.message, id=body.id).to_dict()
+    with m.expecting(version):
+        return m.record_error(task_id, body.message, id=body.id).to_dict()

@@ -56,6 +56,26 @@ def if_match(header: str) -> str | None:
     return value[1:-1]
 
 
+def required_version(
+    if_match_header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description="write only if the state is at this ETag (its resourceVersion); "
+            "`*`: only if it exists. Otherwise 412, and nothing is written.",
+        ),
+    ] = None,
+) -> str | None:
+    """The version a conditional write requires (``"*"``: any existing state), or None."""
+    if if_match_header is None:
+        return None
+    return if_match(if_match_header) or "*"
+
+
+#: A write's ``If-Match``, as the version ``StateManager.expecting`` takes.
+Condition = Annotated[str | None, Depends(required_version)]
+
+
 @listing.get(
     "/tasks",
     dependencies=[allow("list")],
@@ -112,32 +132,41 @@ def delete_task(
 
 
 @router.put(
-    "/status", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+    "/status",
+    dependencies=[allow(*WRITE)],
+    responses=responses(400, 412, *BODY, *CONTENDED, *COMMON),
 )
-def set_status(task_id: str, body: StatusIn, m: Manager) -> dict[str, Any]:
+def set_status(task_id: str, body: StatusIn, m: Manager, version: Condition) -> dict[str, Any]:
     """Set the status (creating the task if needed); the state."""
-    return m.set_status(task_id, body.status).to_dict()
+    with m.expecting(version):
+        return m.set_status(task_id, body.status).to_dict()
 
 
 @router.patch(
-    "/metadata", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+    "/metadata",
+    dependencies=[allow(*WRITE)],
+    responses=responses(400, 412, *BODY, *CONTENDED, *COMMON),
 )
-def update_metadata(task_id: str, body: MetadataPatch, m: Manager) -> dict[str, Any]:
+def update_metadata(
+    task_id: str, body: MetadataPatch, m: Manager, version: Condition
+) -> dict[str, Any]:
     """Merge ``set`` into the metadata and drop the ``remove`` keys; the metadata."""
-    return {
-        "task_id": task_id,
-        "metadata": m.update_metadata(task_id, body.set, remove=body.remove),
-    }
+    with m.expecting(version):
+        metadata = m.update_metadata(task_id, body.set, remove=body.remove)
+    return {"task_id": task_id, "metadata": metadata}
 
 
 @router.patch(
-    "/policy", dependencies=[allow(*WRITE)], responses=responses(400, *BODY, *CONTENDED, *COMMON)
+    "/policy",
+    dependencies=[allow(*WRITE)],
+    responses=responses(400, 412, *BODY, *CONTENDED, *COMMON),
 )
-def set_policy(task_id: str, body: PolicyPatch, m: Manager) -> dict[str, Any]:
+def set_policy(task_id: str, body: PolicyPatch, m: Manager, version: Condition) -> dict[str, Any]:
     """Change the stored policy (creating the task if needed); the policy."""
     ttl = None if body.ttl is None else parse_duration(body.ttl)
-    policy = m.set_policy(
-        task_id, max_iterations=body.max_iterations, ttl=ttl, clear_ttl=body.clear_ttl
-    )
+    with m.expecting(version):
+        policy = m.set_policy(
+            task_id, max_iterations=body.max_iterations, ttl=ttl, clear_ttl=body.clear_ttl
+        )
     shown = None if policy.ttl is None else format_duration(policy.ttl)
     return {"task_id": task_id, "policy": policy.to_dict(), "ttl": shown}
