@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DB     ?= $(HOME)/.local/share/remstate/state.db
 
-.PHONY: run test check lint typecheck cluster controlplane clean
+.PHONY: run test check lint typecheck cluster controlplane browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ run: $(STAMP)
 controlplane:
 	hack/build-controlplane.sh >/dev/null
 
+## browser: Debian's Chromium for the dashboard's browser tests (Playwright drives
+## /usr/bin/chromium; its own browser download is never used), installed when missing
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium from Debian's packages (the dashboard's browser tests)"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
 ## lint / typecheck: ruff, mypy --strict on src/, and the layer contract
 lint: $(STAMP)
 	$(BIN)/ruff check src tests hack
@@ -34,7 +42,7 @@ typecheck: $(STAMP)
 	$(BIN)/lint-imports
 
 ## test: everything CI runs
-test: $(STAMP) controlplane lint typecheck
+test: $(STAMP) controlplane browser lint typecheck
 	$(BIN)/pytest
 
 ## cluster: start a local control plane and print how to use it and its kubectl (Ctrl-C stops it)

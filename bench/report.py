@@ -14,10 +14,12 @@ from typing import Any
 from bench.cleanup import ScanResult
 from bench.common import median
 from bench.contention import PhaseResult, Uncontended, writer_order
+from bench.dashboard import DashboardResult
 from bench.embedded import EmbeddedResult
 from bench.history import AppendResult
 from bench.limit import LimitBurst
 from bench.peers import PEERS
+from bench.report_scale import ScaleResults
 
 __all__ = ["NOT_MEASURED", "Results"]
 
@@ -38,9 +40,12 @@ class Results:
     rounds: int = 1
     append: AppendResult | None = None
     embedded: EmbeddedResult | None = None
+    dashboard: DashboardResult | None = None
     #: The cleanup scan on the bench's plane (no watch cache), and on one with it.
     scan: ScanResult | None = None
     scan_cached: ScanResult | None = None
+    #: Many tasks, many states, the service, memory (``bench.report_scale``).
+    scale: ScaleResults = field(default_factory=ScaleResults)
 
     # -- figures ---------------------------------------------------------------
 
@@ -60,6 +65,8 @@ class Results:
                 self._peers_table(),
                 "",
                 self._remstate_table(),
+                "",
+                self._scale_table(),
                 "",
                 self._notes(),
             ]
@@ -147,8 +154,27 @@ class Results:
                 ]
             )
         rows.extend(_scan_rows(self.scan, self.scan_cached))
+        if self.dashboard is not None:
+            d = self.dashboard
+            times = f"median {_ms(median(d.large_times))} vs {_ms(median(d.small_times))}"
+            detail = (
+                f"{times} a page of 50, {len(d.small_times)} alternating requests each; "
+                f"embedded store (seeded in {d.seed_seconds:.0f} s)"
+            )
+            rows.append(
+                [
+                    f"dashboard loops page, {d.large:,} tasks ÷ {d.small}",
+                    _ratio(d.ratio),
+                    "flat (1)",
+                    detail,
+                ]
+            )
         rows.extend([label, "—", goal, why] for label, goal, why in NOT_MEASURED)
         return _table(["figure (remstate alone)", "ratio", "goal", "measured"], rows)
+
+    def _scale_table(self) -> str:
+        rows = self.scale.rows(self.limit, self.scan)
+        return _table(["figure (at scale)", "ratio", "goal", "measured"], rows)
 
     def _notes(self) -> str:
         m = self.machine
@@ -216,8 +242,10 @@ class Results:
                 "peers": peers,
                 "append": self.append.to_dict() if self.append else None,
                 "embedded": self.embedded.to_dict() if self.embedded else None,
+                "dashboard": self.dashboard.to_dict() if self.dashboard else None,
                 "scan": self.scan.to_dict() if self.scan else None,
                 "scan_watch_cache": self.scan_cached.to_dict() if self.scan_cached else None,
+                "scale": self.scale.to_dict(),
                 "not_measured": [{"figure": f, "goal": g, "why": w} for f, g, w in NOT_MEASURED],
                 "markdown": self.markdown(),
             }

@@ -137,7 +137,7 @@ class TestTurns:
         self, store: Store
     ) -> None:
         """With another writer seen since its turn, the holder queues again after FREE_WRITES."""
-        StateManager(store).increment_iteration("t")
+        StateManager(store, max_iterations=1000).increment_iteration("t")
         losing = LosesResponses(
             store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
         )
@@ -163,7 +163,7 @@ class TestTurns:
         self, store: Store
     ) -> None:
         """Nobody else writing since its turn: one request per write, past its free writes."""
-        StateManager(store).increment_iteration("t")
+        StateManager(store, max_iterations=1000).increment_iteration("t")
         losing = LosesResponses(
             store, 2, methods=frozenset({"replace"}), error=Conflict, commit=False
         )
@@ -180,7 +180,7 @@ class TestTurns:
         losing = LosesResponses(store, 0, methods=frozenset({"replace"}), error=Conflict)
         manager = StateManager(losing, max_iterations=1000, cache_size=1)
         for task in ("a", "b"):
-            StateManager(store).increment_iteration(task)
+            StateManager(store, max_iterations=1000).increment_iteration(task)
             losing.losses, losing.commit = 2, False
             manager.increment_iteration(task)  # two lost races, then a turn
         # A lost race on "a" again: a writer that still counted its free writes

@@ -103,6 +103,7 @@ class TestServe:
             served.proc.send_signal(signal.SIGTERM)
             assert served.proc.wait(timeout=30) == 0
         log = served.log.read_text()
+        assert f"dashboard: http://127.0.0.1:{served.port}/;" in log
         assert f"API docs: http://127.0.0.1:{served.port}/docs" in log
         assert "leadership released" in log
 

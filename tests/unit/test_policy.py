@@ -250,7 +250,7 @@ class TestCompatibility:
         older = layout.KNOWN_KEYS - {KEY_POLICY}
         monkeypatch.setattr(decoding, "KNOWN_KEYS", older)
         monkeypatch.setattr(encoding, "KNOWN_KEYS", older)
-        monkeypatch.setattr(decoding, "_read_policy", lambda data, reader: Policy())
+        monkeypatch.setattr(decoding, "read_policy", lambda data, reader: Policy())
         obj = state_object(task(Policy(3, TWO_WEEKS)))
         assert obj.data is not None
 

@@ -83,6 +83,7 @@ from remstate.cli import policy as _policy  # noqa: F401 - registers `remstate p
 from remstate.cli import recovery as _recovery  # noqa: F401 - registers its commands on app
 from remstate.cli import serve as _serve  # noqa: F401 - registers `remstate serve` on app
 from remstate.cli import transfer as _transfer  # noqa: F401 - registers `export`, `import`
+from remstate.cli import watch as _watch  # noqa: F401 - registers `remstate watch`
 from remstate.cli.commands import app
 from remstate.cli.exits import EXIT_CODES, Exit, describe, exit_code, one_line
 from remstate.cli.options import DEFAULT_DB, GlobalOptions

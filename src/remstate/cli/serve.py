@@ -82,7 +82,7 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"remstate serve: {c.store_url} at http://{shown}:{port}/api/v1 "
-            f"(API docs: http://{shown}:{port}/docs; cleanup: "
+            f"(dashboard: http://{shown}:{port}/; API docs: http://{shown}:{port}/docs; cleanup: "
             f"{'off' if no_cleanup else 'every ' + format_duration(interval)})",
             err=True,
         )

@@ -11,20 +11,30 @@ deadline (the server sets it), so no request waits on an outage for ever.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from remstate.manager import StateManager
-from remstate.service import problems
+from remstate.service import dashboard, problems
 from remstate.service.auth import Authorizer
 from remstate.service.deps import API_PREFIX, Services
+from remstate.service.events import EventHub
 from remstate.service.leadership import Leadership
 from remstate.service.limits import BodyLimit
 from remstate.service.requests import RequestMetrics
-from remstate.service.routes import actions, cleanup, history, probes, tasks
+from remstate.service.routes import (
+    actions,
+    cleanup,
+    events,
+    history,
+    permissions,
+    probes,
+    tasks,
+)
 
 __all__ = ["API_PREFIX", "MAX_BODY", "create_app"]
 
@@ -41,6 +51,7 @@ def create_app(
     registry: CollectorRegistry,
     cleanup_defaults: Mapping[str, Any] | None = None,
     title: str = "remstate",
+    hub: EventHub | None = None,
 ) -> FastAPI:
     """The service's application.
 
@@ -53,12 +64,30 @@ def create_app(
             (give the manager's, so its metrics are served too).
         cleanup_defaults: keyword arguments of ``cleanup_old_states`` for a
             manual cleanup that does not give them (``ttl``, ``grace``...).
+        hub: the live changes' hub (``GET /events``); by default one on the
+            manager's store, with its retry policy and iteration default. It
+            starts with the first stream and stops with the app.
     """
+    if hub is None:
+        hub = EventHub(
+            manager.store,
+            retry=manager.retry,
+            default_max_iterations=manager.max_iterations,
+            registry=registry,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        hub.close()
+
     app = FastAPI(
         title=title,
         summary="The state of agent remediation loops, over HTTP",
         version="1",
+        lifespan=lifespan,
     )
+    app.state.events = hub
     app.state.services = Services(
         manager=manager,
         authorizer=authorizer,
@@ -68,12 +97,15 @@ def create_app(
     app.state.registry = registry
     problems.install(app)
     app.add_middleware(BodyLimit, max_body=MAX_BODY)
+    # Before anything reads the request or logs its URL: ?access_token= (events only).
+    app.add_middleware(events.AccessTokenQuery)
     # Added last, so outermost: it counts the refusals of the others too.
     app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(probes.router)
     app.include_router(tasks.listing)
-    for module in (tasks, history, actions, cleanup):
+    for module in (tasks, history, actions, cleanup, events, permissions):
         app.include_router(module.router)
+    dashboard.install(app)
     _document_validation_as_problems(app)
     return app
 

@@ -3,7 +3,8 @@
 Design constraint: a replica that is told to stop (a rolling update, a
 scale-down) loses no request and hands leadership over at once. uvicorn
 handles the signal: it stops accepting connections and lets the requests in
-flight finish (up to ``graceful_timeout`` seconds). Then, in this order, the
+flight finish (up to ``graceful_timeout`` seconds); the event streams, which
+never finish, are ended at once. Then, in this order, the
 periodic cleanup stops (a run under way finishes: its writes are
 compare-and-swaps) and leadership is released, so another replica takes over
 without waiting for a lease to run out. The process then exits 0.
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
 from remstate.errors import InvalidInput
+from remstate.service.events import EventHub
 from remstate.service.leadership import Leadership
 from remstate.service.leading import LeaderOnly
 
@@ -42,9 +45,16 @@ class _Server(uvicorn.Server):
     stops and leadership is released. A graceful stop is our normal exit, 0.
     """
 
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+        # The event streams never finish by themselves: end them now, or the
+        # graceful shutdown would wait its whole timeout for them.
+        self._on_exit()
 
 
 def is_loopback(host: str) -> bool:
@@ -94,7 +104,10 @@ def run(
         # server's header says nothing a client needs.
         server_header=False,
     )
-    server = _Server(config)
+    hub = getattr(app.state, "events", None)
+    server = _Server(
+        config, on_exit=hub.close_threadsafe if isinstance(hub, EventHub) else lambda: None
+    )
     leadership.start()
     if cleanup is not None:
         cleanup.start()
