@@ -53,8 +53,8 @@ class Follower(Always):
 
 
 class Readers:
-    """An authorizer with three tokens: ``reader`` may get and list, ``admin`` anything,
-    ``nobody`` nothing.
+    """An authorizer with four tokens: ``reader`` may get and list, ``editor`` also
+    create and update (not delete), ``admin`` anything, ``nobody`` nothing.
 
     Our own protocol's implementation (as the Kubernetes one will be), so the
     403 path is tested with a real decision, not a mock.
@@ -70,6 +70,11 @@ class Readers:
         if token == "reader":
             caller = Caller("reader")
             if all(v in ("get", "list") for v in verbs):
+                return caller
+            raise refuse(caller, verbs, "agents")
+        if token == "editor":
+            caller = Caller("editor")
+            if all(v != "delete" for v in verbs):
                 return caller
             raise refuse(caller, verbs, "agents")
         if token == "nobody":
@@ -105,7 +110,7 @@ def build(
         # Unpaced: the pacing has tests of its own.
         cleanup_defaults={"requests_per_second": None},
     )
-    return TestClient(app, raise_server_exceptions=False), manager
+    return TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False), manager
 
 
 def problem(response: Any, status: int, slug: str) -> dict[str, Any]:

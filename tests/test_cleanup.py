@@ -743,3 +743,90 @@ class TestKeptSnapshots:
         names = [s.name for s in manager.list_snapshots("old")]
         assert kept.name in names
         assert len(names) == manager.snapshots_kept + 1
+
+
+class TestKeptSnapshotsWithHistory:
+    def test_a_restored_purge_comes_back_whole_and_active(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """The segments a kept snapshot refers to outlive the purge; the restore reads whole."""
+        manager.append_feedback_many("big", [entry(i, description="z" * 400) for i in range(600)])
+        manager.set_status("big", "completed")
+        assert manager.get_state("big").segments
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+        assert clean(manager, keep_snapshot=True).purged == 1
+        [kept] = manager.list_snapshots("big")
+
+        # Long past the grace period, orphan removal leaves the kept snapshot's segments.
+        from remstate.schema import utc_now
+
+        later = Cleaner(store, clock=lambda: utc_now() + 30 * DAY, rate=None).run()
+        assert later.orphans_removed == 0
+
+        manager.restore_snapshot("big", kept.name)
+        assert lifecycle(store, "big") == LIFECYCLE_ACTIVE
+        page = manager.get_feedback_history("big", limit=1000)
+        assert [e.id for e in page.entries] == [entry(i).id for i in range(600)]
+        assert manager.validate_state("big").ok
+        # Active, and its last update is the snapshot's: the next run soft-deletes, never purges.
+        report = clean(manager)
+        assert report.purged == 0
+        assert manager.get_state("big").feedback_total == 600
+
+    def test_a_purge_that_loses_its_race_keeps_no_snapshot(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """Touched between the snapshot and the delete: the task lives, the snapshot goes."""
+        finished(manager, "old")
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+
+        def snapshot_then_touch(head: StoredObject) -> str:
+            name = manager._keep_purged(head)
+            StateManager(store, clock=clock).update_metadata("old", {"touched": True})
+            return name
+
+        report = Cleaner(store, clock=clock, rate=None, snapshot=snapshot_then_touch).run(
+            keep_snapshot=True
+        )
+        assert report.purged == 0
+        assert report.skipped_touched == 1
+        assert manager.get_state("old").metadata["touched"] is True
+        assert manager.list_snapshots("old") == []
+
+    def test_deleting_a_purged_task_deletes_its_kept_snapshot_and_says_so(
+        self, manager: StateManager, store: Store, clock: Clock
+    ) -> None:
+        """No head, a kept snapshot: delete_state removes it and answers True; then False."""
+        finished(manager, "old")
+        clock.advance(8 * DAY)
+        clean(manager)
+        clock.advance(2 * DAY)
+        clean(manager, keep_snapshot=True)
+        assert manager.list_snapshots("old")
+        assert manager.delete_state("old") is True
+        assert manager.list_snapshots("old") == []
+        assert manager.delete_state("old") is False
+
+
+def test_a_run_stops_before_its_next_write_once_told_not_to_go_on(
+    manager: StateManager, store: Store, clock: Clock
+) -> None:
+    """keep_going (a leader's is_leader) is asked before each write: no write after a no."""
+    for task in ("a", "b", "c"):
+        finished(manager, task)
+    clock.advance(8 * DAY)
+    answers = iter([True, False])
+
+    report = clean(manager, keep_going=lambda: next(answers, False))
+
+    assert report.soft_deleted == 1
+    assert report.limited
+    assert sorted(lifecycle(store, t) for t in ("a", "b", "c")) == [
+        LIFECYCLE_ACTIVE,
+        LIFECYCLE_ACTIVE,
+        LIFECYCLE_SOFT_DELETED,
+    ]

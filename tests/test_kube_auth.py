@@ -308,12 +308,30 @@ class TestReadiness:
         ]
         with controlplane.api_client(identities.reader) as api:
             assert can_i(api, wanted[0], identities.namespace)[0]
-            get_check, update_check = permission_checks(api, identities.namespace, wanted)
+            now = [0.0]
+            get_check, update_check = permission_checks(
+                api, identities.namespace, wanted, clock=lambda: now[0]
+            )
             get_check.probe()
             with pytest.raises(
                 Exception, match=f"may not update configmaps in namespace {identities.namespace}"
             ):
                 update_check.probe()
+            # /readyz is open: within the cache's 10 s, no review is sent again.
+            calls: list[object] = []
+            original = api.call_api
+
+            def counted(*args: object, **kwargs: object) -> object:
+                calls.append(args)
+                return original(*args, **kwargs)
+
+            api.call_api = counted
+            now[0] = 9.0
+            get_check.probe()
+            assert calls == []
+            now[0] = 10.5
+            get_check.probe()
+            assert len(calls) == 1
 
     def test_readyz_names_the_failing_permission(
         self, admin: client.ApiClient, controlplane: ControlPlane, identities: Identities

@@ -153,3 +153,57 @@ class TestBinding:
         store = f"sqlite://{tmp_path / 'state.db'}"
         assert main(["serve", "--cleanup-interval", "soon", "--store", store]) == 2
         assert "--cleanup-interval" in capsys.readouterr().err
+
+
+class TestLoopbackOnly:
+    """With no token (loopback), other web pages in the user's browser are kept out."""
+
+    @pytest.fixture
+    def local(self, store: Store) -> TestClient:
+        return build(store)[0]
+
+    def test_a_rebound_host_is_refused_and_loopback_names_are_served(
+        self, local: TestClient
+    ) -> None:
+        """A DNS-rebound name reads nothing; 127.0.0.1, localhost and [::1] are served."""
+        assert local.post("/api/v1/tasks/t1/iterations", json={}).status_code == 200
+        refused = local.get("/api/v1/tasks/t1", headers={"Host": "rebind.example:8080"})
+        problem(refused, 403, "forbidden")
+        for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+            assert local.get("/api/v1/tasks/t1", headers={"Host": host}).status_code == 200
+
+    @pytest.mark.parametrize(
+        "headers",
+        [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
+    )
+    def test_a_write_from_another_site_is_refused_and_writes_nothing(
+        self, local: TestClient, headers: dict[str, str]
+    ) -> None:
+        """A cross-site POST (no preflight: no body) gets 403; the task is unchanged."""
+        assert local.post("/api/v1/tasks/t1/iterations", json={}).status_code == 200
+        version = local.get("/api/v1/tasks/t1").headers["ETag"]
+        problem(local.post("/api/v1/tasks/t1/recover", headers=headers), 403, "forbidden")
+        problem(
+            local.post("/api/v1/tasks/t1/iterations", json={}, headers=headers), 403, "forbidden"
+        )
+        assert local.get("/api/v1/tasks/t1").headers["ETag"] == version
+
+    def test_the_dashboard_s_own_origin_may_write(self, local: TestClient) -> None:
+        """A page served by the service itself (same origin) writes as before."""
+        headers = {"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}
+        assert (
+            local.post("/api/v1/tasks/t1/iterations", json={}, headers=headers).status_code == 200
+        )
+
+
+def test_recover_and_snapshot_restores_need_delete_too(store: Store) -> None:
+    """They create snapshots and prune the oldest: an editor without delete is refused."""
+    client = build(store, authorizer=Readers())[0]
+    editor = {"Authorization": "Bearer editor"}
+    assert client.post("/api/v1/tasks/t1/iterations", json={}, headers=editor).status_code == 200
+    refused = problem(client.post("/api/v1/tasks/t1/recover", headers=editor), 403, "forbidden")
+    assert "delete" in refused["detail"]
+    restore = client.post("/api/v1/tasks/t1/snapshots/task-t1-state-s1/restore", headers=editor)
+    problem(restore, 403, "forbidden")
+    admin = {"Authorization": "Bearer admin"}
+    assert client.post("/api/v1/tasks/t1/recover", headers=admin).status_code == 200

@@ -375,7 +375,8 @@ class StateManager:
         return self._writer.mutate(task_id, apply)[0]
 
     def delete_state(self, task_id: str, *, resource_version: str | None = None) -> bool:
-        """Delete the task's state, its history segments and snapshots. False if there was none.
+        """Delete the task's state, its history segments and snapshots. False if there was none
+        (no state and no snapshot: a task purged with ``keep_snapshot`` still has one).
 
         The head is deleted with preconditions on its uid and resourceVersion,
         so a write that lands meanwhile makes the delete retry on fresh state.
@@ -394,9 +395,10 @@ class StateManager:
         deleted = self._writer.delete(task_id, resource_version=resource_version)
         # Also when the head is gone: a snapshot kept at its purge goes only this way.
         once = RetryPolicy(max_attempts=1, deadline=CLEANUP_DEADLINE, retry_transient=False)
+        removed = 0
         with contextlib.suppress(RemstateError):
-            once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
-        return deleted
+            removed = once.call(lambda: snapshots.delete_snapshots(self.store, task_id))
+        return deleted or removed > 0
 
     def increment_iteration(self, task_id: str, *, note: str = "", op_id: str | None = None) -> int:
         """Add one iteration and return its number, creating the state if needed.
@@ -734,6 +736,7 @@ class StateManager:
         limit: int | None = None,
         keep_snapshot: bool = False,
         orphans: bool = True,
+        keep_going: Callable[[], bool] | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         requests_per_second: float | None = DEFAULT_RATE,
         progress: Progress | None = None,
@@ -750,6 +753,8 @@ class StateManager:
         after each page. Then orphan segments and snapshots older than
         ``grace`` are removed, unless ``orphans=False``: that pass lists every
         segment's and snapshot's metadata, a cost that grows with history.
+        ``keep_going`` (a leader's ``is_leader``) is asked before each write;
+        once it says no, the run stops (``limited``).
 
         Raises:
             InvalidInput: a bad argument; nothing is written.
@@ -766,6 +771,7 @@ class StateManager:
             keep_snapshot=keep_snapshot,
             orphans=orphans,
             progress=progress,
+            keep_going=keep_going,
         )
 
     def restore_state(self, task_id: str) -> bool:

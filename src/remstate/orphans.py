@@ -196,23 +196,43 @@ def is_young(obj: StoredObject, *, now: datetime, grace: timedelta) -> bool:
     return created is None or now - created < grace
 
 
-def judge(obj: StoredObject, kind: str, n: int, head: Head | None) -> str | None:
+def judge(
+    obj: StoredObject,
+    kind: str,
+    n: int,
+    head: Head | None,
+    kept: frozenset[int] | None = frozenset(),
+) -> str | None:
     """The reason ``obj`` (a segment or a snapshot, number ``n``) is an orphan, or ``None``.
 
+    ``kept``: the segment numbers the task's kept snapshots (taken at a purge,
+    see ``snapshots.take_snapshot``) refer to, ``None`` if one does not say:
+    a restore of such a snapshot needs them, so they outlive the head too.
     Age is not judged here (see :func:`is_young`).
     """
-    if kind == KIND_SNAPSHOT and obj.annotations.get(ANNOTATION_SNAPSHOT_KEPT) == "true":
-        return None  # kept on purpose when its head was purged
+    if _kept_on_purpose(obj, kind, n, kept):
+        return None
     if head is None:
         return REASON_HEAD_GONE
+    if kind == KIND_SEGMENT and head.keeps is not None and n in head.keeps:
+        return None  # the head's index names it (a head restored from a kept snapshot)
     owner_uid = _owner_uid(obj)
     if owner_uid and owner_uid != head.uid:
         return REASON_HEAD_REPLACED
-    if kind == KIND_SNAPSHOT or head.keeps is None or n in head.keeps:
-        return None
-    if head.snapshots_keep is None or n in head.snapshots_keep:
-        return None
-    return REASON_UNREFERENCED
+    referenced = (
+        kind == KIND_SNAPSHOT
+        or head.keeps is None
+        or head.snapshots_keep is None
+        or n in head.snapshots_keep
+    )
+    return None if referenced else REASON_UNREFERENCED
+
+
+def _kept_on_purpose(obj: StoredObject, kind: str, n: int, kept: frozenset[int] | None) -> bool:
+    """A snapshot kept at a purge, or a segment such a snapshot refers to."""
+    if kind == KIND_SNAPSHOT:
+        return obj.annotations.get(ANNOTATION_SNAPSHOT_KEPT) == "true"
+    return kept is None or n in kept
 
 
 # --- reading heads -------------------------------------------------------------------------
@@ -272,6 +292,18 @@ class _Heads:
         if len(self._tasks) > _TASKS_REMEMBERED:
             self._tasks.popitem(last=False)
         return items
+
+    def kept(self, task: str) -> frozenset[int] | None:
+        """The segment numbers the task's kept snapshots refer to (``None``: one does not say)."""
+        numbers: set[int] = set()
+        for item in self._task(task):
+            if item.annotations.get(ANNOTATION_SNAPSHOT_KEPT) != "true":
+                continue
+            listed = referred(item.annotations)
+            if listed is None:
+                return None
+            numbers |= listed
+        return frozenset(numbers)
 
     def seen(self, task: str, name: str, *, index: bool) -> Head | None:
         """The head ``name`` of ``task`` as the metadata list shows it (``None``: not there).
@@ -425,7 +457,9 @@ class _Scan:
             return  # not a name, or not labels, remstate gives: not ours to judge
         head_name, n = part
         index = kind == KIND_SEGMENT
-        reason = judge(obj, kind, n, self.heads.seen(task, head_name, index=index))
+        reason = judge(
+            obj, kind, n, self.heads.seen(task, head_name, index=index), self.heads.kept(task)
+        )
         if reason is None:
             return
         if self.dry_run:
@@ -433,7 +467,8 @@ class _Scan:
             self.report.removed.append(orphan)
             _log("would remove", orphan, obj)
             return
-        reason = judge(obj, kind, n, self.heads.fresh(task, head_name, index=index))
+        head = self.heads.fresh(task, head_name, index=index)  # lists the task's snapshots again
+        reason = judge(obj, kind, n, head, self.heads.kept(task))
         if reason is None:
             self.report.skipped.append(Skipped(obj.name, "its head keeps it, read again"))
             return

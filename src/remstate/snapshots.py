@@ -34,11 +34,14 @@ from remstate.objects import StoredObject
 from remstate.schema import (
     ANNOTATION_SEGMENTS,
     ANNOTATION_SNAPSHOT_KEPT,
+    ANNOTATION_SOFT_DELETED_AT,
     ANNOTATION_TASK_ID,
     ANNOTATION_WRITE_ID,
+    LABEL_LIFECYCLE,
     LABEL_MANAGED_BY,
     LABEL_ROLE,
     LABEL_TASK,
+    LIFECYCLE_ACTIVE,
     MANAGED_BY,
     ROLE_SNAPSHOT,
     decode_state,
@@ -280,6 +283,10 @@ def restored_object(
         raise InvalidInput(f"{snapshot.name} was read metadata-only")
     labels = _json_map(snapshot, ANNOTATION_SNAPSHOT_LABELS)
     annotations = _json_map(snapshot, ANNOTATION_SNAPSHOT_ANNOTATIONS)
+    # A restore is a use of the task: it comes back active, whatever its state
+    # when the snapshot was taken (a snapshot kept at a purge was soft-deleted).
+    labels[LABEL_LIFECYCLE] = LIFECYCLE_ACTIVE
+    annotations.pop(ANNOTATION_SOFT_DELETED_AT, None)
     return StoredObject(
         name=object_name(task_id),
         data=dict(snapshot.data),

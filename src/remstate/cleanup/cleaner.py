@@ -135,8 +135,13 @@ class Cleaner:
         keep_snapshot: bool = False,
         orphans: bool = True,
         progress: Progress | None = None,
+        keep_going: Callable[[], bool] | None = None,
     ) -> CleanupReport:
         """Soft-delete expired heads, purge those past their grace period, remove orphans.
+
+        ``keep_going`` is asked before each write (a service passes its
+        leadership's ``is_leader``): once it says no, the run stops there, as at
+        its limit (``limited``), and skips the orphan pass.
 
         ``orphans=False`` skips the orphan pass: it lists the metadata of every
         segment and snapshot (about 1.5 KB each on the wire), so its cost grows
@@ -179,6 +184,10 @@ class Cleaner:
             if decision.action in _WRITES and limit is not None and tally.actions >= limit:
                 tally.limited = True
                 log.info("cleanup: stopped at the limit of %d actions", limit)
+                break
+            if decision.action in _WRITES and keep_going is not None and not keep_going():
+                tally.limited = True
+                log.warning("cleanup: stopped: told not to go on (leadership lost)")
                 break
             self._handle(obj, decision, tally, now=now, grace=grace, keep_snapshot=keep_snapshot)
         if orphans and not tally.limited:
@@ -323,10 +332,10 @@ class Cleaner:
         tally.add("orphans_removed", len(found.removed))
         for orphan in found.removed:
             reason = f"orphan {orphan.kind} ({orphan.reason}, head {orphan.head})"
-            tally.items.append(CleanupItem(orphan.name, "", ACTION_REMOVE_ORPHAN, reason))
+            tally.name(CleanupItem(orphan.name, "", ACTION_REMOVE_ORPHAN, reason))
         for failed in found.errors:
             tally.add("errors")
-            tally.items.append(CleanupItem(failed.name, "", Action.ERROR, failed.reason))
+            tally.name(CleanupItem(failed.name, "", Action.ERROR, failed.reason))
             if self.metrics is not None:
                 self.metrics.cleanup_errors.labels(kind="OrphanRemoval").inc()
         if self.metrics is not None and not tally.dry_run:

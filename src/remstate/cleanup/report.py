@@ -42,6 +42,10 @@ _COUNTED = {
 }
 
 
+#: The most heads one report names (the counts cover every head).
+MAX_ITEMS = 1_000
+
+
 @dataclass(frozen=True, slots=True)
 class CleanupItem:
     """One head cleanup acted on, or would have, or had to leave alone."""
@@ -67,8 +71,11 @@ class CleanupReport:
     """The counts of one run and the heads it named.
 
     In a dry run the counts say what the run would have done; nothing was written.
-    ``limited`` says the run stopped at its ``limit`` of actions, so heads were
-    left for the next run.
+    ``limited`` says the run stopped early (at its ``limit`` of actions, or
+    told not to go on), so heads were left for the next run. ``items`` names
+    at most :data:`MAX_ITEMS` heads, so that a report stays small however many
+    heads a run touches; ``items_left_out`` counts the others (the counts
+    cover them all).
     """
 
     started_at: datetime
@@ -88,6 +95,7 @@ class CleanupReport:
     pages: int = 0
     limited: bool = False
     items: tuple[CleanupItem, ...] = ()
+    items_left_out: int = 0
 
     @property
     def actions(self) -> int:
@@ -115,6 +123,7 @@ class CleanupReport:
             "pages": self.pages,
             "limited": self.limited,
             "items": [item.to_dict() for item in self.items],
+            "items_left_out": self.items_left_out,
         }
 
 
@@ -140,7 +149,14 @@ class Tally:
         if counted is not None:
             self.add(counted)
         if action != Action.WAIT:
-            self.items.append(CleanupItem(obj_name, task_id, action, reason, rv))
+            self.name(CleanupItem(obj_name, task_id, action, reason, rv))
+
+    def name(self, item: CleanupItem) -> None:
+        """Name ``item`` in the report, or count it left out past :data:`MAX_ITEMS`."""
+        if len(self.items) < MAX_ITEMS:
+            self.items.append(item)
+        else:
+            self.add("items_left_out")
 
     @property
     def actions(self) -> int:

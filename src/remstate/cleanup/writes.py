@@ -19,6 +19,7 @@ the run counts, logs and reports it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,10 +28,11 @@ from typing import TypeVar
 
 from remstate.cleanup.decisions import Action
 from remstate.cleanup.report import GONE, SKIPPED_TOUCHED
-from remstate.errors import Conflict, NotFound, RemstateError, StateNotFound
+from remstate.errors import Conflict, InvalidInput, NotFound, RemstateError, StateNotFound
 from remstate.objects import ObjectList, StoredObject
 from remstate.retry import RetryPolicy
 from remstate.schema import (
+    ANNOTATION_SEGMENTS,
     ANNOTATION_SOFT_DELETED_AT,
     LABEL_LIFECYCLE,
     LABEL_MANAGED_BY,
@@ -43,6 +45,7 @@ from remstate.schema import (
     ROLE_SNAPSHOT,
     format_timestamp,
     object_name,
+    parse_ranges,
     validate_task_id,
 )
 from remstate.store import Store
@@ -185,15 +188,35 @@ def purge(
             )
         )
     except Conflict:
+        _drop_kept(requests, kept)
         return Outcome(
             SKIPPED_TOUCHED,
             fresh,
             "written after the purge read it: the delete's precondition failed; it survives",
         )
     except NotFound:
+        _drop_kept(requests, kept)
         return Outcome(GONE, fresh, "deleted by someone else since the purge read it")
     _remove_parts(requests, fresh, keep=kept, page_size=page_size)
     return Outcome(Action.PURGE, fresh, "" if kept is None else f"; snapshot {kept} kept")
+
+
+def _kept_segment(obj: StoredObject, head: StoredObject, kept: frozenset[int] | None) -> bool:
+    """Whether ``obj`` is a segment of ``head`` that a kept snapshot refers to."""
+    if obj.labels.get(LABEL_ROLE) != ROLE_SEGMENT:
+        return False
+    if kept is None:
+        return True
+    suffix = obj.name.removeprefix(head.name + "-h")
+    return suffix.isdigit() and int(suffix) in kept
+
+
+def _drop_kept(requests: Requests, kept: str | None) -> None:
+    """The snapshot taken for a purge that did not happen: the task lives on, so it goes."""
+    if kept is None:
+        return
+    with contextlib.suppress(RemstateError):
+        requests.call(lambda: requests.store.delete(kept))
 
 
 def _remove_parts(
@@ -202,11 +225,21 @@ def _remove_parts(
     """Delete the purged head's segments and snapshots: those it owns (by uid).
 
     A new head of the same task, created since, owns its own objects, which
-    stay. Best effort: what is left is an orphan, which orphan removal takes.
+    stay. With a snapshot kept (``keep``), the segments it refers to stay too:
+    restoring it needs them (they go with the kept snapshot, as orphans, once
+    it is deleted). Best effort: what is left is an orphan, which orphan
+    removal takes.
     """
     task_label = head.labels.get(LABEL_TASK)
     if not task_label:
         return
+    kept_segments: frozenset[int] | None = frozenset()
+    if keep is not None:
+        text = head.annotations.get(ANNOTATION_SEGMENTS)
+        try:
+            kept_segments = None if text is None else parse_ranges(text)
+        except InvalidInput:
+            kept_segments = None  # cannot tell: keep them all
     selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_TASK}={task_label}"
     token: str | None = None
     try:
@@ -217,6 +250,7 @@ def _remove_parts(
                     obj.labels.get(LABEL_ROLE) in (ROLE_SEGMENT, ROLE_SNAPSHOT)
                     and obj.name != keep
                     and any(ref.uid == head.uid for ref in obj.owner_references)
+                    and not _kept_segment(obj, head, kept_segments)
                 ):
                     _delete_part(requests, obj)
             token = page.continue_token

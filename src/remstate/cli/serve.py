@@ -76,7 +76,10 @@ def serve(
         api = create_app(manager, authorizer=authorizer, leadership=leadership, registry=registry)
         following = None
         if not no_cleanup:
-            job = leader_only(leadership, manager.cleanup_old_states)
+            # Asked again before each write: a run stops as soon as leadership is lost.
+            job = leader_only(
+                leadership, lambda: manager.cleanup_old_states(keep_going=leadership.is_leader)
+            )
             loop = CleanupLoop(job, interval=interval, metrics=manager.metrics)
             following = LeaderOnly(loop, leadership)
         shown = f"[{host}]" if ":" in host else host

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -80,11 +81,46 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+#: The names a loopback service answers to: a browser sends one of these as the
+#: Host of a page it loaded from this machine.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_WRITES = frozenset({"create", "update", "patch", "delete"})
+
+
+def _hostname(value: str) -> str:
+    """``127.0.0.1:8080`` -> ``127.0.0.1``; ``[::1]:8080`` -> ``::1``; lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
 class OpenLocal:
-    """Everyone may do everything: for a service bound to loopback, as a local CLI is."""
+    """Everyone on this machine may do everything, as with a local CLI; nobody else.
+
+    Binding to loopback keeps other machines out, but not other web pages in
+    the user's browser: a page from anywhere can send requests to
+    127.0.0.1, and a DNS-rebound name can even read the answers. So a request
+    must name a loopback host (``Host``), and a write must not come from a
+    page of another origin (``Origin``, ``Sec-Fetch-Site``); otherwise 403.
+    Scripts and the CLI send neither header, or loopback ones.
+    """
 
     def authorize(self, request: Request, verbs: Sequence[Verb]) -> Caller:
-        return Caller("local")
+        caller = Caller("local")
+        host = _hostname(request.headers.get("host", "127.0.0.1"))
+        if host not in LOOPBACK_HOSTS:
+            raise NotAuthorized(f"a request for host {host!r}", "reach", "this loopback service")
+        if _WRITES.intersection(verbs):
+            origin = request.headers.get("origin")
+            foreign = (
+                origin is not None and _hostname(urlsplit(origin).netloc) not in LOOPBACK_HOSTS
+            )
+            if foreign or request.headers.get("sec-fetch-site") == "cross-site":
+                raise NotAuthorized(
+                    f"a page from {origin or 'another site'}", describe_verbs(verbs), RESOURCE
+                )
+        return caller
 
     def readiness_checks(self) -> Sequence[ReadinessCheck]:
         return ()

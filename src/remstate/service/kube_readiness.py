@@ -10,7 +10,8 @@ makes the replica unready with the missing permission named
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 from remstate.service.checks import ReadinessCheck
@@ -58,14 +59,38 @@ def can_i(api: ApiClient, permission: Permission, namespace: str) -> tuple[bool,
     return allowed, str(status.get("reason") or "")
 
 
+#: Seconds a permission's answer is reused: ``/readyz`` is open to anyone, and
+#: must not turn each call into a dozen reviews on the API server.
+CACHE_SECONDS: Final = 10.0
+
+
 def permission_checks(
-    api: ApiClient, namespace: str, permissions: Iterable[Permission] = ALL
+    api: ApiClient,
+    namespace: str,
+    permissions: Iterable[Permission] = ALL,
+    *,
+    cache_seconds: float = CACHE_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[ReadinessCheck, ...]:
-    """One readiness check per permission, named ``permission: VERB RESOURCE``."""
+    """One readiness check per permission, named ``permission: VERB RESOURCE``.
+
+    An answer (allowed or not) is reused for ``cache_seconds``; a review that
+    failed is asked again next time.
+    """
+    answers: dict[Permission, tuple[float, bool, str]] = {}
+
+    def ask(permission: Permission) -> tuple[bool, str]:
+        now = clock()
+        cached = answers.get(permission)
+        if cached is not None and now - cached[0] < cache_seconds:
+            return cached[1], cached[2]
+        allowed, reason = can_i(api, permission, namespace)
+        answers[permission] = (now, allowed, reason)
+        return allowed, reason
 
     def check(permission: Permission) -> ReadinessCheck:
         def probe() -> None:
-            allowed, reason = can_i(api, permission, namespace)
+            allowed, reason = ask(permission)
             if not allowed:
                 where = f" in namespace {namespace}" if permission.namespaced else ""
                 because = f" ({reason})" if reason else ""

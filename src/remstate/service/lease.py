@@ -249,6 +249,9 @@ class LeaseElection:
             lease = call(self._api, "GET", f"{self._path}/{self.name}")
         except NotFound:
             return self._create(now)
+        # Timed from when the answer came, as client-go does: a slow GET must not
+        # make a renewal it returns look older than it is (an early takeover).
+        now = self._clock()
         self._observe(lease, now)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""

@@ -18,6 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["RequestMetrics"]
 
 
+#: The methods counted by name; any other is "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
     """Counts each HTTP request and observes its latency, by method, route and status."""
 
@@ -60,6 +64,8 @@ class RequestMetrics:
             self.in_flight.dec()
             route = _template(scope)
             method = str(scope.get("method", ""))
+            if method not in _METHODS:
+                method = "other"  # any token is a method to h11: keep the label set bounded
             self.requests.labels(method, route, str(status[0])).inc()
             self.latency.labels(method, route).observe(time.perf_counter() - started)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from remstate.manager import StateManager
+from remstate.service.auth import Verb
 from remstate.service.deps import API_PREFIX, COMMON, READ, allow, manager_of
 from remstate.service.problems import responses
 
@@ -27,7 +28,14 @@ def validate(task_id: str, m: Manager) -> dict[str, Any]:
     return m.validate_state(task_id).to_dict()
 
 
-@router.post("/recover", dependencies=[allow("update")], responses=responses(400, 404, *COMMON))
+# Recover and restore take a snapshot (create), may prune the oldest (delete),
+# and a restore may create the head again: they need all three verbs.
+SNAPSHOTTING: tuple[Verb, ...] = ("create", "update", "delete")
+
+
+@router.post(
+    "/recover", dependencies=[allow(*SNAPSHOTTING)], responses=responses(400, 404, *COMMON)
+)
 def recover(task_id: str, m: Manager) -> dict[str, Any]:
     """Snapshot, then repair the state; the report (what was kept, what only the snapshot has)."""
     return m.recover_state(task_id).to_dict()
@@ -41,7 +49,7 @@ def snapshots(task_id: str, m: Manager) -> dict[str, Any]:
 
 @router.post(
     "/snapshots/{name}/restore",
-    dependencies=[allow("update")],
+    dependencies=[allow(*SNAPSHOTTING)],
     responses=responses(400, 404, *COMMON),
 )
 def restore_snapshot(task_id: str, name: str, m: Manager) -> dict[str, Any]:

@@ -40,5 +40,7 @@ def cleanup(body: Cleanup, s: Services = Depends(services)) -> dict[str, Any]:  
         options["ttl"] = parse_duration(body.ttl)
     if body.grace is not None:
         options["grace"] = parse_duration(body.grace)
-    report = s.manager.cleanup_old_states(dry_run=body.dry_run, force=body.force, **options)
+    report = s.manager.cleanup_old_states(
+        dry_run=body.dry_run, force=body.force, keep_going=s.leadership.is_leader, **options
+    )
     return report.to_dict()
