@@ -34,6 +34,7 @@ from typing import Any
 from remstate.errors import CorruptState, InvalidInput, NotFound
 from remstate.schema import (
     KIND_FEEDBACK,
+    KIND_ITERATIONS,
     KINDS,
     ErrorRecord,
     FeedbackEntry,
@@ -230,9 +231,11 @@ class HistoryReader:
         if kind == KIND_FEEDBACK:  # the common case, without a call per entry
             found.update((e.id, e) for e in held if isinstance(e, FeedbackEntry) and e.id in wanted)
         else:
+            # record_id of every record without a call each: this runs on every write.
+            field = "op" if kind == KIND_ITERATIONS else "id"
             for record in held:
-                key = record_id(record)
-                if key is not None and key in wanted:
+                key = record.extra.get(field)
+                if isinstance(key, str) and key in wanted:
                     found[key] = record
         missing = wanted.difference(found)
         if kind == KIND_FEEDBACK and missing:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import multiprocessing
+import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -13,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1147,3 +1151,42 @@ class TestConcurrency:
         for thread in threads:
             thread.join()
         assert store.get("counter").data == {"n": "200"}
+
+
+def _write_then_die(path: str, results: Any) -> None:
+    """A child process: one write, report it, and be killed before anything else runs."""
+    store = EmbeddedStore(path)
+    written = store.create(cm("survivor"))
+    results.send(written.resource_version)  # a pipe: sent before this returns
+    # No close, no checkpoint, no exit handlers: as a crash leaves it.
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class TestDurability:
+    """What a write that returned survives: the promise the README states."""
+
+    def test_commits_go_to_a_write_ahead_log_synced_at_checkpoints(
+        self, store: EmbeddedStore, path: str
+    ) -> None:
+        """WAL journal, synchronous=NORMAL: each commit is in the log; fsync at checkpoints."""
+        store.create(cm("a"))
+        with raw(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # synchronous is per connection: the store's own (NORMAL is 1).
+        assert store._connection.get().execute("PRAGMA synchronous").fetchone() == (1,)
+
+    def test_a_returned_write_survives_the_process_being_killed(self, path: str) -> None:
+        """A write that returned is there after its process is killed (SIGKILL) right after."""
+        EmbeddedStore(path).close()
+        ctx = multiprocessing.get_context("spawn")
+        received, results = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_write_then_die, args=(path, results))
+        child.start()
+        assert received.poll(60)
+        version = received.recv()
+        child.join(timeout=60)
+        assert child.exitcode == -signal.SIGKILL
+        with EmbeddedStore(path, mode="rw") as store:
+            survivor = store.get("survivor")
+        assert survivor.resource_version == version
+        assert survivor.data == {"k": "v"}

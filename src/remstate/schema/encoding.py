@@ -88,12 +88,12 @@ def _utf8(value: str, what: str) -> str:
 
 def _records_json(records: Iterable[IterationRecord | ErrorRecord]) -> str:
     """A JSON array of records, from each record's cached JSON."""
-    return "[" + ",".join(r.to_json() for r in records) + "]"
+    return "[" + ",".join([r.to_json() for r in records]) + "]"
 
 
 def _feedback_json(entries: Iterable[FeedbackEntry]) -> str:
     # Entries cache their own JSON: an append serialises only the new entry.
-    return "[" + ",".join(e.to_json() for e in entries) + "]"
+    return "[" + ",".join([e.to_json() for e in entries]) + "]"
 
 
 def encode_state(

@@ -10,6 +10,7 @@ Pure code, no I/O.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -144,6 +145,9 @@ def _tuple_of(value: Iterable[Any], kind: type, what: str) -> tuple[Any, ...]:
     if isinstance(value, str | bytes | Mapping):
         raise InvalidInput(f"{what} must be a sequence of {kind.__name__}")
     items = tuple(value)
+    # Checked in C first: every state change re-checks every record it carries.
+    if all(map(isinstance, items, itertools.repeat(kind))):
+        return items
     for item in items:
         if not isinstance(item, kind):
             raise InvalidInput(f"{what} must hold {kind.__name__}, not {type(item).__name__}")

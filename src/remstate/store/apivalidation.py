@@ -23,9 +23,10 @@ every pattern here is used with ``fullmatch``.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
 
 from remstate.objects import OwnerReference
 
@@ -223,6 +224,37 @@ def is_label_value(value: str) -> list[str]:
     return errs
 
 
+# --- the same checks, remembered ---------------------------------------------------------------
+
+#: Strings longer than this are checked afresh each time: the longest valid label
+#: key is a 253-byte prefix, "/" and a 63-byte name; anything longer is refused.
+_REMEMBERED_LENGTH: Final = DNS1123_SUBDOMAIN_MAX_LENGTH + 1 + _LABEL_KEY_NAME_MAX_LENGTH
+#: Distinct strings remembered per check: far more than the keys an object has.
+_REMEMBERED: Final = 1024
+
+
+def _remembered(check: Callable[[str], list[str]]) -> Callable[[str], tuple[str, ...]]:
+    """``check`` with its answers for short strings kept (least recently used go first).
+
+    Every write validates the same few label and annotation keys and data
+    keys again (as the server does); the checks are pure functions of the
+    string, so an answer can be reused. A tuple, so that no caller changes it.
+    """
+    cached = functools.lru_cache(maxsize=_REMEMBERED)(lambda value: tuple(check(value)))
+
+    def remembered(value: str) -> tuple[str, ...]:
+        if len(value) > _REMEMBERED_LENGTH:
+            return tuple(check(value))
+        return cached(value)
+
+    return remembered
+
+
+_qualified_name_messages = _remembered(is_qualified_name)
+_label_value_messages = _remembered(is_label_value)
+_configmap_key_messages = _remembered(is_configmap_key)
+
+
 def _invalid(field: str, value: Any, detail: str) -> FieldError:
     return FieldError(ErrorType.INVALID, field, value, detail)
 
@@ -245,8 +277,9 @@ def validate_labels(labels: Mapping[str, str], path: str = "metadata.labels") ->
     """``ValidateLabels``: each key a qualified name, each value a label value."""
     errs: list[FieldError] = []
     for key, value in labels.items():
-        errs.extend(_invalid(path, key, msg) for msg in is_qualified_name(key))
-        errs.extend(_invalid(path, value, msg) for msg in is_label_value(value))
+        if _qualified_name_messages(key) or _label_value_messages(value):
+            errs.extend(_invalid(path, key, msg) for msg in _qualified_name_messages(key))
+            errs.extend(_invalid(path, value, msg) for msg in _label_value_messages(value))
     return errs
 
 
@@ -255,13 +288,22 @@ def validate_annotations(
 ) -> list[FieldError]:
     """``ValidateAnnotations``: keys are qualified names (checked lower-cased); 256 KiB in all."""
     errs: list[FieldError] = []
-    total = 0
-    for key, value in annotations.items():
-        errs.extend(_invalid(path, key, msg) for msg in is_qualified_name(key.lower()))
-        total += _byte_len(key) + _byte_len(value)
-    if total > TOTAL_ANNOTATION_SIZE_LIMIT:
+    for key in annotations:
+        messages = _qualified_name_messages(key.lower())
+        if messages:
+            errs.extend(_invalid(path, key, msg) for msg in messages)
+    if _annotations_size(annotations) > TOTAL_ANNOTATION_SIZE_LIMIT:
         errs.append(_too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT))
     return errs
+
+
+def _annotations_size(annotations: Mapping[str, str]) -> int:
+    """Go's ``len`` of every key and value, summed: UTF-8 bytes."""
+    strings = [*annotations, *annotations.values()]
+    # All ASCII (the usual case): a character is a byte, and no string is encoded.
+    if "".join(strings).isascii():
+        return sum(map(len, strings))
+    return sum(map(_byte_len, strings))
 
 
 # Grade C on purpose: ValidateOwnerReferences, rule by rule, in the server's order.
@@ -330,14 +372,16 @@ def validate_object_meta(
     owner_references: Sequence[OwnerReference] = (),
 ) -> list[FieldError]:
     """``ValidateObjectMeta`` for a namespaced object whose name is a DNS-1123 subdomain."""
-    errs = []
-    if not name:
-        errs.append(_required("metadata.name", "name or generateName is required"))
-    else:
-        errs.extend(_invalid("metadata.name", name, msg) for msg in is_dns1123_subdomain(name))
+    errs = _name_errors(name)
     errs.extend(_namespace_errors(namespace))
     errs.extend(_common_meta_errors(labels, annotations, owner_references))
     return errs
+
+
+def _name_errors(name: str) -> list[FieldError]:
+    if not name:
+        return [_required("metadata.name", "name or generateName is required")]
+    return [_invalid("metadata.name", name, msg) for msg in is_dns1123_subdomain(name)]
 
 
 def _namespace_errors(namespace: str) -> list[FieldError]:
@@ -385,20 +429,31 @@ def validate_configmap(
         The field errors, in the server's order (data keys in the mapping's order,
         where the server's Go maps give a random one). Empty when the object is valid.
     """
-    binary_data = binary_data or {}
-    errs = validate_object_meta(
-        name,
-        namespace=namespace,
-        labels=labels or {},
-        annotations=annotations or {},
-        owner_references=owner_references,
-    )
+    labels = labels or {}
+    annotations = annotations or {}
+    common = _common_meta_errors(labels, annotations, owner_references)
+    return _configmap_errors(name, namespace, data, binary_data or {}, common)
+
+
+def _configmap_errors(
+    name: str,
+    namespace: str,
+    data: Mapping[str, str],
+    binary_data: Mapping[str, bytes],
+    common: list[FieldError],
+) -> list[FieldError]:
+    """``ValidateConfigMap``'s errors, given the common metadata's (``_common_meta_errors``)."""
+    errs = _name_errors(name)
+    errs.extend(_namespace_errors(namespace))
+    errs.extend(common)
     for key in data:
-        errs.extend(_invalid(f"data[{key}]", key, msg) for msg in is_configmap_key(key))
+        errs.extend(_invalid(f"data[{key}]", key, msg) for msg in _configmap_key_messages(key))
         if key in binary_data:
             errs.append(_invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
     for key in binary_data:
-        errs.extend(_invalid(f"binaryData[{key}]", key, msg) for msg in is_configmap_key(key))
+        errs.extend(
+            _invalid(f"binaryData[{key}]", key, msg) for msg in _configmap_key_messages(key)
+        )
     if data_size(data, binary_data) > MAX_CONFIGMAP_SIZE:
         # The server passes an empty path for "the whole object"; it prints as "[]".
         errs.append(_too_long("[]", MAX_CONFIGMAP_SIZE))
@@ -426,14 +481,7 @@ def validate_configmap_update(
     """
     labels = labels or {}
     annotations = annotations or {}
+    # Computed once: the checks are pure, and every write runs them.
     repeated = _common_meta_errors(labels, annotations, owner_references)
-    full = validate_configmap(
-        name,
-        namespace=namespace,
-        data=data,
-        binary_data=binary_data,
-        labels=labels,
-        annotations=annotations,
-        owner_references=owner_references,
-    )
+    full = _configmap_errors(name, namespace, data, binary_data or {}, repeated)
     return [*_namespace_errors(namespace), *repeated, *repeated, *repeated, *full]

@@ -74,8 +74,9 @@ def check_request_size(obj: StoredObject, namespace: str, *, replace: bool) -> N
     """
     if obj.data is None:
         return  # refused before anything is sent (``Write.of``), as by our Kubernetes backend
-    strings = [*obj.data.items(), *obj.labels.items(), *obj.annotations.items()]
-    chars = sum(len(str(k)) + len(str(v)) for k, v in strings)
+    maps = (obj.data, obj.labels, obj.annotations)
+    # str() of a str is itself: a cheap count in C of what is usually all strings.
+    chars = sum(sum(map(len, map(str, m))) + sum(map(len, map(str, m.values()))) for m in maps)
     chars += sum(len(str(ref.to_manifest())) for ref in obj.owner_references)
     if chars * _MAX_ESCAPED_CHAR + _BODY_OVERHEAD <= MAX_REQUEST_BODY_BYTES:
         return
@@ -121,6 +122,14 @@ def go_mapping(values: Mapping[str, str], field: str) -> dict[str, str]:
     JSON turns number, boolean and null keys into text; Go reads a null value as
     ""; any other value that is not a string is refused as a bad request.
     """
+    try:
+        # Every key and value a string (join refuses anything else), all ASCII:
+        # Go reads them as they are. The usual case, checked in C.
+        plain = "".join(values).isascii() and "".join(values.values()).isascii()
+    except TypeError:
+        plain = False
+    if plain:
+        return dict(values)
     cleaned = {}
     for key, value in values.items():
         text_key: Any = key
