@@ -89,7 +89,7 @@ def _client(store: EmbeddedStore) -> TestClient:
         leadership=Always("bench"),
         registry=CollectorRegistry(),
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")  # a loopback Host, as a browser here sends
 
 
 def _time(client: TestClient) -> float:
